@@ -1,0 +1,371 @@
+//! Command line (clap). Exit codes: 0 success, 1 runtime failure (including
+//! `sync --once` that did not converge), 2 configuration or usage error.
+
+use crate::config::{Config, ConfigError};
+use crate::domain::{ms_to_utc, now_ms};
+use crate::engine::{Engine, status};
+use crate::ledger::{Ledger, StockChange};
+use crate::{csvin, providers};
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "stoksync", version, about = "One stock ledger for every place you sell.")]
+pub struct Cli {
+    /// The TOML configuration file.
+    #[arg(long, short, env = "STOKSYNC_CONFIG", global = true, default_value = "stoksync.toml")]
+    pub config: PathBuf,
+    /// Log line format (logs go to stderr; filter with RUST_LOG).
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    Run,
+    /// One full cycle: poll everything, apply, push everything pending.
+    Sync {
+        /// Required: run one cycle and exit (0 converged, 1 something pending).
+        #[arg(long, required = true)]
+        once: bool,
+    },
+    /// Check the config, the database and its migrations.
+    Check {
+        /// Also prove each provider's credentials with one cheap call.
+        #[arg(long)]
+        online: bool,
+    },
+    /// The stock ledger.
+    #[command(subcommand)]
+    Stock(StockCommand),
+    /// Links between listings and SKUs.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
+    /// Per provider: last poll, pending pushes, requests used, last error;
+    /// unlinked order items; oversold SKUs.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StockCommand {
+    /// Set SKUs to ERP counts from a CSV file with header `sku,quantity`.
+    Import { file: PathBuf },
+    /// Set one SKU to a counted quantity.
+    Set {
+        sku: String,
+        quantity: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Move one SKU by DELTA units (negative to take away).
+    Adjust {
+        sku: String,
+        #[arg(allow_negative_numbers = true)]
+        delta: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every SKU and its quantity.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The journal of one SKU.
+    History {
+        sku: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MappingCommand {
+    /// Link listings from a CSV file with header `sku,provider,listing_id,variant_id`.
+    Import { file: PathBuf },
+    /// Every link, with what the provider last confirmed.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure, with the exit code it maps to.
+pub enum Failure {
+    Config(ConfigError),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+impl Failure {
+    pub fn exit(self) -> ExitCode {
+        match self {
+            Failure::Config(e) => {
+                eprintln!("stoksync: configuration error: {e}");
+                ExitCode::from(2)
+            }
+            Failure::Runtime(e) => {
+                eprintln!("stoksync: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let config = Config::load(&cli.config).map_err(Failure::Config)?;
+    let ledger = Ledger::open(&config.database).await.context("opening the ledger")?;
+    let code = dispatch(cli.command, &config, &ledger).await;
+    ledger.close().await;
+    code
+}
+
+async fn dispatch(command: Command, config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Run => daemon(config, ledger).await,
+        Command::Sync { .. } => sync_once(config, ledger).await,
+        Command::Check { online } => check(config, ledger, online).await,
+        Command::Stock(cmd) => stock(cmd, ledger).await,
+        Command::Mapping(cmd) => mapping(cmd, ledger).await,
+        Command::Status { json } => {
+            let s = status::collect(config, ledger).await.context("reading status")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s).context("encoding status")?);
+            } else {
+                print!("{}", status::render(&s));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn engine(config: &Config, ledger: &Ledger, cancel: &CancellationToken) -> anyhow::Result<Engine> {
+    let providers = providers::build_all(config, ledger, cancel)?;
+    Ok(Engine::new(ledger.clone(), providers, config.sync.clone()))
+}
+
+/// Cancels `cancel` on SIGTERM or SIGINT.
+fn cancel_on_signal(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: finishing the work in flight"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing the work in flight"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        cancel.cancel();
+    });
+}
+
+/// After a stop signal, how long the work in flight may take before the
+/// process exits anyway (below systemd's default 90 s stop timeout).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(45);
+
+async fn daemon(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    let cancel = CancellationToken::new();
+    let engine = Arc::new(engine(config, ledger, &cancel)?);
+    if engine.providers().is_empty() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "no provider to sync: add a [providers.<name>] table to {}",
+            config.file.display()
+        )));
+    }
+    cancel_on_signal(cancel.clone());
+    tracing::info!(providers = engine.providers().len(), database = %config.database.display(), "stoksync running");
+    let run = tokio::spawn(engine.run(cancel.clone()));
+    cancel.cancelled().await;
+    match tokio::time::timeout(SHUTDOWN_GRACE, run).await {
+        Ok(_) => tracing::info!("stopped cleanly"),
+        Err(_) => tracing::warn!("work in flight did not finish in time; exiting (the next start resumes from the database)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    let cancel = CancellationToken::new();
+    cancel_on_signal(cancel.clone());
+    let engine = engine(config, ledger, &cancel)?;
+    let summary = engine.sync_once(&cancel).await.context("sync")?;
+    for p in &summary.providers {
+        println!(
+            "{}: {} order lines seen, {} movements, {} pushed ({} confirmed, {} refused, {} failed), {} pending{}",
+            p.provider,
+            p.items_seen,
+            p.movements,
+            p.push.planned,
+            p.push.confirmed,
+            p.push.rejected,
+            p.push.failed,
+            p.pending,
+            p.poll_error
+                .as_ref()
+                .or(p.push.stopped.as_ref())
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default()
+        );
+    }
+    let unlinked = ledger.unlinked_items().await.context("reading unlinked items")?;
+    if !unlinked.is_empty() {
+        println!("{} order line(s) not linked to a SKU (see `status`)", unlinked.len());
+    }
+    if summary.converged() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("stoksync: not converged: some listings still differ or a provider failed (see above and `status`)");
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCode, Failure> {
+    println!("config: {} ok", config.file.display());
+    println!("database: {} ok, migrations applied", config.database.display());
+    let enabled: Vec<String> = config.enabled_providers().iter().map(|p| p.to_string()).collect();
+    println!("providers: {}", if enabled.is_empty() { "none".to_string() } else { enabled.join(", ") });
+    if !online {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cancel = CancellationToken::new();
+    let engine = engine(config, ledger, &cancel)?;
+    let mut ok = true;
+    for p in engine.providers() {
+        match p.check_credentials().await {
+            Ok(()) => println!("{}: credentials ok", p.name()),
+            Err(e) => {
+                ok = false;
+                println!("{}: FAILED: {e}", p.name());
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cli_key(what: &str) -> String {
+    format!("erp/cli/{what}/{}-{:08x}", now_ms(), fastrand::u32(..))
+}
+
+async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    match cmd {
+        StockCommand::Import { file } => {
+            let rows = csvin::read_stock(&file).map_err(anyhow::Error::from)?;
+            let batch = format!("{}-{:08x}", now_ms(), fastrand::u32(..));
+            ledger
+                .import_stock(&rows, &batch, &format!("import {}", file.display()))
+                .await
+                .context("importing stock")?;
+            println!("imported {} SKU count(s) from {}", rows.len(), file.display());
+        }
+        StockCommand::Set { sku, quantity, reason } => {
+            let out = ledger
+                .erp_movement(&sku, StockChange::To(quantity), &reason, &cli_key("set"))
+                .await
+                .context("setting stock")?;
+            println!("{sku}: {}", out.quantity);
+        }
+        StockCommand::Adjust { sku, delta, reason } => {
+            let out = ledger
+                .erp_movement(&sku, StockChange::By(delta), &reason, &cli_key("adjust"))
+                .await
+                .context("adjusting stock")?;
+            println!("{sku}: {}", out.quantity);
+        }
+        StockCommand::List { json } => {
+            let rows = ledger.list_stock().await.context("reading stock")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).context("encoding")?);
+            } else {
+                for r in rows {
+                    println!("{}\t{}", r.sku, r.quantity);
+                }
+            }
+        }
+        StockCommand::History { sku, json } => {
+            let rows = ledger.history(&sku).await.context("reading history")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).context("encoding")?);
+            } else {
+                for m in rows {
+                    println!(
+                        "{}\t{:+}\t{} -> {}\t{}\t{}\t{}\t{}",
+                        ms_to_utc(m.created_at_ms).to_rfc3339(),
+                        m.delta,
+                        m.quantity_before,
+                        m.quantity_after,
+                        m.kind,
+                        m.source,
+                        m.reason,
+                        m.idempotency_key
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn mapping(cmd: MappingCommand, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    match cmd {
+        MappingCommand::Import { file } => {
+            let rows = csvin::read_mappings(&file).map_err(anyhow::Error::from)?;
+            ledger.import_mappings(&rows).await.context("importing mappings")?;
+            let linked = ledger.relink_pending().await.context("linking waiting order lines")?;
+            println!("imported {} link(s) from {}", rows.len(), file.display());
+            if linked > 0 {
+                println!("{linked} waiting order line(s) linked and applied");
+            }
+        }
+        MappingCommand::List { json } => {
+            let rows = ledger.list_mappings().await.context("reading mappings")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).context("encoding")?);
+            } else {
+                for m in rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\tconfirmed {}{}",
+                        m.sku,
+                        m.provider,
+                        m.listing_id,
+                        if m.variant_id.is_empty() { "-" } else { &m.variant_id },
+                        m.origin,
+                        m.confirmed_qty.map_or("-".to_string(), |q| q.to_string()),
+                        m.last_error.map(|e| format!("\tlast error: {e}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,687 @@
+//! Configuration: one TOML file, parsed once into typed, validated settings.
+//!
+//! Two stages. `Raw*` structs mirror the file exactly (`deny_unknown_fields`,
+//! string values kept with their byte span so errors can name a line).
+//! [`Config::load`] then substitutes `${VAR}` from the environment (after
+//! parsing, so a secret containing quotes cannot break the TOML), parses
+//! durations and URLs, applies defaults, and returns [`Config`].
+
+use crate::domain::ProviderName;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A configuration error, naming the file, the key and (when known) the line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut out = self.file.display().to_string();
+        if let Some(line) = self.line {
+            out.push_str(&format!(":{line}"));
+        }
+        out.push_str(": ");
+        if let Some(key) = &self.key {
+            out.push_str(&format!("`{key}`: "));
+        }
+        out.push_str(&self.message);
+        out
+    }
+}
+
+/// A credential. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+type Str = Spanned<String>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    ledger: RawLedger,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    providers: RawProviders,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    database: Str,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    poll_interval: Option<Str>,
+    safety_stock: Option<Spanned<i64>>,
+    restock_returns: Option<bool>,
+    order_lookback: Option<Str>,
+    request_timeout: Option<Str>,
+    max_attempts: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProviders {
+    bazaardan: Option<RawBazaardan>,
+    stokdurumu: Option<RawStokdurumu>,
+    eticaret: Option<RawEticaret>,
+    pazarsync: Option<RawPazarsync>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBazaardan {
+    base_url: Str,
+    client_id: Str,
+    client_secret: Str,
+    requests_per_minute: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStokdurumu {
+    base_url: Str,
+    api_key: Str,
+    requests_per_day: Option<Spanned<RawDaily>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEticaret {
+    base_url: Str,
+    api_key: Str,
+    api_secret: Str,
+    requests_per_minute: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPazarsync {
+    base_url: Str,
+    client_id: Str,
+    client_secret: Str,
+    requests_per_minute: Option<Spanned<u32>>,
+    requests_per_day: Option<Spanned<RawDaily>>,
+}
+
+/// A daily quota: a number, or the word `"unlimited"` (Enterprise plans).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDaily {
+    Count(u32),
+    Word(String),
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub database: PathBuf,
+    pub sync: SyncSettings,
+    pub http_listen: Option<String>,
+    pub bazaardan: Option<BazaardanConfig>,
+    pub stokdurumu: Option<StokdurumuConfig>,
+    pub eticaret: Option<EticaretConfig>,
+    pub pazarsync: Option<PazarsyncConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub poll_interval: Duration,
+    pub safety_stock: i64,
+    pub restock_returns: bool,
+    pub order_lookback: Duration,
+    pub request_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            safety_stock: 0,
+            restock_returns: false,
+            order_lookback: DEFAULT_ORDER_LOOKBACK,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// 30 s: often enough that a sale shows everywhere within a minute, rare
+/// enough to leave most of a 60/min budget for pushes.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// 5 min of overlap when polling: covers provider clocks that stamp a change
+/// a little late and offset pagination that shifts while we page.
+pub const DEFAULT_ORDER_LOOKBACK: Duration = Duration::from_secs(300);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// PROTOCOL.md: BaZaaRDan publishes no limit; 60/min is the agreed default.
+pub const BAZAARDAN_DEFAULT_RPM: u32 = 60;
+/// The v2 limit is 25 per 60 s for the whole site, shared with other tools
+/// (seed §3); the default leaves 3 for them.
+pub const ETICARET_SITE_LIMIT: u32 = 25;
+pub const ETICARET_DEFAULT_RPM: u32 = 22;
+/// stokdurumu Free plan: 500 requests a day (seed, plan table).
+pub const STOKDURUMU_DEFAULT_PER_DAY: u32 = 500;
+/// PazarSync Temel plan: 60/min, 10 000/day (seed, Hız Sınırlaması).
+pub const PAZARSYNC_DEFAULT_RPM: u32 = 60;
+pub const PAZARSYNC_DEFAULT_PER_DAY: u32 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct BazaardanConfig {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub requests_per_minute: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct StokdurumuConfig {
+    pub base_url: String,
+    pub api_key: Secret,
+    /// `None` is unlimited.
+    pub requests_per_day: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EticaretConfig {
+    pub base_url: String,
+    pub api_key: Secret,
+    pub api_secret: Secret,
+    pub requests_per_minute: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PazarsyncConfig {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub requests_per_minute: u32,
+    /// `None` is unlimited.
+    pub requests_per_day: Option<u32>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Config::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses `text` (read from `file`); `env` looks up `${VAR}` values.
+    pub fn parse(
+        text: &str,
+        file: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key: None,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let cx = Cx { text, file, env };
+        let base_dir = file.parent().unwrap_or(Path::new("."));
+
+        let database = PathBuf::from(cx.string(&raw.ledger.database, "ledger.database")?);
+        let database = if database.is_relative() {
+            base_dir.join(database)
+        } else {
+            database
+        };
+
+        let s = &raw.sync;
+        let mut sync = SyncSettings::default();
+        if let Some(v) = &s.poll_interval {
+            sync.poll_interval = cx.duration(v, "sync.poll_interval")?;
+        }
+        if let Some(v) = &s.order_lookback {
+            sync.order_lookback = cx.duration(v, "sync.order_lookback")?;
+        }
+        if let Some(v) = &s.request_timeout {
+            sync.request_timeout = cx.duration(v, "sync.request_timeout")?;
+        }
+        if let Some(v) = &s.safety_stock {
+            if *v.get_ref() < 0 {
+                return Err(cx.err(v.span(), "sync.safety_stock", "must be 0 or more"));
+            }
+            sync.safety_stock = *v.get_ref();
+        }
+        if let Some(v) = &s.max_attempts {
+            if *v.get_ref() == 0 {
+                return Err(cx.err(v.span(), "sync.max_attempts", "must be at least 1"));
+            }
+            sync.max_attempts = *v.get_ref();
+        }
+        sync.restock_returns = s.restock_returns.unwrap_or(false);
+
+        let http_listen = match &raw.http.listen {
+            Some(v) => Some(cx.string(v, "http.listen")?),
+            None => None,
+        };
+
+        let p = &raw.providers;
+        let bazaardan = match &p.bazaardan {
+            None => None,
+            Some(b) => Some(BazaardanConfig {
+                base_url: cx.url(&b.base_url, "providers.bazaardan.base_url")?,
+                client_id: cx.string(&b.client_id, "providers.bazaardan.client_id")?,
+                client_secret: Secret(
+                    cx.string(&b.client_secret, "providers.bazaardan.client_secret")?,
+                ),
+                requests_per_minute: cx.rate(
+                    &b.requests_per_minute,
+                    "providers.bazaardan.requests_per_minute",
+                    BAZAARDAN_DEFAULT_RPM,
+                    None,
+                )?,
+            }),
+        };
+        let stokdurumu = match &p.stokdurumu {
+            None => None,
+            Some(s) => Some(StokdurumuConfig {
+                base_url: cx.url(&s.base_url, "providers.stokdurumu.base_url")?,
+                api_key: Secret(cx.string(&s.api_key, "providers.stokdurumu.api_key")?),
+                requests_per_day: cx.daily(
+                    &s.requests_per_day,
+                    "providers.stokdurumu.requests_per_day",
+                    STOKDURUMU_DEFAULT_PER_DAY,
+                )?,
+            }),
+        };
+        let eticaret = match &p.eticaret {
+            None => None,
+            Some(e) => Some(EticaretConfig {
+                base_url: cx.url(&e.base_url, "providers.eticaret.base_url")?,
+                api_key: Secret(cx.string(&e.api_key, "providers.eticaret.api_key")?),
+                api_secret: Secret(cx.string(&e.api_secret, "providers.eticaret.api_secret")?),
+                requests_per_minute: cx.rate(
+                    &e.requests_per_minute,
+                    "providers.eticaret.requests_per_minute",
+                    ETICARET_DEFAULT_RPM,
+                    Some(ETICARET_SITE_LIMIT),
+                )?,
+            }),
+        };
+        let pazarsync = match &p.pazarsync {
+            None => None,
+            Some(z) => Some(PazarsyncConfig {
+                base_url: cx.url(&z.base_url, "providers.pazarsync.base_url")?,
+                client_id: cx.string(&z.client_id, "providers.pazarsync.client_id")?,
+                client_secret: Secret(
+                    cx.string(&z.client_secret, "providers.pazarsync.client_secret")?,
+                ),
+                requests_per_minute: cx.rate(
+                    &z.requests_per_minute,
+                    "providers.pazarsync.requests_per_minute",
+                    PAZARSYNC_DEFAULT_RPM,
+                    None,
+                )?,
+                requests_per_day: cx.daily(
+                    &z.requests_per_day,
+                    "providers.pazarsync.requests_per_day",
+                    PAZARSYNC_DEFAULT_PER_DAY,
+                )?,
+            }),
+        };
+
+        Ok(Config {
+            file: file.to_path_buf(),
+            database,
+            sync,
+            http_listen,
+            bazaardan,
+            stokdurumu,
+            eticaret,
+            pazarsync,
+        })
+    }
+
+    /// The providers that have a table in the file, in a fixed order.
+    pub fn enabled_providers(&self) -> Vec<ProviderName> {
+        let mut out = Vec::new();
+        if self.bazaardan.is_some() {
+            out.push(ProviderName::Bazaardan);
+        }
+        if self.stokdurumu.is_some() {
+            out.push(ProviderName::Stokdurumu);
+        }
+        if self.eticaret.is_some() {
+            out.push(ProviderName::Eticaret);
+        }
+        if self.pazarsync.is_some() {
+            out.push(ProviderName::Pazarsync);
+        }
+        out
+    }
+}
+
+struct Cx<'a> {
+    text: &'a str,
+    file: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Cx<'_> {
+    fn err(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: Some(line_of(self.text, span.start)),
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// The string with `${VAR}` substituted.
+    fn string(&self, v: &Str, key: &str) -> Result<String, ConfigError> {
+        substitute(v.get_ref(), self.env).map_err(|m| self.err(v.span(), key, m))
+    }
+
+    fn duration(&self, v: &Str, key: &str) -> Result<Duration, ConfigError> {
+        let s = self.string(v, key)?;
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
+            self.err(
+                v.span(),
+                key,
+                format!("`{s}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\""),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.err(v.span(), key, "must be longer than zero"));
+        }
+        Ok(d)
+    }
+
+    fn url(&self, v: &Str, key: &str) -> Result<String, ConfigError> {
+        let s = self.string(v, key)?;
+        let s = s.trim().trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&s)
+            .map_err(|e| self.err(v.span(), key, format!("`{s}` is not a URL ({e})")))?;
+        if parsed.scheme() != "http" && parsed.scheme() != "https" {
+            return Err(self.err(
+                v.span(),
+                key,
+                format!("`{s}` must start with http:// or https://"),
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(self.err(v.span(), key, "must not carry a query or fragment"));
+        }
+        Ok(s)
+    }
+
+    fn rate(
+        &self,
+        v: &Option<Spanned<u32>>,
+        key: &str,
+        default: u32,
+        max: Option<u32>,
+    ) -> Result<u32, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        let n = *v.get_ref();
+        if n == 0 {
+            return Err(self.err(v.span(), key, "must be at least 1"));
+        }
+        if let Some(max) = max
+            && n > max
+        {
+            return Err(self.err(
+                v.span(),
+                key,
+                format!("{n} is above the provider's limit of {max} per minute"),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn daily(
+        &self,
+        v: &Option<Spanned<RawDaily>>,
+        key: &str,
+        default: u32,
+    ) -> Result<Option<u32>, ConfigError> {
+        match v.as_ref().map(|s| (s.span(), s.get_ref())) {
+            None => Ok(Some(default)),
+            Some((span, RawDaily::Count(0))) => Err(self.err(
+                span,
+                key,
+                "must be at least 1 (write \"unlimited\" for plans without a daily quota)",
+            )),
+            Some((_, RawDaily::Count(n))) => Ok(Some(*n)),
+            Some((_, RawDaily::Word(w))) if w == "unlimited" => Ok(None),
+            Some((span, RawDaily::Word(w))) => Err(self.err(
+                span,
+                key,
+                format!("`{w}` is neither a number nor \"unlimited\""),
+            )),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Replaces every `${NAME}` with the variable's value. `$$` is a literal `$`.
+fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| "`${` without a closing `}`".to_string())?;
+            let name = &tail[..end];
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!("`${{{name}}}` is not a valid variable name"));
+            }
+            let value = env(name)
+                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "BZ_SECRET" => Some(r#"s3"cr'et\"#.to_string()),
+            "HOST" => Some("example.test".to_string()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/stoksync/stoksync.toml"), &env)
+    }
+
+    const MINIMAL: &str = "[ledger]\ndatabase = \"ledger.db\"\n";
+
+    #[test]
+    fn the_example_config_parses_and_enables_all_four_providers() {
+        let text = include_str!("../config.example.toml");
+        let all_set = |_: &str| Some("value".to_string());
+        let cfg = Config::parse(text, Path::new("config.example.toml"), &all_set)
+            .unwrap_or_else(|e| panic!("config.example.toml: {e}"));
+        assert_eq!(cfg.enabled_providers(), ProviderName::ALL.to_vec());
+        assert_eq!(cfg.sync.poll_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn defaults_apply_and_relative_database_is_beside_the_file() {
+        let cfg = parse(MINIMAL).unwrap();
+        assert_eq!(cfg.database, PathBuf::from("/etc/stoksync/ledger.db"));
+        assert_eq!(cfg.sync.safety_stock, 0);
+        assert!(!cfg.sync.restock_returns);
+        assert_eq!(cfg.sync.order_lookback, DEFAULT_ORDER_LOOKBACK);
+        assert!(cfg.enabled_providers().is_empty());
+    }
+
+    #[test]
+    fn env_substitution_happens_after_parsing_and_keeps_quotes() {
+        let cfg = parse(&format!(
+            "{MINIMAL}[providers.bazaardan]\nbase_url = \"https://${{HOST}}/api/partner/v1/\"\nclient_id = \"id\"\nclient_secret = \"${{BZ_SECRET}}\"\n"
+        ))
+        .unwrap();
+        let b = cfg.bazaardan.unwrap();
+        assert_eq!(b.base_url, "https://example.test/api/partner/v1");
+        assert_eq!(b.client_secret.expose(), r#"s3"cr'et\"#);
+        assert_eq!(b.requests_per_minute, 60);
+        let debug = format!("{b:?}");
+        assert!(!debug.contains("s3"), "secret leaked in Debug: {debug}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_line() {
+        let cases: &[(&str, &str, usize)] = &[
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[sync]\npoll_intervall = \"30s\"\n",
+                "poll_intervall",
+                4,
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[sync]\npoll_interval = \"soon\"\n",
+                "sync.poll_interval",
+                4,
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[sync]\nsafety_stock = \"two\"\n",
+                "invalid type",
+                4,
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[sync]\nsafety_stock = -1\n",
+                "sync.safety_stock",
+                4,
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n\n[providers.bazaardan]\nbase_url = \"ftp://x\"\nclient_id = \"a\"\nclient_secret = \"b\"\n",
+                "providers.bazaardan.base_url",
+                5,
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[providers.bazaardan]\nbase_url = \"https://x\"\nclient_id = \"a\"\n",
+                "client_secret",
+                3,
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[providers.bazaardan]\nbase_url = \"https://x\"\nclient_id = \"a\"\nclient_secret = \"${NOPE_UNSET}\"\n",
+                "NOPE_UNSET",
+                6,
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[providers.eticaret]\nbase_url = \"https://x\"\napi_key = \"a\"\napi_secret = \"b\"\nrequests_per_minute = 30\n",
+                "providers.eticaret.requests_per_minute",
+                7,
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[providers.stokdurumu]\nbase_url = \"https://x\"\napi_key = \"a\"\nrequests_per_day = \"lots\"\n",
+                "providers.stokdurumu.requests_per_day",
+                6,
+            ),
+            ("[sync]\npoll_interval = \"30s\"\n", "ledger", 1),
+        ];
+        for (text, needle, line) in cases {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{err:?} should name {needle}");
+            assert!(
+                err.contains(&format!("stoksync.toml:{line}:")),
+                "{err:?} should name line {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn unset_variable_error_names_variable_and_key() {
+        let err = parse(&format!(
+            "{MINIMAL}[providers.stokdurumu]\nbase_url = \"https://x\"\napi_key = \"${{SD_KEY}}\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SD_KEY") && err.contains("providers.stokdurumu.api_key"), "{err}");
+    }
+
+    #[test]
+    fn daily_quota_accepts_unlimited() {
+        let cfg = parse(&format!(
+            "{MINIMAL}[providers.pazarsync]\nbase_url = \"https://x\"\nclient_id = \"a\"\nclient_secret = \"b\"\nrequests_per_day = \"unlimited\"\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.pazarsync.unwrap().requests_per_day, None);
+    }
+
+    #[test]
+    fn substitution_rules() {
+        assert_eq!(substitute("a$$b", &env).unwrap(), "a$b");
+        assert_eq!(substitute("cost $5", &env).unwrap(), "cost $5");
+        assert!(substitute("${HOST", &env).is_err());
+        assert!(substitute("${1X}", &env).is_err());
+    }
+}

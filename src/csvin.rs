@@ -1,0 +1,193 @@
+//! CSV files from the ERP and the operator: stock counts (`sku,quantity`)
+//! and listing mappings (`sku,provider,listing_id,variant_id`). Every bad
+//! row is reported with its line number; a file with any bad row yields
+//! nothing, so nothing is half-imported.
+
+use crate::domain::{ListingRef, ProviderName};
+use crate::providers::validate_listing;
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct CsvErrors {
+    pub file: String,
+    pub errors: Vec<(usize, String)>,
+}
+
+impl CsvErrors {
+    fn render(&self) -> String {
+        let mut s = format!("{}: {} bad row(s), nothing imported", self.file, self.errors.len());
+        for (line, msg) in &self.errors {
+            if *line == 0 {
+                s.push_str(&format!("\n  {msg}"));
+            } else {
+                s.push_str(&format!("\n  line {line}: {msg}"));
+            }
+        }
+        s
+    }
+}
+
+type Rows = Vec<(usize, Vec<String>)>;
+
+/// Rows of a CSV file with the given header, each with its line number,
+/// and the lines that are not rows of that shape. `Err` only when the file
+/// cannot be read or its header is wrong.
+fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), CsvErrors> {
+    let fail = |errors| CsvErrors {
+        file: path.display().to_string(),
+        errors,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(vec![(0, format!("cannot read: {e}"))]))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let got: Vec<String> = rdr
+        .headers()
+        .map_err(|e| fail(vec![(1, e.to_string())]))?
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    if got != header {
+        return Err(fail(vec![(
+            1,
+            format!("header must be `{}`, found `{}`", header.join(","), got.join(",")),
+        )]));
+    }
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for rec in rdr.records() {
+        match rec {
+            Ok(r) => {
+                let line = r.position().map_or(0, |p| p.line() as usize);
+                if r.iter().all(str::is_empty) {
+                    continue;
+                }
+                out.push((line, r.iter().map(str::to_string).collect()));
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                errors.push((line, e.to_string()));
+            }
+        }
+    }
+    Ok((out, errors))
+}
+
+/// `sku,quantity`: an ERP count per SKU (a whole number, 0 or more).
+pub fn read_stock(path: &Path) -> Result<Vec<(String, i64)>, CsvErrors> {
+    let (rows, mut errors) = rows(path, &["sku", "quantity"])?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (line, r) in rows {
+        let (sku, qty) = (&r[0], &r[1]);
+        if sku.is_empty() {
+            errors.push((line, "sku is empty".to_string()));
+            continue;
+        }
+        if let Some(first) = seen.insert(sku.clone(), line) {
+            errors.push((line, format!("SKU `{sku}` already given on line {first}")));
+            continue;
+        }
+        match qty.parse::<i64>() {
+            Ok(q) if q >= 0 => out.push((sku.clone(), q)),
+            Ok(q) => errors.push((line, format!("quantity {q} for `{sku}` is negative"))),
+            Err(_) => errors.push((line, format!("quantity `{qty}` for `{sku}` is not a whole number"))),
+        }
+    }
+    finish(path, out, errors)
+}
+
+/// `sku,provider,listing_id,variant_id` (variant_id may be empty).
+pub fn read_mappings(path: &Path) -> Result<Vec<(String, ListingRef)>, CsvErrors> {
+    let (rows, mut errors) = rows(path, &["sku", "provider", "listing_id", "variant_id"])?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<ListingRef, usize> = HashMap::new();
+    for (line, r) in rows {
+        let sku = &r[0];
+        if sku.is_empty() {
+            errors.push((line, "sku is empty".to_string()));
+            continue;
+        }
+        let Some(provider) = ProviderName::parse(&r[1]) else {
+            errors.push((
+                line,
+                format!("provider `{}` is not one of bazaardan, stokdurumu, eticaret, pazarsync", r[1]),
+            ));
+            continue;
+        };
+        let listing = ListingRef {
+            provider,
+            listing_id: r[2].clone(),
+            variant_id: r[3].clone(),
+        };
+        if let Err(e) = validate_listing(&listing) {
+            errors.push((line, e));
+            continue;
+        }
+        if let Some(first) = seen.insert(listing.clone(), line) {
+            errors.push((line, format!("listing {listing} already mapped on line {first}")));
+            continue;
+        }
+        out.push((sku.clone(), listing));
+    }
+    finish(path, out, errors)
+}
+
+fn finish<T>(path: &Path, out: Vec<T>, mut errors: Vec<(usize, String)>) -> Result<Vec<T>, CsvErrors> {
+    errors.sort_by_key(|e| e.0);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(CsvErrors {
+            file: path.display().to_string(),
+            errors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn stock_rows_parse_and_bad_rows_name_their_line() {
+        let ok = file("\u{feff}sku,quantity\nA,5\n\nB , 0\n");
+        assert_eq!(read_stock(ok.path()).unwrap(), vec![("A".into(), 5), ("B".into(), 0)]);
+
+        let bad = file("sku,quantity\nA,5\nB,-2\nC,1.5\nA,3\n,4\nD\n");
+        let err = read_stock(bad.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![3, 4, 5, 6, 7], "{err}");
+        assert!(err.to_string().contains("line 3: quantity -2 for `B` is negative"), "{err}");
+        assert!(err.to_string().contains("already given on line 2"), "{err}");
+    }
+
+    #[test]
+    fn wrong_header_is_refused() {
+        let f = file("sku;quantity\nA;5\n");
+        assert!(read_stock(f.path()).unwrap_err().to_string().contains("header must be `sku,quantity`"));
+    }
+
+    #[test]
+    fn mapping_rows_are_checked_per_provider() {
+        let f = file(
+            "sku,provider,listing_id,variant_id\nA,bazaardan,356,778\nB,bazaardan,357,\nC,amazon,1,\nD,bazaardan,abc,\nE,bazaardan,356,778\n",
+        );
+        let err = read_mappings(f.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![4, 5, 6], "{err}");
+        let good = file("sku,provider,listing_id,variant_id\nA,bazaardan,356,778\nB,bazaardan,357,\n");
+        let rows = read_mappings(good.path()).unwrap();
+        assert_eq!(rows[1].1.variant_id, "");
+    }
+}

@@ -1,0 +1,298 @@
+//! The engine: for each provider, poll order changes and apply them to the
+//! ledger, then push every listing whose wanted stock differs from what the
+//! provider confirmed. Level-triggered: every step starts from the database,
+//! so a restart or an outage simply continues.
+//!
+//! Push safety: a push to provider P happens only after a poll of P in the
+//! same cycle completed and was applied, so the value pushed reflects every
+//! order of P seen by a poll that started before the push. The window that
+//! remains: an order P takes after its list was read and before the push
+//! lands is overwritten on P's side until the next cycle (one
+//! `poll_interval` at most) polls it and pushes the corrected value. The
+//! ledger itself never loses it.
+
+pub mod plan;
+pub mod status;
+
+use crate::config::SyncSettings;
+use crate::domain::{ProviderName, PushOutcome, now_ms};
+use crate::ledger::{ApplyReport, Ledger, PushRecord};
+use crate::providers::{PollRequest, Provider, ProviderError};
+use futures_util::future::join_all;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub struct Engine {
+    ledger: Ledger,
+    providers: Vec<Arc<dyn Provider>>,
+    sync: SyncSettings,
+}
+
+/// What one push round of one provider did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    pub planned: usize,
+    pub confirmed: usize,
+    pub rejected: usize,
+    pub failed: usize,
+    pub not_sent: usize,
+    pub stopped: Option<String>,
+}
+
+/// One provider's part of a `sync --once`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderCycle {
+    pub provider: ProviderName,
+    pub poll_error: Option<String>,
+    pub items_seen: usize,
+    pub movements: usize,
+    pub unlinked: usize,
+    pub push: PushReport,
+    /// Listings still differing after the cycle.
+    pub pending: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncSummary {
+    pub providers: Vec<ProviderCycle>,
+}
+
+impl SyncSummary {
+    pub fn converged(&self) -> bool {
+        self.providers
+            .iter()
+            .all(|p| p.poll_error.is_none() && p.pending == 0 && p.push.stopped.is_none())
+    }
+}
+
+impl Engine {
+    pub fn new(ledger: Ledger, providers: Vec<Arc<dyn Provider>>, sync: SyncSettings) -> Engine {
+        Engine {
+            ledger,
+            providers,
+            sync,
+        }
+    }
+
+    pub fn providers(&self) -> &[Arc<dyn Provider>] {
+        &self.providers
+    }
+
+    /// Polls `p` once and applies what it returned (items and cursor in one
+    /// transaction).
+    pub async fn poll(&self, p: &dyn Provider) -> Result<ApplyReport, ProviderError> {
+        let name = p.name();
+        self.ledger.relink_pending().await?;
+        if !p.has_orders() {
+            return Ok(ApplyReport::default());
+        }
+        let state = self.ledger.provider_state(name).await?;
+        let lookback_ms = i64::try_from(self.sync.order_lookback.as_millis()).unwrap_or(i64::MAX);
+        let epoch = self.ledger.epoch(name, now_ms().saturating_sub(lookback_ms)).await?;
+        let req = PollRequest {
+            cursor: state.cursor,
+            lookback: self.sync.order_lookback,
+        };
+        let changes = p.poll_orders(&req, &self.ledger).await?;
+        for a in &changes.anomalies {
+            tracing::warn!(provider = %name, item = %a.key, problem = %a.message, "order line kept as an anomaly");
+        }
+        let report = self.ledger.apply_orders(name, &changes, epoch).await?;
+        if report.movements > 0 || report.new_items > 0 {
+            tracing::info!(
+                provider = %name,
+                items = report.items_seen,
+                new = report.new_items,
+                movements = report.movements,
+                unlinked = report.unlinked,
+                "orders applied"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Pushes every listing of `p` that differs, batch by batch.
+    pub async fn push(&self, p: &dyn Provider, cancel: &CancellationToken) -> Result<PushReport, ProviderError> {
+        let name = p.name();
+        let states = self.ledger.listing_states(name).await?;
+        let plan = plan::plan(&states, self.sync.safety_stock);
+        let mut report = PushReport {
+            planned: plan.pushes.len(),
+            ..PushReport::default()
+        };
+        let mut sent = 0;
+        for batch in plan.pushes.chunks(p.max_batch().max(1)) {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let results = p.push_stock(batch).await;
+            for (push, outcome) in batch.iter().zip(&results.outcomes) {
+                sent += 1;
+                let record = match outcome {
+                    PushOutcome::Confirmed(q) => {
+                        report.confirmed += 1;
+                        tracing::info!(provider = %name, listing = %push.listing, quantity = q, "push confirmed");
+                        PushRecord::Confirmed(*q)
+                    }
+                    PushOutcome::Rejected(why) => {
+                        report.rejected += 1;
+                        tracing::warn!(provider = %name, listing = %push.listing, quantity = push.quantity, reason = %why, "push refused by the provider");
+                        PushRecord::Rejected {
+                            wanted: push.quantity,
+                            reason: why,
+                        }
+                    }
+                    PushOutcome::Failed(why) => {
+                        report.failed += 1;
+                        tracing::warn!(provider = %name, listing = %push.listing, reason = %why, "push failed; will retry");
+                        PushRecord::Failed(why)
+                    }
+                };
+                self.ledger.record_push(&push.listing, record).await?;
+            }
+            if let Some(e) = results.stopped {
+                if e == ProviderError::Cancelled {
+                    break;
+                }
+                report.stopped = Some(e.to_string());
+                self.ledger.record_provider_error(name, &e.to_string()).await?;
+                break;
+            }
+        }
+        report.not_sent = report.planned - sent;
+        if report.planned > 0 && report.stopped.is_none() && report.failed == 0 {
+            self.ledger.record_push_ok(name).await?;
+        }
+        Ok(report)
+    }
+
+    /// Listings of `p` whose wanted value differs from what it confirmed
+    /// and that would be pushed.
+    pub async fn pending(&self, p: ProviderName) -> Result<usize, ProviderError> {
+        let states = self.ledger.listing_states(p).await?;
+        Ok(plan::plan(&states, self.sync.safety_stock).pushes.len())
+    }
+
+    /// One full cycle: poll every provider, then push every provider whose
+    /// poll succeeded (waiting on limiters as needed).
+    pub async fn sync_once(&self, cancel: &CancellationToken) -> Result<SyncSummary, ProviderError> {
+        let polls = join_all(self.providers.iter().map(|p| self.poll(p.as_ref()))).await;
+        let mut cycles = Vec::new();
+        for (p, res) in self.providers.iter().zip(&polls) {
+            let mut c = ProviderCycle {
+                provider: p.name(),
+                poll_error: None,
+                items_seen: 0,
+                movements: 0,
+                unlinked: 0,
+                push: PushReport::default(),
+                pending: 0,
+            };
+            match res {
+                Ok(r) => {
+                    c.items_seen = r.items_seen;
+                    c.movements = r.movements;
+                    c.unlinked = r.unlinked;
+                }
+                Err(e) => {
+                    self.ledger.record_provider_error(p.name(), &e.to_string()).await?;
+                    c.poll_error = Some(e.to_string());
+                }
+            }
+            cycles.push(c);
+        }
+        // A provider whose poll failed is not pushed to: its unseen sales
+        // would be overwritten.
+        let pushes = join_all(self.providers.iter().zip(&polls).map(|(p, res)| async move {
+            match res {
+                Ok(_) => Some(self.push(p.as_ref(), cancel).await),
+                Err(_) => None,
+            }
+        }))
+        .await;
+        for (c, res) in cycles.iter_mut().zip(pushes) {
+            match res {
+                Some(Ok(r)) => c.push = r,
+                Some(Err(e)) => c.push.stopped = Some(e.to_string()),
+                None => {}
+            }
+            c.pending = self.pending(c.provider).await?;
+        }
+        Ok(SyncSummary { providers: cycles })
+    }
+
+    /// The daemon: one loop per provider until `cancel`. Each loop polls,
+    /// applies, pushes, then sleeps `poll_interval` or until another
+    /// provider's orders moved stock. On cancel the unit in flight (a poll
+    /// and its apply, or one push batch) finishes; waits are cut short.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let wakes: Vec<Arc<Notify>> = self.providers.iter().map(|_| Arc::new(Notify::new())).collect();
+        let mut tasks = Vec::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let (engine, p, cancel, wakes) = (self.clone(), p.clone(), cancel.clone(), wakes.clone());
+            tasks.push(tokio::spawn(async move {
+                engine.provider_loop(p, i, &wakes, cancel).await;
+            }));
+        }
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "a provider loop ended abnormally");
+            }
+        }
+    }
+
+    async fn provider_loop(
+        &self,
+        p: Arc<dyn Provider>,
+        me: usize,
+        wakes: &[Arc<Notify>],
+        cancel: CancellationToken,
+    ) {
+        let name = p.name();
+        tracing::info!(provider = %name, "provider loop started");
+        while !cancel.is_cancelled() {
+            let mut pause = self.sync.poll_interval;
+            match self.poll(p.as_ref()).await {
+                Ok(report) => {
+                    if report.movements > 0 {
+                        for (i, w) in wakes.iter().enumerate() {
+                            if i != me {
+                                w.notify_one();
+                            }
+                        }
+                    }
+                    if !cancel.is_cancelled() {
+                        match self.push(p.as_ref(), &cancel).await {
+                            Ok(r) if r.stopped.is_some() => pause = pause.max(Duration::from_secs(5)),
+                            Ok(_) => {}
+                            Err(e) => self.note_error(name, &e).await,
+                        }
+                    }
+                }
+                Err(ProviderError::Cancelled) => break,
+                Err(e) => {
+                    if let ProviderError::RateLimited { wait } = &e {
+                        pause = pause.max(*wait);
+                    }
+                    self.note_error(name, &e).await;
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+                _ = wakes[me].notified() => {}
+            }
+        }
+        tracing::info!(provider = %name, "provider loop stopped");
+    }
+
+    async fn note_error(&self, name: ProviderName, e: &ProviderError) {
+        tracing::warn!(provider = %name, error = %e, "cycle failed; will retry");
+        if let Err(le) = self.ledger.record_provider_error(name, &e.to_string()).await {
+            tracing::error!(provider = %name, error = %le, "could not record the error");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The planning step, pure: from ledger quantities and what each provider
+//! last confirmed, decide what every listing must show and which pushes are
+//! needed. No I/O; the executor in `engine/mod.rs` does that.
+
+use crate::domain::{ListingRef, StockPush};
+use crate::ledger::ListingState;
+
+/// What a listing should show: the ledger quantity less the safety stock,
+/// never below zero.
+pub fn wanted(ledger_qty: i64, safety_stock: i64) -> i64 {
+    ledger_qty.saturating_sub(safety_stock).max(0)
+}
+
+/// Why a listing that differs is not pushed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// The listing's SKU has no ledger row: pushing 0 would zero a live
+    /// listing on a guess. Import the SKU's stock first.
+    SkuNotInLedger,
+    /// The provider refused exactly this value before; retried once the
+    /// wanted value changes (or the mapping is re-imported).
+    Rejected { wanted: i64 },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub pushes: Vec<StockPush>,
+    pub held: Vec<(ListingRef, Held)>,
+}
+
+pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
+    let mut out = Plan::default();
+    for l in listings {
+        let Some(qty) = l.ledger_qty else {
+            out.held.push((l.listing.clone(), Held::SkuNotInLedger));
+            continue;
+        };
+        let want = wanted(qty, safety_stock);
+        if l.confirmed_qty == Some(want) {
+            continue;
+        }
+        if l.rejected_qty == Some(want) {
+            out.held.push((l.listing.clone(), Held::Rejected { wanted: want }));
+            continue;
+        }
+        out.pushes.push(StockPush {
+            listing: l.listing.clone(),
+            quantity: want,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ProviderName;
+
+    fn listing(id: &str, ledger: Option<i64>, confirmed: Option<i64>, rejected: Option<i64>) -> ListingState {
+        ListingState {
+            listing: ListingRef {
+                provider: ProviderName::Bazaardan,
+                listing_id: id.to_string(),
+                variant_id: String::new(),
+            },
+            sku: format!("SKU-{id}"),
+            ledger_qty: ledger,
+            confirmed_qty: confirmed,
+            rejected_qty: rejected,
+        }
+    }
+
+    #[test]
+    fn wanted_is_ledger_less_safety_never_negative() {
+        let cases = [(10, 0, 10), (10, 3, 7), (3, 3, 0), (2, 5, 0), (-4, 0, 0), (-4, 2, 0), (i64::MIN, 1, 0)];
+        for (ledger, safety, want) in cases {
+            assert_eq!(wanted(ledger, safety), want, "ledger {ledger} safety {safety}");
+        }
+    }
+
+    #[test]
+    fn plan_pushes_only_what_differs() {
+        // (ledger, confirmed, rejected, safety) -> push?, held?
+        type Case = (Option<i64>, Option<i64>, Option<i64>, i64, Option<i64>, Option<Held>);
+        let cases: &[Case] = &[
+            // never confirmed: push
+            (Some(5), None, None, 0, Some(5), None),
+            // confirmed equal: nothing
+            (Some(5), Some(5), None, 0, None, None),
+            // confirmed differs: push the new value
+            (Some(4), Some(5), None, 0, Some(4), None),
+            // safety stock applies
+            (Some(5), Some(5), None, 2, Some(3), None),
+            (Some(2), Some(0), None, 2, None, None),
+            // oversold ledger shows 0
+            (Some(-3), Some(1), None, 0, Some(0), None),
+            (Some(-3), Some(0), None, 0, None, None),
+            // refused value is not retried ...
+            (Some(4), Some(5), Some(4), 0, None, Some(Held::Rejected { wanted: 4 })),
+            // ... until the wanted value moves
+            (Some(3), Some(5), Some(4), 0, Some(3), None),
+            // a SKU missing from the ledger is never pushed as 0
+            (None, Some(5), None, 0, None, Some(Held::SkuNotInLedger)),
+        ];
+        for (i, (ledger, confirmed, rejected, safety, push, held)) in cases.iter().enumerate() {
+            let p = plan(&[listing("1", *ledger, *confirmed, *rejected)], *safety);
+            assert_eq!(p.pushes.first().map(|s| s.quantity), *push, "case {i}");
+            assert_eq!(p.held.first().map(|h| h.1.clone()), *held, "case {i}");
+        }
+    }
+
+    #[test]
+    fn many_listings_keep_their_order_and_each_gets_one_push() {
+        let ls = vec![
+            listing("1", Some(1), None, None),
+            listing("2", Some(2), Some(2), None),
+            listing("3", Some(3), Some(0), None),
+        ];
+        let p = plan(&ls, 0);
+        let ids: Vec<&str> = p.pushes.iter().map(|s| s.listing.listing_id.as_str()).collect();
+        assert_eq!(ids, ["1", "3"]);
+    }
+}

@@ -1,0 +1,151 @@
+//! `status`: what each provider is doing and what stoksync could not do,
+//! read from the ledger (so it works beside a running daemon).
+
+use super::plan;
+use crate::config::Config;
+use crate::domain::{ProviderName, ms_to_utc, next_turkey_midnight, now_ms, turkey_midnight_before};
+use crate::ledger::{AnomalyRow, Ledger, LedgerError, StockRow, UnlinkedItem};
+use chrono::Utc;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub providers: Vec<ProviderStatus>,
+    pub unlinked_order_items: Vec<UnlinkedItem>,
+    pub oversold: Vec<StockRow>,
+    pub anomalies: Vec<AnomalyRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProviderStatus {
+    pub provider: ProviderName,
+    pub last_successful_poll: Option<String>,
+    pub last_successful_push: Option<String>,
+    pub pending_pushes: usize,
+    pub refused_listings: usize,
+    pub listings_without_stock: usize,
+    pub requests_current_minute: i64,
+    pub requests_today: i64,
+    pub per_minute_limit: Option<u32>,
+    pub daily_limit: Option<u32>,
+    pub daily_resets_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+fn limits(config: &Config, p: ProviderName) -> (Option<u32>, Option<u32>) {
+    match p {
+        ProviderName::Bazaardan => (config.bazaardan.as_ref().map(|c| c.requests_per_minute), None),
+        ProviderName::Stokdurumu => (None, config.stokdurumu.as_ref().and_then(|c| c.requests_per_day)),
+        ProviderName::Eticaret => (config.eticaret.as_ref().map(|c| c.requests_per_minute), None),
+        ProviderName::Pazarsync => config
+            .pazarsync
+            .as_ref()
+            .map(|c| (Some(c.requests_per_minute), c.requests_per_day))
+            .unwrap_or_default(),
+    }
+}
+
+fn stamp(ms: Option<i64>) -> Option<String> {
+    ms.map(|m| ms_to_utc(m).to_rfc3339())
+}
+
+pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerError> {
+    let now = now_ms();
+    let day_start = turkey_midnight_before(Utc::now()).timestamp_millis();
+    let mut providers = Vec::new();
+    for p in config.enabled_providers() {
+        let state = ledger.provider_state(p).await?;
+        let listings = ledger.listing_states(p).await?;
+        let planned = plan::plan(&listings, config.sync.safety_stock);
+        let (per_minute, daily) = limits(config, p);
+        providers.push(ProviderStatus {
+            provider: p,
+            last_successful_poll: stamp(state.last_poll_ok_ms),
+            last_successful_push: stamp(state.last_push_ok_ms),
+            pending_pushes: planned.pushes.len(),
+            refused_listings: planned
+                .held
+                .iter()
+                .filter(|(_, h)| matches!(h, plan::Held::Rejected { .. }))
+                .count(),
+            listings_without_stock: planned
+                .held
+                .iter()
+                .filter(|(_, h)| matches!(h, plan::Held::SkuNotInLedger))
+                .count(),
+            requests_current_minute: ledger.requests_since(p, now - 60_000).await?,
+            requests_today: ledger.requests_since(p, day_start).await?,
+            per_minute_limit: per_minute,
+            daily_limit: daily,
+            daily_resets_at: daily.map(|_| next_turkey_midnight(Utc::now()).to_rfc3339()),
+            last_error: state.last_error,
+            last_error_at: stamp(state.last_error_ms),
+        });
+    }
+    Ok(Status {
+        providers,
+        unlinked_order_items: ledger.unlinked_items().await?,
+        oversold: ledger.oversold().await?,
+        anomalies: ledger.anomalies().await?,
+    })
+}
+
+/// The human form of `status`.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    for p in &s.providers {
+        out.push_str(&format!("{}\n", p.provider));
+        out.push_str(&format!(
+            "  last poll: {}   last push: {}\n",
+            p.last_successful_poll.as_deref().unwrap_or("never"),
+            p.last_successful_push.as_deref().unwrap_or("never")
+        ));
+        out.push_str(&format!(
+            "  pending pushes: {}   refused: {}   linked to SKUs without stock: {}\n",
+            p.pending_pushes, p.refused_listings, p.listings_without_stock
+        ));
+        let minute = p
+            .per_minute_limit
+            .map_or(String::new(), |l| format!(" of {l}"));
+        let day = match (p.daily_limit, &p.daily_resets_at) {
+            (Some(l), Some(at)) => format!(" of {l} (resets {at})"),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  requests: {}{minute} this minute, {}{day} today\n",
+            p.requests_current_minute, p.requests_today
+        ));
+        if let Some(e) = &p.last_error {
+            out.push_str(&format!(
+                "  last error ({}): {e}\n",
+                p.last_error_at.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    out.push_str(&format!("unlinked order items: {}\n", s.unlinked_order_items.len()));
+    for u in &s.unlinked_order_items {
+        out.push_str(&format!(
+            "  {} item {} (order {}): listing {}{} sku {} qty {} status {}\n",
+            u.provider,
+            u.item_key,
+            u.order_ref,
+            u.listing_id,
+            if u.variant_id.is_empty() { String::new() } else { format!("/{}", u.variant_id) },
+            u.sku_hint.as_deref().unwrap_or("-"),
+            u.quantity,
+            u.status
+        ));
+    }
+    out.push_str(&format!("oversold SKUs: {}\n", s.oversold.len()));
+    for o in &s.oversold {
+        out.push_str(&format!("  {} at {}\n", o.sku, o.quantity));
+    }
+    if !s.anomalies.is_empty() {
+        out.push_str(&format!("order lines not understood: {}\n", s.anomalies.len()));
+        for a in &s.anomalies {
+            out.push_str(&format!("  {} item {}: {}\n", a.provider, a.item_key, a.message));
+        }
+    }
+    out
+}

@@ -1,0 +1,255 @@
+//! The one HTTP path every adapter uses: a limiter permit per attempt,
+//! request rebuilt (and so re-signed) per attempt, jittered exponential
+//! backoff for what is safe to retry, and server feedback (429 +
+//! `Retry-After`, `X-RateLimit-Remaining: 0` + `X-RateLimit-Reset`) turned
+//! into a pause of the whole provider.
+
+use crate::limit::{LimitError, Limiter};
+use crate::providers::ProviderError;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// A response, read whole (provider answers are small).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// What an adapter makes of a response that was not 429 or 5xx.
+pub enum Verdict<T> {
+    Done(T),
+    /// Safe to retry after backoff (malformed body, provider-side glitch).
+    Retry(String),
+    /// The provider said slow down (e.g. v2 `AUTH004` in a 200); wait this
+    /// long or, if `None`, a full window.
+    RateLimited(Option<Duration>),
+    Fail(ProviderError),
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+    /// A rate-limit pause longer than this is not waited out inside one
+    /// call: the call fails with `RateLimited` and the engine moves on.
+    pub max_inline_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: crate::config::DEFAULT_MAX_ATTEMPTS,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(10),
+            max_inline_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Used when a server says "rate limited" without saying for how long: one
+/// full window of the per-minute limits.
+pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+/// Rate-limit answers waited out inside one call before giving up on it.
+const MAX_RATE_LIMITED_PER_CALL: u32 = 5;
+
+/// HTTP for one provider.
+pub struct ProviderHttp {
+    client: reqwest::Client,
+    limiter: Arc<Limiter>,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+}
+
+impl ProviderHttp {
+    pub fn new(
+        limiter: Arc<Limiter>,
+        timeout: Duration,
+        policy: RetryPolicy,
+        cancel: CancellationToken,
+    ) -> Result<ProviderHttp, ProviderError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("stoksync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(ProviderHttp {
+            client,
+            limiter,
+            policy,
+            cancel,
+        })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
+    /// Sends the request `build` makes, retrying per policy; `interpret`
+    /// turns each non-429, non-5xx reply into a verdict.
+    pub async fn execute<T>(
+        &self,
+        op: &str,
+        build: impl Fn() -> Result<reqwest::Request, ProviderError>,
+        interpret: impl Fn(&Reply) -> Verdict<T>,
+    ) -> Result<T, ProviderError> {
+        let provider = self.limiter.provider();
+        let mut failures = 0u32;
+        let mut rate_limited = 0u32;
+        loop {
+            self.limiter.acquire(&self.cancel).await.map_err(|e| match e {
+                LimitError::Cancelled => ProviderError::Cancelled,
+                e @ LimitError::QuotaExhausted { .. } => ProviderError::QuotaExhausted(e.to_string()),
+            })?;
+            let request = build()?;
+            let verdict = match self.client.execute(request).await {
+                Err(e) => Verdict::Retry(describe_reqwest(&e)),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Err(e) => Verdict::Retry(describe_reqwest(&e)),
+                        Ok(body) => {
+                            let reply = Reply {
+                                status,
+                                headers,
+                                body: body.to_vec(),
+                            };
+                            self.feedback(&reply.headers);
+                            if status == StatusCode::TOO_MANY_REQUESTS {
+                                Verdict::RateLimited(retry_after(&reply.headers))
+                            } else if status.is_server_error() {
+                                Verdict::Retry(format!("HTTP {status}"))
+                            } else {
+                                interpret(&reply)
+                            }
+                        }
+                    }
+                }
+            };
+            match verdict {
+                Verdict::Done(t) => return Ok(t),
+                Verdict::Fail(e) => return Err(e),
+                Verdict::RateLimited(wait) => {
+                    let wait = wait.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+                    self.limiter.note_rate_limited(wait);
+                    rate_limited += 1;
+                    if rate_limited >= MAX_RATE_LIMITED_PER_CALL || wait > self.policy.max_inline_wait {
+                        return Err(ProviderError::RateLimited { wait });
+                    }
+                }
+                Verdict::Retry(reason) => {
+                    failures += 1;
+                    if failures >= self.policy.max_attempts {
+                        return Err(ProviderError::Transient(format!(
+                            "{op}: {reason} (gave up after {failures} attempts)"
+                        )));
+                    }
+                    let delay = backoff(&self.policy, failures);
+                    tracing::info!(%provider, op, %reason, attempt = failures, delay_ms = delay.as_millis() as u64, "retrying");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Err(ProviderError::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset` (Unix seconds):
+    /// nothing more may be sent until then.
+    fn feedback(&self, headers: &HeaderMap) {
+        let remaining = header_u64(headers, "x-ratelimit-remaining");
+        let reset = header_u64(headers, "x-ratelimit-reset");
+        if let (Some(0), Some(reset)) = (remaining, reset) {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let wait = Duration::from_secs(reset.saturating_sub(now).min(24 * 3600));
+            if !wait.is_zero() {
+                self.limiter.pause_until(tokio::time::Instant::now() + wait);
+            }
+        }
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in [d/2, d], d = base * 2^(n-1) capped.
+pub fn backoff(policy: &RetryPolicy, failures: u32) -> Duration {
+    let exp = policy
+        .base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(policy.cap);
+    let half = exp / 2;
+    half + Duration::from_micros(fastrand::u64(0..=half.as_micros() as u64))
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by our providers).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    header_u64(headers, "retry-after").map(Duration::from_secs)
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "request failed"
+    };
+    // Without the URL: it adds nothing the operator does not know, and keeps
+    // log lines short. Our URLs never carry credentials.
+    format!("{kind}: {}", e.without_url_ref())
+}
+
+trait WithoutUrlRef {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrlRef for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut s = self.to_string();
+        if let Some(url) = self.url() {
+            s = s.replace(&format!(" ({url})"), "").replace(url.as_str(), "");
+        }
+        let mut src = std::error::Error::source(self);
+        while let Some(e) = src {
+            s.push_str(": ");
+            s.push_str(&e.to_string());
+            src = e.source();
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_under_the_cap() {
+        let p = RetryPolicy::default();
+        for n in 1..30 {
+            let d = backoff(&p, n);
+            assert!(d <= p.cap, "{n}: {d:?}");
+            let nominal = p.base.saturating_mul(1 << (n - 1).min(16)).min(p.cap);
+            assert!(d >= nominal / 2, "{n}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! The SQLite stock ledger: journal, balances, listings, order items, poll
+//! cursors, request log.
+//!
+//! Rules that keep it a ledger:
+//! - one writer connection; every write transaction starts with
+//!   `BEGIN IMMEDIATE` (a deferred transaction that reads then writes fails
+//!   with "database is locked" whatever `busy_timeout` says);
+//! - WAL and `synchronous=FULL`: a confirmed commit survives power loss;
+//! - every movement has an idempotency key; journal and balance change in the
+//!   same transaction, so applying an event twice changes nothing.
+
+mod orders;
+mod stock;
+
+pub use orders::{ApplyReport, KnownItem};
+pub use stock::{MovementKind, StockChange};
+
+use crate::domain::{ListingRef, ProviderName, now_ms};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open the ledger database {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("cannot migrate the ledger database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("ledger database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// How long a writer waits for another process's write lock (e.g. a CLI
+/// `stock set` while the daemon runs) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Request log rows older than this are pruned (status shows minute and day).
+const REQUEST_LOG_KEEP_MS: i64 = 2 * 24 * 3600 * 1000;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Handle to the ledger. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StockRow {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Movement {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub sku: String,
+    pub delta: i64,
+    pub kind: String,
+    pub source: String,
+    pub reason: String,
+    pub quantity_before: i64,
+    pub quantity_after: i64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MappingRow {
+    pub sku: String,
+    pub provider: ProviderName,
+    pub listing_id: String,
+    pub variant_id: String,
+    pub origin: String,
+    pub confirmed_qty: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// A listing as the planner needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingState {
+    pub listing: ListingRef,
+    pub sku: String,
+    /// `None` when the SKU has no row in the ledger.
+    pub ledger_qty: Option<i64>,
+    pub confirmed_qty: Option<i64>,
+    pub rejected_qty: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProviderState {
+    pub cursor: Option<String>,
+    pub epoch_ms: Option<i64>,
+    pub last_poll_ok_ms: Option<i64>,
+    pub last_push_ok_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnlinkedItem {
+    pub provider: String,
+    pub item_key: String,
+    pub order_ref: String,
+    pub listing_id: String,
+    pub variant_id: String,
+    pub sku_hint: Option<String>,
+    pub quantity: i64,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnomalyRow {
+    pub provider: String,
+    pub item_key: String,
+    pub message: String,
+}
+
+/// What the push of one listing ended as, to record.
+pub enum PushRecord<'a> {
+    Confirmed(i64),
+    Rejected { wanted: i64, reason: &'a str },
+    Failed(&'a str),
+}
+
+impl Ledger {
+    /// Opens (creating if missing) the database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Ledger> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            return Err(LedgerError::Invalid(format!(
+                "cannot open the ledger database {}: folder {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let open_err = |source| LedgerError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts.clone())
+            .await
+            .map_err(open_err)?;
+        MIGRATOR.run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(open_err)?;
+        Ok(Ledger { write, read })
+    }
+
+    /// Starts a write transaction that holds the write lock from its first
+    /// statement.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    // ---- stock ----------------------------------------------------------
+
+    pub async fn list_stock(&self) -> Result<Vec<StockRow>> {
+        let rows = sqlx::query("SELECT sku, quantity FROM stock ORDER BY sku")
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StockRow {
+                sku: r.get(0),
+                quantity: r.get(1),
+            })
+            .collect())
+    }
+
+    pub async fn stock_of(&self, sku: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = ?")
+            .bind(sku)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    pub async fn history(&self, sku: &str) -> Result<Vec<Movement>> {
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
+                    quantity_after, created_at_ms
+             FROM movements WHERE sku = ? ORDER BY id",
+        )
+        .bind(sku)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(movement_from_row).collect())
+    }
+
+    pub async fn movement_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movements")
+            .fetch_one(&self.read)
+            .await?)
+    }
+
+    /// Movements whose idempotency key starts with `prefix` (e.g. `bazaardan/item/`).
+    pub async fn movements_with_prefix(&self, prefix: &str) -> Result<Vec<Movement>> {
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
+                    quantity_after, created_at_ms
+             FROM movements WHERE substr(idempotency_key, 1, length(?1)) = ?1 ORDER BY id",
+        )
+        .bind(prefix)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(movement_from_row).collect())
+    }
+
+    // ---- listings -------------------------------------------------------
+
+    /// Links listings to SKUs (operator mapping). All rows or none.
+    pub async fn import_mappings(&self, rows: &[(String, ListingRef)]) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        for (sku, l) in rows {
+            sqlx::query(
+                "INSERT INTO listings (provider, listing_id, variant_id, sku, origin)
+                 VALUES (?, ?, ?, ?, 'mapping')
+                 ON CONFLICT (provider, listing_id, variant_id)
+                 DO UPDATE SET sku = excluded.sku, origin = 'mapping', rejected_qty = NULL",
+            )
+            .bind(l.provider.as_str())
+            .bind(&l.listing_id)
+            .bind(&l.variant_id)
+            .bind(sku)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    pub async fn list_mappings(&self) -> Result<Vec<MappingRow>> {
+        let rows = sqlx::query(
+            "SELECT sku, provider, listing_id, variant_id, origin, confirmed_qty, last_error
+             FROM listings ORDER BY sku, provider, listing_id, variant_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let p: String = r.get(1);
+                Ok(MappingRow {
+                    sku: r.get(0),
+                    provider: parse_provider(&p)?,
+                    listing_id: r.get(2),
+                    variant_id: r.get(3),
+                    origin: r.get(4),
+                    confirmed_qty: r.get(5),
+                    last_error: r.get(6),
+                })
+            })
+            .collect()
+    }
+
+    /// Every listing of `provider` with its SKU's ledger quantity.
+    pub async fn listing_states(&self, provider: ProviderName) -> Result<Vec<ListingState>> {
+        let rows = sqlx::query(
+            "SELECT l.listing_id, l.variant_id, l.sku, s.quantity, l.confirmed_qty, l.rejected_qty
+             FROM listings l LEFT JOIN stock s ON s.sku = l.sku
+             WHERE l.provider = ? ORDER BY l.listing_id, l.variant_id",
+        )
+        .bind(provider.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ListingState {
+                listing: ListingRef {
+                    provider,
+                    listing_id: r.get(0),
+                    variant_id: r.get(1),
+                },
+                sku: r.get(2),
+                ledger_qty: r.get(3),
+                confirmed_qty: r.get(4),
+                rejected_qty: r.get(5),
+            })
+            .collect())
+    }
+
+    pub async fn record_push(&self, listing: &ListingRef, record: PushRecord<'_>) -> Result<()> {
+        let now = now_ms();
+        let q = match record {
+            PushRecord::Confirmed(qty) => sqlx::query(
+                "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?, rejected_qty = NULL,
+                        last_error = NULL
+                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+            )
+            .bind(qty)
+            .bind(now),
+            PushRecord::Rejected { wanted, reason } => sqlx::query(
+                "UPDATE listings SET rejected_qty = ?, last_error = ?
+                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+            )
+            .bind(wanted)
+            .bind(reason.to_string()),
+            PushRecord::Failed(reason) => sqlx::query(
+                "UPDATE listings SET last_error = ?
+                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+            )
+            .bind(reason.to_string()),
+        };
+        let mut tx = self.begin().await?;
+        q.bind(listing.provider.as_str())
+            .bind(&listing.listing_id)
+            .bind(&listing.variant_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- provider state -------------------------------------------------
+
+    pub async fn provider_state(&self, provider: ProviderName) -> Result<ProviderState> {
+        let row = sqlx::query(
+            "SELECT cursor, epoch_ms, last_poll_ok_ms, last_push_ok_ms, last_error, last_error_ms
+             FROM provider_state WHERE provider = ?",
+        )
+        .bind(provider.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row
+            .map(|r| ProviderState {
+                cursor: r.get(0),
+                epoch_ms: r.get(1),
+                last_poll_ok_ms: r.get(2),
+                last_push_ok_ms: r.get(3),
+                last_error: r.get(4),
+                last_error_ms: r.get(5),
+            })
+            .unwrap_or_default())
+    }
+
+    /// The moment before which orders count as already reflected in the
+    /// imported stock. Set once, at the first poll of a provider.
+    pub async fn epoch(&self, provider: ProviderName, candidate_ms: i64) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        ensure_state_row(&mut tx, provider).await?;
+        sqlx::query("UPDATE provider_state SET epoch_ms = ? WHERE provider = ? AND epoch_ms IS NULL")
+            .bind(candidate_ms)
+            .bind(provider.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let epoch: i64 = sqlx::query_scalar("SELECT epoch_ms FROM provider_state WHERE provider = ?")
+            .bind(provider.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(epoch)
+    }
+
+    pub async fn record_provider_error(&self, provider: ProviderName, error: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        ensure_state_row(&mut tx, provider).await?;
+        sqlx::query("UPDATE provider_state SET last_error = ?, last_error_ms = ? WHERE provider = ?")
+            .bind(error.to_string())
+            .bind(now_ms())
+            .bind(provider.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn record_push_ok(&self, provider: ProviderName) -> Result<()> {
+        let mut tx = self.begin().await?;
+        ensure_state_row(&mut tx, provider).await?;
+        sqlx::query("UPDATE provider_state SET last_push_ok_ms = ? WHERE provider = ?")
+            .bind(now_ms())
+            .bind(provider.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- request log ----------------------------------------------------
+
+    /// Records one HTTP attempt to `provider`.
+    pub async fn log_request(&self, provider: ProviderName, at_ms: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO request_log (provider, at_ms) VALUES (?, ?)")
+            .bind(provider.as_str())
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+        // Prune now and then: cheap with the index, and keeps the table small.
+        if at_ms % 64 == 0 {
+            sqlx::query("DELETE FROM request_log WHERE at_ms < ?")
+                .bind(at_ms - REQUEST_LOG_KEEP_MS)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn requests_since(&self, provider: ProviderName, since_ms: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM request_log WHERE provider = ? AND at_ms >= ?")
+                .bind(provider.as_str())
+                .bind(since_ms)
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    // ---- reports --------------------------------------------------------
+
+    pub async fn unlinked_items(&self) -> Result<Vec<UnlinkedItem>> {
+        let rows = sqlx::query(
+            "SELECT provider, item_key, order_ref, listing_id, variant_id, sku_hint, quantity, status
+             FROM order_items WHERE sku IS NULL AND baseline = 0 ORDER BY provider, first_seen_ms",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| UnlinkedItem {
+                provider: r.get(0),
+                item_key: r.get(1),
+                order_ref: r.get(2),
+                listing_id: r.get(3),
+                variant_id: r.get(4),
+                sku_hint: r.get(5),
+                quantity: r.get(6),
+                status: r.get(7),
+            })
+            .collect())
+    }
+
+    pub async fn oversold(&self) -> Result<Vec<StockRow>> {
+        let rows = sqlx::query("SELECT sku, quantity FROM stock WHERE quantity < 0 ORDER BY sku")
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StockRow {
+                sku: r.get(0),
+                quantity: r.get(1),
+            })
+            .collect())
+    }
+
+    pub async fn anomalies(&self) -> Result<Vec<AnomalyRow>> {
+        let rows = sqlx::query(
+            "SELECT provider, item_key, message FROM anomalies ORDER BY provider, seen_at_ms",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AnomalyRow {
+                provider: r.get(0),
+                item_key: r.get(1),
+                message: r.get(2),
+            })
+            .collect())
+    }
+}
+
+pub(crate) async fn ensure_state_row(
+    tx: &mut Transaction<'static, Sqlite>,
+    provider: ProviderName,
+) -> Result<()> {
+    sqlx::query("INSERT OR IGNORE INTO provider_state (provider) VALUES (?)")
+        .bind(provider.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn parse_provider(s: &str) -> Result<ProviderName> {
+    ProviderName::parse(s)
+        .ok_or_else(|| LedgerError::Invalid(format!("unknown provider `{s}` in the database")))
+}
+
+fn movement_from_row(r: &sqlx::sqlite::SqliteRow) -> Movement {
+    Movement {
+        id: r.get(0),
+        idempotency_key: r.get(1),
+        sku: r.get(2),
+        delta: r.get(3),
+        kind: r.get(4),
+        source: r.get(5),
+        reason: r.get(6),
+        quantity_before: r.get(7),
+        quantity_after: r.get(8),
+        created_at_ms: r.get(9),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Ledger;
+
+    /// A ledger in a real temporary file (not `:memory:`: pools of
+    /// in-memory databases do not share data).
+    pub async fn temp_ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.db")).await.unwrap();
+        (dir, ledger)
+    }
+}

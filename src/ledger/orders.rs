@@ -1,0 +1,510 @@
+//! Order items: each line is applied to the ledger exactly once per state
+//! change (hold, release), in the same transaction as the poll cursor that
+//! covers it. Lines whose SKU cannot be resolved are kept unlinked and
+//! applied when a link appears.
+
+use super::stock::{MovementKind, NewMovement, StockChange, apply_movement};
+use super::{Ledger, Result, ensure_state_row};
+use crate::domain::{ItemEffect, OrderChanges, OrderItem, ProviderName, now_ms};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use std::collections::HashMap;
+
+/// What applying one poll's changes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub items_seen: usize,
+    pub new_items: usize,
+    pub movements: usize,
+    pub unlinked: usize,
+}
+
+/// What the ledger remembers of an item, for adapters deciding whether a
+/// detail call is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownItem {
+    pub provider_updated_at: String,
+    pub variant_id: String,
+    pub listing_id: String,
+}
+
+struct StoredItem {
+    sku: Option<String>,
+    held: i64,
+    transitions: i64,
+    baseline: bool,
+    first_seen_ms: i64,
+}
+
+impl Ledger {
+    /// The items of `provider` among `keys` that the ledger has seen.
+    pub async fn known_items(
+        &self,
+        provider: ProviderName,
+        keys: &[String],
+    ) -> Result<HashMap<String, KnownItem>> {
+        let mut out = HashMap::new();
+        // Bounded IN lists keep statements small whatever the page size.
+        for chunk in keys.chunks(200) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT item_key, provider_updated_at, variant_id, listing_id FROM order_items
+                 WHERE provider = ? AND item_key IN ({placeholders})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
+            for k in chunk {
+                q = q.bind(k);
+            }
+            for r in q.fetch_all(&self.read).await? {
+                out.insert(
+                    r.get(0),
+                    KnownItem {
+                        provider_updated_at: r.get(1),
+                        variant_id: r.get(2),
+                        listing_id: r.get(3),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies one poll's order changes and stores its cursor, atomically.
+    /// Items created before `epoch_ms` (the provider's first poll) are
+    /// recorded but never move stock: the imported count already reflects them.
+    pub async fn apply_orders(
+        &self,
+        provider: ProviderName,
+        changes: &OrderChanges,
+        epoch_ms: i64,
+    ) -> Result<ApplyReport> {
+        let mut tx = self.begin().await?;
+        ensure_state_row(&mut tx, provider).await?;
+        let mut report = ApplyReport::default();
+        for item in &changes.items {
+            apply_item(&mut tx, provider, item, epoch_ms, &mut report).await?;
+        }
+        let now = now_ms();
+        for a in &changes.anomalies {
+            sqlx::query(
+                "INSERT INTO anomalies (provider, item_key, message, seen_at_ms) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (provider, item_key) DO UPDATE SET message = excluded.message,
+                                                                seen_at_ms = excluded.seen_at_ms",
+            )
+            .bind(provider.as_str())
+            .bind(&a.key)
+            .bind(&a.message)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(cursor) = &changes.cursor {
+            sqlx::query("UPDATE provider_state SET cursor = ? WHERE provider = ?")
+                .bind(cursor)
+                .bind(provider.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE provider_state SET last_poll_ok_ms = ? WHERE provider = ?")
+            .bind(now)
+            .bind(provider.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Applies every unlinked item whose SKU can now be resolved.
+    pub async fn relink_pending(&self) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let n = relink_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+async fn apply_item(
+    tx: &mut Transaction<'static, Sqlite>,
+    provider: ProviderName,
+    item: &OrderItem,
+    epoch_ms: i64,
+    report: &mut ApplyReport,
+) -> Result<()> {
+    report.items_seen += 1;
+    let stored = sqlx::query(
+        "SELECT sku, held_qty, transitions, baseline, first_seen_ms FROM order_items
+         WHERE provider = ? AND item_key = ?",
+    )
+    .bind(provider.as_str())
+    .bind(&item.key)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| StoredItem {
+        sku: r.get(0),
+        held: r.get(1),
+        transitions: r.get(2),
+        baseline: r.get::<i64, _>(3) != 0,
+        first_seen_ms: r.get(4),
+    });
+    let now = now_ms();
+    let mut st = stored.unwrap_or_else(|| {
+        report.new_items += 1;
+        StoredItem {
+            sku: None,
+            held: 0,
+            transitions: 0,
+            baseline: item
+                .created_at
+                .is_some_and(|c| c.timestamp_millis() < epoch_ms),
+            first_seen_ms: now,
+        }
+    });
+    if st.sku.is_none() {
+        st.sku = resolve_sku(
+            tx,
+            provider,
+            &item.listing_id,
+            &item.variant_id,
+            item.sku_hint.as_deref(),
+        )
+        .await?;
+    }
+    let wanted = match item.effect {
+        ItemEffect::Hold => item.quantity,
+        ItemEffect::Release => 0,
+    };
+    report.movements += settle(tx, provider, &item.key, &item.order_ref, wanted, &mut st).await?;
+    if st.sku.is_none() && !st.baseline {
+        report.unlinked += 1;
+    }
+    sqlx::query(
+        "INSERT INTO order_items (provider, item_key, order_ref, listing_id, variant_id, sku_hint,
+                                  sku, quantity, status, wanted_qty, held_qty, transitions,
+                                  baseline, provider_updated_at, first_seen_ms, updated_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (provider, item_key) DO UPDATE SET
+             order_ref = excluded.order_ref, listing_id = excluded.listing_id,
+             variant_id = excluded.variant_id, sku_hint = excluded.sku_hint, sku = excluded.sku,
+             quantity = excluded.quantity, status = excluded.status,
+             wanted_qty = excluded.wanted_qty, held_qty = excluded.held_qty,
+             transitions = excluded.transitions,
+             provider_updated_at = excluded.provider_updated_at,
+             updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(provider.as_str())
+    .bind(&item.key)
+    .bind(&item.order_ref)
+    .bind(&item.listing_id)
+    .bind(&item.variant_id)
+    .bind(&item.sku_hint)
+    .bind(&st.sku)
+    .bind(item.quantity)
+    .bind(&item.status)
+    .bind(wanted)
+    .bind(st.held)
+    .bind(st.transitions)
+    .bind(st.baseline as i64)
+    .bind(&item.updated_at)
+    .bind(st.first_seen_ms)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the item's held units to `wanted` if it is linked and not baseline.
+/// Returns the number of movements written (0 or 1).
+async fn settle(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    item_key: &str,
+    order_ref: &str,
+    wanted: i64,
+    st: &mut StoredItem,
+) -> Result<usize> {
+    let Some(sku) = st.sku.clone() else {
+        return Ok(0);
+    };
+    if st.baseline || wanted == st.held {
+        return Ok(0);
+    }
+    st.transitions += 1;
+    let delta = st.held - wanted;
+    let (kind, word) = if delta < 0 {
+        (MovementKind::OrderHold, "hold")
+    } else {
+        (MovementKind::OrderRelease, "release")
+    };
+    // The first hold and the first release are the common real-world events
+    // and get the plain keys (`bazaardan/item/1024/hold`); any later change of
+    // the same line (re-hold, quantity change) is numbered.
+    let key = if st.transitions <= 2 {
+        format!("{provider}/item/{item_key}/{word}")
+    } else {
+        format!("{provider}/item/{item_key}/{word}/{}", st.transitions)
+    };
+    let reason = format!("order {order_ref}");
+    let applied = apply_movement(
+        conn,
+        NewMovement {
+            key: &key,
+            sku: &sku,
+            change: StockChange::By(delta),
+            kind,
+            source: provider.as_str(),
+            reason: &reason,
+        },
+    )
+    .await?;
+    st.held = wanted;
+    Ok(usize::from(applied.is_some()))
+}
+
+/// A listing's SKU: the operator's mapping first, else the SKU printed on the
+/// order line when the ledger knows it (and then the link is learned).
+async fn resolve_sku(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    listing_id: &str,
+    variant_id: &str,
+    hint: Option<&str>,
+) -> Result<Option<String>> {
+    let mapped: Option<String> = sqlx::query_scalar(
+        "SELECT sku FROM listings WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+    )
+    .bind(provider.as_str())
+    .bind(listing_id)
+    .bind(variant_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if mapped.is_some() {
+        return Ok(mapped);
+    }
+    let Some(hint) = hint.filter(|h| !h.is_empty()) else {
+        return Ok(None);
+    };
+    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM stock WHERE sku = ?")
+        .bind(hint)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if known.is_none() {
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT OR IGNORE INTO listings (provider, listing_id, variant_id, sku, origin)
+         VALUES (?, ?, ?, ?, 'learned')",
+    )
+    .bind(provider.as_str())
+    .bind(listing_id)
+    .bind(variant_id)
+    .bind(hint)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(hint.to_string()))
+}
+
+/// Links and applies unlinked items inside the caller's transaction.
+pub(crate) async fn relink_in(tx: &mut Transaction<'static, Sqlite>) -> Result<usize> {
+    let rows = sqlx::query(
+        "SELECT provider, item_key, order_ref, listing_id, variant_id, sku_hint, wanted_qty,
+                held_qty, transitions, first_seen_ms
+         FROM order_items WHERE sku IS NULL AND baseline = 0",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut linked = 0;
+    for r in rows {
+        let provider_s: String = r.get(0);
+        let Some(provider) = ProviderName::parse(&provider_s) else {
+            continue;
+        };
+        let item_key: String = r.get(1);
+        let order_ref: String = r.get(2);
+        let listing_id: String = r.get(3);
+        let variant_id: String = r.get(4);
+        let hint: Option<String> = r.get(5);
+        let Some(sku) = resolve_sku(tx, provider, &listing_id, &variant_id, hint.as_deref()).await?
+        else {
+            continue;
+        };
+        let mut st = StoredItem {
+            sku: Some(sku),
+            held: r.get(7),
+            transitions: r.get(8),
+            baseline: false,
+            first_seen_ms: r.get(9),
+        };
+        settle(tx, provider, &item_key, &order_ref, r.get(6), &mut st).await?;
+        sqlx::query(
+            "UPDATE order_items SET sku = ?, held_qty = ?, transitions = ?, updated_at_ms = ?
+             WHERE provider = ? AND item_key = ?",
+        )
+        .bind(&st.sku)
+        .bind(st.held)
+        .bind(st.transitions)
+        .bind(now_ms())
+        .bind(provider.as_str())
+        .bind(&item_key)
+        .execute(&mut **tx)
+        .await?;
+        linked += 1;
+    }
+    Ok(linked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ListingRef;
+    use crate::ledger::test_support::temp_ledger;
+
+    const P: ProviderName = ProviderName::Bazaardan;
+
+    fn item(key: &str, listing: &str, sku: Option<&str>, qty: i64, effect: ItemEffect) -> OrderItem {
+        OrderItem {
+            key: key.to_string(),
+            order_ref: format!("BD-{key}"),
+            listing_id: listing.to_string(),
+            variant_id: String::new(),
+            sku_hint: sku.map(str::to_string),
+            quantity: qty,
+            status: match effect {
+                ItemEffect::Hold => "accepted".to_string(),
+                ItemEffect::Release => "cancelled".to_string(),
+            },
+            effect,
+            updated_at: "2026-05-08 18:45:00".to_string(),
+            created_at: None,
+        }
+    }
+
+    fn changes(items: Vec<OrderItem>, cursor: &str) -> OrderChanges {
+        OrderChanges {
+            items,
+            anomalies: vec![],
+            cursor: Some(cursor.to_string()),
+        }
+    }
+
+    async fn seeded() -> (tempfile::TempDir, Ledger) {
+        let (dir, ledger) = temp_ledger().await;
+        ledger
+            .import_stock(&[("SKU-1".into(), 10), ("SKU-2".into(), 5)], "seed", "seed")
+            .await
+            .unwrap();
+        (dir, ledger)
+    }
+
+    #[tokio::test]
+    async fn an_item_is_applied_once_and_a_cancellation_gives_stock_back() {
+        let (_dir, ledger) = seeded().await;
+        let hold = changes(vec![item("1024", "356", Some("SKU-1"), 2, ItemEffect::Hold)], "c1");
+        let r = ledger.apply_orders(P, &hold, 0).await.unwrap();
+        assert_eq!((r.new_items, r.movements), (1, 1));
+        // The same poll seen again (overlap, crash before cursor) changes nothing.
+        let r = ledger.apply_orders(P, &hold, 0).await.unwrap();
+        assert_eq!((r.new_items, r.movements), (0, 0));
+        assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(8));
+
+        let cancel = changes(vec![item("1024", "356", Some("SKU-1"), 2, ItemEffect::Release)], "c2");
+        ledger.apply_orders(P, &cancel, 0).await.unwrap();
+        ledger.apply_orders(P, &cancel, 0).await.unwrap();
+        assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(10));
+        let keys: Vec<String> = ledger
+            .history("SKU-1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.idempotency_key)
+            .collect();
+        assert_eq!(
+            keys[1..],
+            ["bazaardan/item/1024/hold".to_string(), "bazaardan/item/1024/release".to_string()]
+        );
+        assert_eq!(ledger.provider_state(P).await.unwrap().cursor.as_deref(), Some("c2"));
+        // The link was learned from the line's SKU.
+        let maps = ledger.list_mappings().await.unwrap();
+        assert_eq!(maps.len(), 1);
+        assert_eq!((maps[0].listing_id.as_str(), maps[0].origin.as_str()), ("356", "learned"));
+    }
+
+    #[tokio::test]
+    async fn an_unlinked_item_is_kept_and_applied_when_its_link_appears() {
+        let (_dir, ledger) = seeded().await;
+        let c = changes(vec![item("7", "999", Some("NEW-SKU"), 3, ItemEffect::Hold)], "c1");
+        let r = ledger.apply_orders(P, &c, 0).await.unwrap();
+        assert_eq!((r.unlinked, r.movements), (1, 0));
+        assert_eq!(ledger.unlinked_items().await.unwrap().len(), 1);
+
+        // The operator maps the listing to an existing SKU.
+        ledger
+            .import_mappings(&[(
+                "SKU-2".to_string(),
+                ListingRef {
+                    provider: P,
+                    listing_id: "999".into(),
+                    variant_id: String::new(),
+                },
+            )])
+            .await
+            .unwrap();
+        assert_eq!(ledger.relink_pending().await.unwrap(), 1);
+        assert_eq!(ledger.relink_pending().await.unwrap(), 0);
+        assert_eq!(ledger.stock_of("SKU-2").await.unwrap(), Some(2));
+        assert!(ledger.unlinked_items().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_sku_links_once_the_erp_imports_it() {
+        let (_dir, ledger) = seeded().await;
+        let c = changes(vec![item("8", "500", Some("LATE"), 1, ItemEffect::Hold)], "c1");
+        ledger.apply_orders(P, &c, 0).await.unwrap();
+        ledger.import_stock(&[("LATE".into(), 4)], "b2", "count").await.unwrap();
+        assert_eq!(ledger.stock_of("LATE").await.unwrap(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn orders_from_before_the_first_poll_never_move_stock() {
+        let (_dir, ledger) = seeded().await;
+        let mut old = item("1", "356", Some("SKU-1"), 2, ItemEffect::Hold);
+        old.created_at = Some(crate::domain::ms_to_utc(1_000));
+        let mut new = item("2", "356", Some("SKU-1"), 1, ItemEffect::Hold);
+        new.created_at = Some(crate::domain::ms_to_utc(3_000));
+        ledger.apply_orders(P, &changes(vec![old.clone(), new], "c"), 2_000).await.unwrap();
+        assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(9));
+        old.effect = ItemEffect::Release;
+        ledger.apply_orders(P, &changes(vec![old], "c"), 2_000).await.unwrap();
+        assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_quantity_change_and_a_rehold_get_their_own_keys() {
+        let (_dir, ledger) = seeded().await;
+        let seq = [
+            (2, ItemEffect::Hold, 8),
+            (2, ItemEffect::Release, 10),
+            (2, ItemEffect::Hold, 8),
+            (3, ItemEffect::Hold, 7),
+        ];
+        for (qty, effect, expect) in seq {
+            let c = changes(vec![item("9", "356", Some("SKU-1"), qty, effect)], "c");
+            ledger.apply_orders(P, &c, 0).await.unwrap();
+            assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(expect));
+        }
+        let keys: Vec<String> = ledger
+            .movements_with_prefix("bazaardan/item/9/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.idempotency_key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "bazaardan/item/9/hold",
+                "bazaardan/item/9/release",
+                "bazaardan/item/9/hold/3",
+                "bazaardan/item/9/hold/4"
+            ]
+        );
+    }
+}

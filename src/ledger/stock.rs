@@ -1,0 +1,246 @@
+//! Movements: the one place a balance changes. Every change is a journal row
+//! with a unique idempotency key, written in the same transaction as the
+//! balance it moves.
+
+use super::{Ledger, LedgerError, Result};
+use crate::domain::now_ms;
+use sqlx::SqliteConnection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MovementKind {
+    OrderHold,
+    OrderRelease,
+    ErpSet,
+    ErpAdjust,
+    /// Made by hand in a provider's own panel (stokdurumu).
+    External,
+}
+
+impl MovementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::OrderHold => "order_hold",
+            MovementKind::OrderRelease => "order_release",
+            MovementKind::ErpSet => "erp_set",
+            MovementKind::ErpAdjust => "erp_adjust",
+            MovementKind::External => "external",
+        }
+    }
+}
+
+/// How a movement changes the balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockChange {
+    By(i64),
+    To(i64),
+}
+
+pub(crate) struct NewMovement<'a> {
+    pub key: &'a str,
+    pub sku: &'a str,
+    pub change: StockChange,
+    pub kind: MovementKind,
+    pub source: &'a str,
+    pub reason: &'a str,
+}
+
+/// Applies `m` inside the caller's transaction. Returns the quantity after,
+/// or `None` when the key was already applied (nothing changes).
+pub(crate) async fn apply_movement(
+    conn: &mut SqliteConnection,
+    m: NewMovement<'_>,
+) -> Result<Option<i64>> {
+    let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM movements WHERE idempotency_key = ?")
+        .bind(m.key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if seen.is_some() {
+        return Ok(None);
+    }
+    let before: i64 = sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = ?")
+        .bind(m.sku)
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or(0);
+    let after = match m.change {
+        StockChange::By(d) => before.checked_add(d),
+        StockChange::To(q) => Some(q),
+    }
+    .ok_or_else(|| LedgerError::Invalid(format!("quantity of {} would overflow", m.sku)))?;
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO stock (sku, quantity, updated_at_ms) VALUES (?, ?, ?)
+         ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity,
+                                         updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(m.sku)
+    .bind(after)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO movements (idempotency_key, sku, delta, kind, source, reason,
+                                quantity_before, quantity_after, created_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(m.key)
+    .bind(m.sku)
+    .bind(after - before)
+    .bind(m.kind.as_str())
+    .bind(m.source)
+    .bind(m.reason)
+    .bind(before)
+    .bind(after)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(after))
+}
+
+/// Outcome of an ERP movement: the quantity after, and whether this call
+/// applied it (false: the idempotency key had been applied before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErpOutcome {
+    pub quantity: i64,
+    pub applied: bool,
+}
+
+impl Ledger {
+    /// Sets each SKU to an ERP count, all rows in one transaction.
+    /// `batch` makes the idempotency keys unique to this import.
+    pub async fn import_stock(&self, rows: &[(String, i64)], batch: &str, reason: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for (sku, qty) in rows {
+            check_sku(sku)?;
+            check_count(*qty)?;
+            let key = format!("erp/import/{batch}/{sku}");
+            apply_movement(
+                &mut tx,
+                NewMovement {
+                    key: &key,
+                    sku,
+                    change: StockChange::To(*qty),
+                    kind: MovementKind::ErpSet,
+                    source: "erp",
+                    reason,
+                },
+            )
+            .await?;
+        }
+        super::orders::relink_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets `sku` to an ERP count (`To`) or moves it (`By`), once per `key`.
+    pub async fn erp_movement(
+        &self,
+        sku: &str,
+        change: StockChange,
+        reason: &str,
+        key: &str,
+    ) -> Result<ErpOutcome> {
+        check_sku(sku)?;
+        let kind = match change {
+            StockChange::To(q) => {
+                check_count(q)?;
+                MovementKind::ErpSet
+            }
+            StockChange::By(_) => MovementKind::ErpAdjust,
+        };
+        let mut tx = self.begin().await?;
+        let applied = apply_movement(
+            &mut tx,
+            NewMovement {
+                key,
+                sku,
+                change,
+                kind,
+                source: "erp",
+                reason,
+            },
+        )
+        .await?;
+        let quantity: i64 = sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = ?")
+            .bind(sku)
+            .fetch_one(&mut *tx)
+            .await?;
+        super::orders::relink_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(ErpOutcome {
+            quantity,
+            applied: applied.is_some(),
+        })
+    }
+}
+
+pub(crate) fn check_sku(sku: &str) -> Result<()> {
+    if sku.trim().is_empty() || sku.trim() != sku || sku.chars().any(char::is_control) {
+        return Err(LedgerError::Invalid(format!(
+            "SKU `{sku}` is empty or has surrounding spaces or control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_count(q: i64) -> Result<()> {
+    if q < 0 {
+        return Err(LedgerError::Invalid(format!(
+            "a stock count cannot be negative ({q}); use `stock adjust` to move stock down"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::test_support::temp_ledger;
+
+    #[tokio::test]
+    async fn a_movement_applies_once_per_key_and_journals_old_and_new() {
+        let (_dir, ledger) = temp_ledger().await;
+        let set = ledger
+            .erp_movement("SKU-1", StockChange::To(10), "count", "k1")
+            .await
+            .unwrap();
+        assert_eq!(set, ErpOutcome { quantity: 10, applied: true });
+        let again = ledger
+            .erp_movement("SKU-1", StockChange::To(10), "count", "k1")
+            .await
+            .unwrap();
+        assert!(!again.applied);
+        ledger
+            .erp_movement("SKU-1", StockChange::By(-3), "broken", "k2")
+            .await
+            .unwrap();
+        ledger
+            .erp_movement("SKU-1", StockChange::By(-3), "broken", "k2")
+            .await
+            .unwrap();
+        assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(7));
+        let set2 = ledger
+            .erp_movement("SKU-1", StockChange::To(4), "recount", "k3")
+            .await
+            .unwrap();
+        assert_eq!(set2.quantity, 4);
+        let h = ledger.history("SKU-1").await.unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!((h[2].quantity_before, h[2].quantity_after, h[2].delta), (7, 4, -3));
+        assert_eq!(h[2].kind, "erp_set");
+        assert_eq!(h[1].kind, "erp_adjust");
+    }
+
+    #[tokio::test]
+    async fn bad_rows_change_nothing() {
+        let (_dir, ledger) = temp_ledger().await;
+        let rows = vec![("A".to_string(), 5), ("B".to_string(), -1)];
+        let err = ledger.import_stock(&rows, "b1", "import").await.unwrap_err();
+        assert!(err.to_string().contains("negative"), "{err}");
+        assert!(ledger.list_stock().await.unwrap().is_empty());
+        assert!(ledger
+            .erp_movement(" A", StockChange::To(1), "x", "k")
+            .await
+            .is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! stoksync: one SQLite stock ledger for every place a seller sells.
+//!
+//! The layout follows the data:
+//! - [`config`]: the TOML file, validated once;
+//! - [`providers`]: one folder per marketplace behind the [`providers::Provider`] trait;
+//! - [`http`] and [`limit`]: the retry loop and rate limits every adapter shares;
+//! - [`ledger`]: the SQLite journal, balances, listings, cursors;
+//! - [`engine`]: the pure plan and the poll → apply → push executor;
+//! - [`cli`]: the command line; [`sandbox`]: faithful fakes of the providers.
+
+pub mod cli;
+pub mod config;
+pub mod csvin;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod ledger;
+pub mod limit;
+pub mod providers;
+pub mod sandbox;

@@ -1,0 +1,316 @@
+//! Rate limits shared by every adapter: a sliding-window log per provider,
+//! a daily quota counted in the database, and a pause that server feedback
+//! (429, `Retry-After`, `X-RateLimit-Remaining: 0`, v2 `AUTH004`) sets.
+//!
+//! Why a sliding log and not `governor::Quota::per_minute(n)`: a GCRA with
+//! burst n lets n requests through at once and then refills one every 60/n s,
+//! so the first minute can see almost 2n (governor issue #219). The log
+//! grants a permit at time g only if fewer than n permits lie in (g - W, g];
+//! then any window of length W contains at most n grants: take the last grant
+//! g in the window, every other grant in it lies in (g - W, g].
+
+use crate::domain::{ProviderName, next_turkey_midnight, now_ms, turkey_midnight_before};
+use crate::ledger::Ledger;
+use chrono::{DateTime, Utc};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The provider's window plus a margin for network jitter: two requests we
+/// send 60.0 s apart may arrive 59.9 s apart.
+pub const WINDOW: Duration = Duration::from_secs(60);
+pub const WINDOW_MARGIN: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LimitError {
+    #[error("daily quota of {limit} requests used up; it resets at {resets_at} (00:00 Turkey time)")]
+    QuotaExhausted { limit: u32, resets_at: DateTime<Utc> },
+    #[error("stopped while waiting for a permit")]
+    Cancelled,
+}
+
+/// At most `limit` grants in any `period`.
+pub struct SlidingWindow {
+    limit: usize,
+    period: Duration,
+    grants: Mutex<VecDeque<Instant>>,
+}
+
+impl SlidingWindow {
+    pub fn new(limit: u32, period: Duration) -> SlidingWindow {
+        let limit = limit.max(1) as usize;
+        SlidingWindow {
+            limit,
+            period,
+            grants: Mutex::new(VecDeque::with_capacity(limit)),
+        }
+    }
+
+    /// Takes a permit now, or says when to try again.
+    pub fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
+        let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        while g.front().is_some_and(|&t| now.duration_since(t) >= self.period) {
+            g.pop_front();
+        }
+        if g.len() < self.limit {
+            g.push_back(now);
+            Ok(())
+        } else {
+            Err(g[0] + self.period)
+        }
+    }
+
+    /// Grants in the window ending now.
+    pub fn in_window(&self, now: Instant) -> usize {
+        let g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        g.iter().filter(|&&t| now.duration_since(t) < self.period).count()
+    }
+
+    pub async fn acquire(&self) {
+        loop {
+            match self.try_acquire(Instant::now()) {
+                Ok(()) => return,
+                Err(at) => tokio::time::sleep_until(at).await,
+            }
+        }
+    }
+}
+
+/// A daily request budget, reset at 00:00 Turkey time, counted in the
+/// ledger's request log so a restart does not reset it.
+pub struct DailyQuota {
+    pub limit: u32,
+    state: Mutex<Option<(DateTime<Utc>, u32)>>,
+}
+
+impl DailyQuota {
+    pub fn new(limit: u32) -> DailyQuota {
+        DailyQuota {
+            limit,
+            state: Mutex::new(None),
+        }
+    }
+
+    /// Spends one request of today's budget. `used_since` reads how many
+    /// requests the log holds since a given moment (the day's start).
+    async fn take(&self, ledger: &Ledger, provider: ProviderName, now: DateTime<Utc>) -> Result<(), LimitError> {
+        let day_start = turkey_midnight_before(now);
+        let cached = {
+            let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.filter(|(d, _)| *d == day_start).map(|(_, n)| n)
+        };
+        let used = match cached {
+            Some(n) => n,
+            None => ledger
+                .requests_since(provider, day_start.timestamp_millis())
+                .await
+                .map(|n| n as u32)
+                // Unreadable log: assume the worst rather than overspend.
+                .unwrap_or(self.limit),
+        };
+        if used >= self.limit {
+            *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some((day_start, used));
+            return Err(LimitError::QuotaExhausted {
+                limit: self.limit,
+                resets_at: next_turkey_midnight(now),
+            });
+        }
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some((day_start, used + 1));
+        Ok(())
+    }
+
+    pub fn used_today(&self) -> Option<u32> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|(_, n)| n)
+    }
+}
+
+/// Counters a provider's limiter keeps for `status` and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LimiterStats {
+    pub permits: u64,
+    pub waits: u64,
+    pub rate_limited_answers: u64,
+}
+
+/// Everything that stands between an adapter and one HTTP attempt.
+pub struct Limiter {
+    provider: ProviderName,
+    window: Option<SlidingWindow>,
+    daily: Option<DailyQuota>,
+    paused_until: Mutex<Option<Instant>>,
+    stats: Mutex<LimiterStats>,
+    ledger: Ledger,
+}
+
+impl Limiter {
+    pub fn new(
+        provider: ProviderName,
+        per_minute: Option<u32>,
+        per_day: Option<u32>,
+        ledger: Ledger,
+    ) -> Limiter {
+        Limiter {
+            provider,
+            window: per_minute.map(|n| SlidingWindow::new(n, WINDOW + WINDOW_MARGIN)),
+            daily: per_day.map(DailyQuota::new),
+            paused_until: Mutex::new(None),
+            stats: Mutex::new(LimiterStats::default()),
+            ledger,
+        }
+    }
+
+    pub fn provider(&self) -> ProviderName {
+        self.provider
+    }
+
+    /// Waits for a permit for one HTTP attempt and records it.
+    pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), LimitError> {
+        let mut waited = false;
+        loop {
+            let now = Instant::now();
+            let pause = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+            let wait_until = match pause {
+                Some(until) if until > now => Some(until),
+                _ => match &self.window {
+                    Some(w) => w.try_acquire(now).err(),
+                    None => None,
+                },
+            };
+            let Some(until) = wait_until else { break };
+            waited = true;
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(LimitError::Cancelled),
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+        if let Some(d) = &self.daily {
+            d.take(&self.ledger, self.provider, Utc::now()).await?;
+        }
+        {
+            let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.permits += 1;
+            s.waits += u64::from(waited);
+        }
+        if let Err(e) = self.ledger.log_request(self.provider, now_ms()).await {
+            tracing::warn!(provider = %self.provider, error = %e, "could not record a request in the log");
+        }
+        Ok(())
+    }
+
+    /// Stops every caller until `until` (a server said so).
+    pub fn pause_until(&self, until: Instant) {
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+    }
+
+    pub fn note_rate_limited(&self, wait: Duration) {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).rate_limited_answers += 1;
+        tracing::warn!(provider = %self.provider, wait_s = wait.as_secs_f64(), "provider said slow down; pausing");
+        self.pause_until(Instant::now() + wait);
+    }
+
+    pub fn stats(&self) -> LimiterStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn daily_limit(&self) -> Option<u32> {
+        self.daily.as_ref().map(|d| d.limit)
+    }
+
+    pub fn per_minute(&self) -> Option<usize> {
+        self.window.as_ref().map(|w| w.limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::test_support::temp_ledger;
+    use std::sync::Arc;
+
+    /// Largest number of grants inside any window of `period` (grants sorted).
+    fn max_in_any_window(grants: &[Instant], period: Duration) -> usize {
+        let mut best = 0;
+        let mut lo = 0;
+        for hi in 0..grants.len() {
+            while grants[hi].duration_since(grants[lo]) >= period {
+                lo += 1;
+            }
+            best = best.max(hi - lo + 1);
+        }
+        best
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_60s_window_ever_holds_more_than_the_limit() {
+        // 25/min, 40 callers hammering for two simulated hours with random
+        // think times: the schedule a governor quota with burst 25 breaks.
+        let w = Arc::new(SlidingWindow::new(25, WINDOW));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let end = Instant::now() + Duration::from_secs(2 * 3600);
+        let mut tasks = Vec::new();
+        for seed in 0..40u64 {
+            let (w, log) = (w.clone(), log.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = fastrand::Rng::with_seed(seed);
+                while Instant::now() < end {
+                    w.acquire().await;
+                    log.lock().unwrap().push(Instant::now());
+                    tokio::time::sleep(Duration::from_millis(rng.u64(0..5_000))).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut grants = log.lock().unwrap().clone();
+        grants.sort();
+        assert!(grants.len() > 2 * 60 * 24, "the limiter starved callers: {}", grants.len());
+        assert_eq!(max_in_any_window(&grants, WINDOW), 25);
+    }
+
+    #[tokio::test]
+    async fn a_pause_holds_every_caller_until_it_ends() {
+        let (_d, ledger) = temp_ledger().await;
+        let l = Limiter::new(ProviderName::Eticaret, Some(25), None, ledger);
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        l.note_rate_limited(Duration::from_millis(300));
+        l.acquire(&cancel).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(l.stats().rate_limited_answers, 1);
+        // A waiting caller is released by cancellation, with no permit.
+        l.note_rate_limited(Duration::from_secs(600));
+        cancel.cancel();
+        assert_eq!(l.acquire(&cancel).await, Err(LimitError::Cancelled));
+    }
+
+    #[tokio::test]
+    async fn a_daily_quota_survives_a_restart() {
+        let (dir, ledger) = temp_ledger().await;
+        let cancel = CancellationToken::new();
+        let l = Limiter::new(ProviderName::Stokdurumu, None, Some(3), ledger.clone());
+        for _ in 0..3 {
+            l.acquire(&cancel).await.unwrap();
+        }
+        assert!(matches!(l.acquire(&cancel).await, Err(LimitError::QuotaExhausted { limit: 3, .. })));
+        ledger.close().await;
+        drop(l);
+
+        let reopened = Ledger::open(&dir.path().join("ledger.db")).await.unwrap();
+        let l = Limiter::new(ProviderName::Stokdurumu, None, Some(3), reopened.clone());
+        let err = l.acquire(&cancel).await.unwrap_err();
+        let LimitError::QuotaExhausted { resets_at, .. } = err else { panic!("{err:?}") };
+        assert_eq!(resets_at, next_turkey_midnight(Utc::now()));
+        // Another provider's budget is its own.
+        let other = Limiter::new(ProviderName::Pazarsync, None, Some(3), reopened);
+        other.acquire(&cancel).await.unwrap();
+    }
+}
