@@ -70,6 +70,7 @@ pub enum StockCommand {
     /// Set one SKU to a counted quantity.
     Set {
         sku: String,
+        #[arg(allow_negative_numbers = true)]
         quantity: i64,
         #[arg(long)]
         reason: String,
@@ -222,7 +223,7 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
     let summary = engine.sync_once(&cancel).await.context("sync")?;
     for p in &summary.providers {
         println!(
-            "{}: {} order lines seen, {} movements, {} pushed ({} confirmed, {} refused, {} failed), {} pending{}",
+            "{}: {} order lines seen, {} movements, {} pushed ({} confirmed, {} refused, {} failed), {} pending, {} refused in total{}",
             p.provider,
             p.items_seen,
             p.movements,
@@ -231,6 +232,7 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
             p.push.rejected,
             p.push.failed,
             p.pending,
+            p.refused,
             p.poll_error
                 .as_ref()
                 .or(p.push.stopped.as_ref())

@@ -51,8 +51,10 @@ pub struct ProviderCycle {
     pub movements: usize,
     pub unlinked: usize,
     pub push: PushReport,
-    /// Listings still differing after the cycle.
+    /// Listings still differing after the cycle, to be pushed again.
     pub pending: usize,
+    /// Listings the provider refused (4xx) and that still differ.
+    pub refused: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,7 +66,7 @@ impl SyncSummary {
     pub fn converged(&self) -> bool {
         self.providers
             .iter()
-            .all(|p| p.poll_error.is_none() && p.pending == 0 && p.push.stopped.is_none())
+            .all(|p| p.poll_error.is_none() && p.pending == 0 && p.refused == 0 && p.push.stopped.is_none())
     }
 }
 
@@ -169,11 +171,17 @@ impl Engine {
         Ok(report)
     }
 
-    /// Listings of `p` whose wanted value differs from what it confirmed
-    /// and that would be pushed.
-    pub async fn pending(&self, p: ProviderName) -> Result<usize, ProviderError> {
+    /// Listings of `p` whose wanted value differs from what it confirmed:
+    /// (to push, refused by the provider).
+    pub async fn pending(&self, p: ProviderName) -> Result<(usize, usize), ProviderError> {
         let states = self.ledger.listing_states(p).await?;
-        Ok(plan::plan(&states, self.sync.safety_stock).pushes.len())
+        let plan = plan::plan(&states, self.sync.safety_stock);
+        let refused = plan
+            .held
+            .iter()
+            .filter(|(_, h)| matches!(h, plan::Held::Rejected { .. }))
+            .count();
+        Ok((plan.pushes.len(), refused))
     }
 
     /// One full cycle: poll every provider, then push every provider whose
@@ -190,6 +198,7 @@ impl Engine {
                 unlinked: 0,
                 push: PushReport::default(),
                 pending: 0,
+                refused: 0,
             };
             match res {
                 Ok(r) => {
@@ -219,7 +228,7 @@ impl Engine {
                 Some(Err(e)) => c.push.stopped = Some(e.to_string()),
                 None => {}
             }
-            c.pending = self.pending(c.provider).await?;
+            (c.pending, c.refused) = self.pending(c.provider).await?;
         }
         Ok(SyncSummary { providers: cycles })
     }

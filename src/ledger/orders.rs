@@ -19,12 +19,23 @@ pub struct ApplyReport {
 }
 
 /// What the ledger remembers of an item, for adapters deciding whether a
-/// detail call is needed.
+/// line changed and whether a detail call is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownItem {
     pub provider_updated_at: String,
+    pub status: String,
+    pub quantity: i64,
     pub variant_id: String,
     pub listing_id: String,
+}
+
+impl KnownItem {
+    /// Whether a line with these fields is the one already applied.
+    /// Timestamps alone are not enough: providers stamp to the second, and
+    /// an order placed and cancelled within one second keeps its `updated_at`.
+    pub fn unchanged(&self, updated_at: &str, status: &str, quantity: i64) -> bool {
+        self.provider_updated_at == updated_at && self.status == status && self.quantity == quantity
+    }
 }
 
 struct StoredItem {
@@ -47,7 +58,8 @@ impl Ledger {
         for chunk in keys.chunks(200) {
             let placeholders = vec!["?"; chunk.len()].join(",");
             let sql = format!(
-                "SELECT item_key, provider_updated_at, variant_id, listing_id FROM order_items
+                "SELECT item_key, provider_updated_at, variant_id, listing_id, status, quantity
+                 FROM order_items
                  WHERE provider = ? AND item_key IN ({placeholders})"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
@@ -59,6 +71,8 @@ impl Ledger {
                     r.get(0),
                     KnownItem {
                         provider_updated_at: r.get(1),
+                        status: r.get(4),
+                        quantity: r.get(5),
                         variant_id: r.get(2),
                         listing_id: r.get(3),
                     },

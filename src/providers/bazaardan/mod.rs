@@ -207,7 +207,7 @@ impl Provider for Bazaardan {
                 newest = Some(newest.map_or(t, |n| n.max(t)));
             }
             let variant_id = match known.get(&key) {
-                Some(k) if k.provider_updated_at == row.updated_at => continue,
+                Some(k) if k.unchanged(&row.updated_at, &row.status, row.quantity.as_i64().unwrap_or(-1)) => continue,
                 Some(k) => k.variant_id.clone(),
                 None => match self.client.order_detail(row.order_item_id).await {
                     Ok(detail) => detail.variant_combination_id.map(|v| v.to_string()).unwrap_or_default(),

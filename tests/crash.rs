@@ -1,0 +1,127 @@
+//! Crash safety with the real binary: the daemon is killed with SIGKILL at
+//! random moments, many times, while orders and cancellations arrive. After
+//! a final `sync --once`, every order line must be applied exactly once
+//! (cancelled ones given back) and every listing must show the ledger.
+//!
+//! `STOKSYNC_CRASH_CYCLES` sets the number of kills (default 25).
+
+mod common;
+
+use common::{Env, Knobs, describe, wait_for};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use stoksync::ledger::Ledger;
+
+const LISTINGS: u64 = 6;
+const START: i64 = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
+    let cycles: usize = std::env::var("STOKSYNC_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let env = Arc::new(
+        Env::new(Knobs {
+            poll_interval: "100ms",
+            requests_per_minute: 100_000,
+            ..Knobs::default()
+        })
+        .await,
+    );
+    let mut stock = String::from("sku,quantity\n");
+    let mut map = String::from("sku,provider,listing_id,variant_id\n");
+    for i in 0..LISTINGS {
+        env.fake.add_listing(100 + i, Some(i), &format!("SKU-{i}"), START);
+        stock.push_str(&format!("SKU-{i},{START}\n"));
+        map.push_str(&format!("SKU-{i},bazaardan,{},{i}\n", 100 + i));
+    }
+    let s = env.write("stock.csv", &stock);
+    let m = env.write("map.csv", &map);
+    env.ok(&["stock", "import", s.to_str().unwrap()]).await;
+    env.ok(&["mapping", "import", m.to_str().unwrap()]).await;
+
+    // Customers: orders every few ms, some cancelled later.
+    let running = Arc::new(AtomicBool::new(true));
+    let shop = {
+        let (env, running) = (env.clone(), running.clone());
+        tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(7);
+            let mut placed = Vec::new();
+            while running.load(Ordering::Relaxed) {
+                let i = rng.u64(0..LISTINGS);
+                placed.push(env.fake.place_order(100 + i, Some(i), rng.i64(1..4)));
+                if rng.u8(0..4) == 0 {
+                    let victim = placed[rng.usize(0..placed.len())];
+                    env.fake.set_status(victim, "cancelled");
+                }
+                tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
+            }
+        })
+    };
+
+    let mut rng = fastrand::Rng::with_seed(42);
+    for cycle in 0..cycles {
+        let before = env.fake.counters().requests;
+        let mut daemon = env.spawn(&["run"]);
+        // Let it get into its work (at least one request), then kill it at a
+        // random moment: mid-poll, mid-apply, mid-push or idle.
+        wait_for(Duration::from_secs(30), "the daemon to talk to the provider", || async {
+            env.fake.counters().requests > before
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..400))).await;
+        daemon.start_kill().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+            .await
+            .unwrap_or_else(|_| panic!("cycle {cycle}: killed daemon did not exit"))
+            .unwrap();
+        assert_eq!(status.code(), None, "cycle {cycle}: the daemon must have died by SIGKILL");
+    }
+    running.store(false, Ordering::Relaxed);
+    shop.await.unwrap();
+
+    let out = env.run(&["sync", "--once"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+
+    // Expected from the fake's own records.
+    let items = env.fake.items();
+    let mut expected: HashMap<String, i64> = (0..LISTINGS).map(|i| (format!("SKU-{i}"), START)).collect();
+    for (_, product, _, qty, status) in &items {
+        if status != "cancelled" {
+            *expected.get_mut(&format!("SKU-{}", product - 100)).unwrap() -= qty;
+        }
+    }
+    let ledger = Ledger::open(&env.database()).await.unwrap();
+    for (sku, want) in &expected {
+        assert_eq!(ledger.stock_of(sku).await.unwrap(), Some(*want), "{sku}");
+    }
+    // Per line: a held line moved its quantity once; a cancelled line either
+    // never moved stock or moved it out and back exactly once.
+    let movements = ledger.movements_with_prefix("bazaardan/item/").await.unwrap();
+    let mut per_item: HashMap<u64, Vec<i64>> = HashMap::new();
+    for m in &movements {
+        let id: u64 = m.idempotency_key.split('/').nth(2).unwrap().parse().unwrap();
+        per_item.entry(id).or_default().push(m.delta);
+    }
+    for (id, _, _, qty, status) in &items {
+        let deltas = per_item.remove(id).unwrap_or_default();
+        if status == "cancelled" {
+            assert!(deltas.is_empty() || deltas == vec![-qty, *qty], "item {id}: {deltas:?}");
+        } else {
+            assert_eq!(deltas, vec![-qty], "item {id}");
+        }
+    }
+    assert!(per_item.is_empty(), "movements for unknown items: {per_item:?}");
+    for ((product, variant), sku, shown) in env.fake.listings() {
+        assert_eq!(Some(shown), expected.get(&sku).copied(), "listing {product}/{variant:?}");
+    }
+    println!(
+        "crash test: {cycles} SIGKILL cycles survived, {} order lines ({} cancelled), {} order movements",
+        items.len(),
+        items.iter().filter(|i| i.4 == "cancelled").count(),
+        movements.len()
+    );
+}
