@@ -15,10 +15,20 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "stoksync", version, about = "One stock ledger for every place you sell.")]
+#[command(
+    name = "stoksync",
+    version,
+    about = "One stock ledger for every place you sell."
+)]
 pub struct Cli {
     /// The TOML configuration file.
-    #[arg(long, short, env = "STOKSYNC_CONFIG", global = true, default_value = "stoksync.toml")]
+    #[arg(
+        long,
+        short,
+        env = "STOKSYNC_CONFIG",
+        global = true,
+        default_value = "stoksync.toml"
+    )]
     pub config: PathBuf,
     /// Log line format (logs go to stderr; filter with RUST_LOG).
     #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
@@ -136,7 +146,9 @@ impl Failure {
 
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = Config::load(&cli.config).map_err(Failure::Config)?;
-    let ledger = Ledger::open(&config.database).await.context("opening the ledger")?;
+    let ledger = Ledger::open(&config.database)
+        .await
+        .context("opening the ledger")?;
     let code = dispatch(cli.command, &config, &ledger).await;
     ledger.close().await;
     code
@@ -150,9 +162,14 @@ async fn dispatch(command: Command, config: &Config, ledger: &Ledger) -> Result<
         Command::Stock(cmd) => stock(cmd, ledger).await,
         Command::Mapping(cmd) => mapping(cmd, ledger).await,
         Command::Status { json } => {
-            let s = status::collect(config, ledger).await.context("reading status")?;
+            let s = status::collect(config, ledger)
+                .await
+                .context("reading status")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s).context("encoding status")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).context("encoding status")?
+                );
             } else {
                 print!("{}", status::render(&s));
             }
@@ -211,7 +228,9 @@ async fn daemon(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
     cancel.cancelled().await;
     match tokio::time::timeout(SHUTDOWN_GRACE, run).await {
         Ok(_) => tracing::info!("stopped cleanly"),
-        Err(_) => tracing::warn!("work in flight did not finish in time; exiting (the next start resumes from the database)"),
+        Err(_) => tracing::warn!(
+            "work in flight did not finish in time; exiting (the next start resumes from the database)"
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -240,23 +259,45 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
                 .unwrap_or_default()
         );
     }
-    let unlinked = ledger.unlinked_items().await.context("reading unlinked items")?;
+    let unlinked = ledger
+        .unlinked_items()
+        .await
+        .context("reading unlinked items")?;
     if !unlinked.is_empty() {
-        println!("{} order line(s) not linked to a SKU (see `status`)", unlinked.len());
+        println!(
+            "{} order line(s) not linked to a SKU (see `status`)",
+            unlinked.len()
+        );
     }
     if summary.converged() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("stoksync: not converged: some listings still differ or a provider failed (see above and `status`)");
+        eprintln!(
+            "stoksync: not converged: some listings still differ or a provider failed (see above and `status`)"
+        );
         Ok(ExitCode::from(1))
     }
 }
 
 async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCode, Failure> {
     println!("config: {} ok", config.file.display());
-    println!("database: {} ok, migrations applied", config.database.display());
-    let enabled: Vec<String> = config.enabled_providers().iter().map(|p| p.to_string()).collect();
-    println!("providers: {}", if enabled.is_empty() { "none".to_string() } else { enabled.join(", ") });
+    println!(
+        "database: {} ok, migrations applied",
+        config.database.display()
+    );
+    let enabled: Vec<String> = config
+        .enabled_providers()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    println!(
+        "providers: {}",
+        if enabled.is_empty() {
+            "none".to_string()
+        } else {
+            enabled.join(", ")
+        }
+    );
     if !online {
         return Ok(ExitCode::SUCCESS);
     }
@@ -272,7 +313,11 @@ async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCod
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cli_key(what: &str) -> String {
@@ -288,9 +333,17 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
                 .import_stock(&rows, &batch, &format!("import {}", file.display()))
                 .await
                 .context("importing stock")?;
-            println!("imported {} SKU count(s) from {}", rows.len(), file.display());
+            println!(
+                "imported {} SKU count(s) from {}",
+                rows.len(),
+                file.display()
+            );
         }
-        StockCommand::Set { sku, quantity, reason } => {
+        StockCommand::Set {
+            sku,
+            quantity,
+            reason,
+        } => {
             let out = ledger
                 .erp_movement(&sku, StockChange::To(quantity), &reason, &cli_key("set"))
                 .await
@@ -307,7 +360,10 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
         StockCommand::List { json } => {
             let rows = ledger.list_stock().await.context("reading stock")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows).context("encoding")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).context("encoding")?
+                );
             } else {
                 for r in rows {
                     println!("{}\t{}", r.sku, r.quantity);
@@ -317,7 +373,10 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
         StockCommand::History { sku, json } => {
             let rows = ledger.history(&sku).await.context("reading history")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows).context("encoding")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).context("encoding")?
+                );
             } else {
                 for m in rows {
                     println!(
@@ -342,8 +401,14 @@ async fn mapping(cmd: MappingCommand, ledger: &Ledger) -> Result<ExitCode, Failu
     match cmd {
         MappingCommand::Import { file } => {
             let rows = csvin::read_mappings(&file).map_err(anyhow::Error::from)?;
-            ledger.import_mappings(&rows).await.context("importing mappings")?;
-            let linked = ledger.relink_pending().await.context("linking waiting order lines")?;
+            ledger
+                .import_mappings(&rows)
+                .await
+                .context("importing mappings")?;
+            let linked = ledger
+                .relink_pending()
+                .await
+                .context("linking waiting order lines")?;
             println!("imported {} link(s) from {}", rows.len(), file.display());
             if linked > 0 {
                 println!("{linked} waiting order line(s) linked and applied");
@@ -352,7 +417,10 @@ async fn mapping(cmd: MappingCommand, ledger: &Ledger) -> Result<ExitCode, Failu
         MappingCommand::List { json } => {
             let rows = ledger.list_mappings().await.context("reading mappings")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows).context("encoding")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).context("encoding")?
+                );
             } else {
                 for m in rows {
                     println!(
@@ -360,10 +428,16 @@ async fn mapping(cmd: MappingCommand, ledger: &Ledger) -> Result<ExitCode, Failu
                         m.sku,
                         m.provider,
                         m.listing_id,
-                        if m.variant_id.is_empty() { "-" } else { &m.variant_id },
+                        if m.variant_id.is_empty() {
+                            "-"
+                        } else {
+                            &m.variant_id
+                        },
                         m.origin,
                         m.confirmed_qty.map_or("-".to_string(), |q| q.to_string()),
-                        m.last_error.map(|e| format!("\tlast error: {e}")).unwrap_or_default()
+                        m.last_error
+                            .map(|e| format!("\tlast error: {e}"))
+                            .unwrap_or_default()
                     );
                 }
             }

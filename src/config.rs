@@ -413,7 +413,12 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn err(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
             line: Some(line_of(self.text, span.start)),
@@ -533,8 +538,8 @@ fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
             if !valid {
                 return Err(format!("`${{{name}}}` is not a valid variable name"));
             }
-            let value = env(name)
-                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value =
+                env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {
@@ -665,7 +670,10 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-        assert!(err.contains("SD_KEY") && err.contains("providers.stokdurumu.api_key"), "{err}");
+        assert!(
+            err.contains("SD_KEY") && err.contains("providers.stokdurumu.api_key"),
+            "{err}"
+        );
     }
 
     #[test]

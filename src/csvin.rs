@@ -17,7 +17,11 @@ pub struct CsvErrors {
 
 impl CsvErrors {
     fn render(&self) -> String {
-        let mut s = format!("{}: {} bad row(s), nothing imported", self.file, self.errors.len());
+        let mut s = format!(
+            "{}: {} bad row(s), nothing imported",
+            self.file,
+            self.errors.len()
+        );
         for (line, msg) in &self.errors {
             if *line == 0 {
                 s.push_str(&format!("\n  {msg}"));
@@ -39,7 +43,8 @@ fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), Cs
         file: path.display().to_string(),
         errors,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(vec![(0, format!("cannot read: {e}"))]))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| fail(vec![(0, format!("cannot read: {e}"))]))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -54,7 +59,11 @@ fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), Cs
     if got != header {
         return Err(fail(vec![(
             1,
-            format!("header must be `{}`, found `{}`", header.join(","), got.join(",")),
+            format!(
+                "header must be `{}`, found `{}`",
+                header.join(","),
+                got.join(",")
+            ),
         )]));
     }
     let mut out = Vec::new();
@@ -95,7 +104,10 @@ pub fn read_stock(path: &Path) -> Result<Vec<(String, i64)>, CsvErrors> {
         match qty.parse::<i64>() {
             Ok(q) if q >= 0 => out.push((sku.clone(), q)),
             Ok(q) => errors.push((line, format!("quantity {q} for `{sku}` is negative"))),
-            Err(_) => errors.push((line, format!("quantity `{qty}` for `{sku}` is not a whole number"))),
+            Err(_) => errors.push((
+                line,
+                format!("quantity `{qty}` for `{sku}` is not a whole number"),
+            )),
         }
     }
     finish(path, out, errors)
@@ -115,7 +127,10 @@ pub fn read_mappings(path: &Path) -> Result<Vec<(String, ListingRef)>, CsvErrors
         let Some(provider) = ProviderName::parse(&r[1]) else {
             errors.push((
                 line,
-                format!("provider `{}` is not one of bazaardan, stokdurumu, eticaret, pazarsync", r[1]),
+                format!(
+                    "provider `{}` is not one of bazaardan, stokdurumu, eticaret, pazarsync",
+                    r[1]
+                ),
             ));
             continue;
         };
@@ -129,7 +144,10 @@ pub fn read_mappings(path: &Path) -> Result<Vec<(String, ListingRef)>, CsvErrors
             continue;
         }
         if let Some(first) = seen.insert(listing.clone(), line) {
-            errors.push((line, format!("listing {listing} already mapped on line {first}")));
+            errors.push((
+                line,
+                format!("listing {listing} already mapped on line {first}"),
+            ));
             continue;
         }
         out.push((sku.clone(), listing));
@@ -137,7 +155,11 @@ pub fn read_mappings(path: &Path) -> Result<Vec<(String, ListingRef)>, CsvErrors
     finish(path, out, errors)
 }
 
-fn finish<T>(path: &Path, out: Vec<T>, mut errors: Vec<(usize, String)>) -> Result<Vec<T>, CsvErrors> {
+fn finish<T>(
+    path: &Path,
+    out: Vec<T>,
+    mut errors: Vec<(usize, String)>,
+) -> Result<Vec<T>, CsvErrors> {
     errors.sort_by_key(|e| e.0);
     if errors.is_empty() {
         Ok(out)
@@ -162,20 +184,32 @@ mod tests {
     #[test]
     fn stock_rows_parse_and_bad_rows_name_their_line() {
         let ok = file("\u{feff}sku,quantity\nA,5\n\nB , 0\n");
-        assert_eq!(read_stock(ok.path()).unwrap(), vec![("A".into(), 5), ("B".into(), 0)]);
+        assert_eq!(
+            read_stock(ok.path()).unwrap(),
+            vec![("A".into(), 5), ("B".into(), 0)]
+        );
 
         let bad = file("sku,quantity\nA,5\nB,-2\nC,1.5\nA,3\n,4\nD\n");
         let err = read_stock(bad.path()).unwrap_err();
         let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
         assert_eq!(lines, vec![3, 4, 5, 6, 7], "{err}");
-        assert!(err.to_string().contains("line 3: quantity -2 for `B` is negative"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("line 3: quantity -2 for `B` is negative"),
+            "{err}"
+        );
         assert!(err.to_string().contains("already given on line 2"), "{err}");
     }
 
     #[test]
     fn wrong_header_is_refused() {
         let f = file("sku;quantity\nA;5\n");
-        assert!(read_stock(f.path()).unwrap_err().to_string().contains("header must be `sku,quantity`"));
+        assert!(
+            read_stock(f.path())
+                .unwrap_err()
+                .to_string()
+                .contains("header must be `sku,quantity`")
+        );
     }
 
     #[test]
@@ -186,7 +220,8 @@ mod tests {
         let err = read_mappings(f.path()).unwrap_err();
         let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
         assert_eq!(lines, vec![4, 5, 6], "{err}");
-        let good = file("sku,provider,listing_id,variant_id\nA,bazaardan,356,778\nB,bazaardan,357,\n");
+        let good =
+            file("sku,provider,listing_id,variant_id\nA,bazaardan,356,778\nB,bazaardan,357,\n");
         let rows = read_mappings(good.path()).unwrap();
         assert_eq!(rows[1].1.variant_id, "");
     }

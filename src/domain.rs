@@ -60,7 +60,11 @@ impl fmt::Display for ListingRef {
         if self.variant_id.is_empty() {
             write!(f, "{}/{}", self.provider, self.listing_id)
         } else {
-            write!(f, "{}/{}/{}", self.provider, self.listing_id, self.variant_id)
+            write!(
+                f,
+                "{}/{}/{}",
+                self.provider, self.listing_id, self.variant_id
+            )
         }
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use stoksync::sandbox::Fault;
 
 const STOCK_CSV: &str = "sku,quantity\nSKU-001,10\nSKU-002,5\nSKU-003,7\n";
-const MAPPING_CSV: &str = "sku,provider,listing_id,variant_id\nSKU-001,bazaardan,356,778\nSKU-002,bazaardan,357,\n";
+const MAPPING_CSV: &str =
+    "sku,provider,listing_id,variant_id\nSKU-001,bazaardan,356,778\nSKU-002,bazaardan,357,\n";
 
 async fn seeded(knobs: Knobs) -> Env {
     let env = Env::new(knobs).await;
@@ -38,16 +39,29 @@ async fn orders_and_cancellations_reach_the_ledger_once_and_listings_follow() {
     let e = env.fake.place_unlisted_order(400, "UNKNOWN-SKU", 1);
     // Every fault the retry loop must ride out.
     env.fake.inject(Fault::ServerError, 1, Some("orders.php"));
-    env.fake.inject(Fault::Malformed, 1, Some("order_detail.php"));
-    env.fake.inject(Fault::Hang(Duration::from_secs(4)), 1, Some("order_detail.php"));
-    env.fake.inject(Fault::RateLimited { retry_after_s: 1 }, 1, Some("stock_update.php"));
+    env.fake
+        .inject(Fault::Malformed, 1, Some("order_detail.php"));
+    env.fake.inject(
+        Fault::Hang(Duration::from_secs(4)),
+        1,
+        Some("order_detail.php"),
+    );
+    env.fake.inject(
+        Fault::RateLimited { retry_after_s: 1 },
+        1,
+        Some("stock_update.php"),
+    );
 
     let out = env.run(&["sync", "--once"]).await;
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 order line(s) not linked"));
 
     assert_eq!(env.quantity("SKU-001").await, Some(8));
-    assert_eq!(env.quantity("SKU-002").await, Some(4), "the cancelled line gave its unit back");
+    assert_eq!(
+        env.quantity("SKU-002").await,
+        Some(4),
+        "the cancelled line gave its unit back"
+    );
     assert_eq!(env.quantity("SKU-003").await, Some(4));
     // Each listing shows ledger - safety stock.
     assert_eq!(env.fake.listing_stock(356, Some(778)), Some(7));
@@ -56,27 +70,71 @@ async fn orders_and_cancellations_reach_the_ledger_once_and_listings_follow() {
 
     let history: serde_json::Value =
         serde_json::from_str(&env.ok(&["stock", "history", "SKU-001", "--json"]).await).unwrap();
-    let keys: Vec<&str> = history.as_array().unwrap().iter().map(|m| m["idempotency_key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["idempotency_key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert_eq!(keys[1], format!("bazaardan/item/{a}/hold"));
     assert_eq!(history[0]["kind"], "erp_set");
-    assert_eq!((history[0]["quantity_before"].as_i64(), history[0]["quantity_after"].as_i64()), (Some(0), Some(10)));
+    assert_eq!(
+        (
+            history[0]["quantity_before"].as_i64(),
+            history[0]["quantity_after"].as_i64()
+        ),
+        (Some(0), Some(10))
+    );
 
     // A second cycle finds nothing to push.
-    let pushes_before = env.fake.counters().by_endpoint.get("stock_update.php").copied();
+    let pushes_before = env
+        .fake
+        .counters()
+        .by_endpoint
+        .get("stock_update.php")
+        .copied();
     env.ok(&["sync", "--once"]).await;
-    assert_eq!(env.fake.counters().by_endpoint.get("stock_update.php").copied(), pushes_before);
-    assert_eq!(env.quantity("SKU-001").await, Some(8), "polling again changes nothing");
+    assert_eq!(
+        env.fake
+            .counters()
+            .by_endpoint
+            .get("stock_update.php")
+            .copied(),
+        pushes_before
+    );
+    assert_eq!(
+        env.quantity("SKU-001").await,
+        Some(8),
+        "polling again changes nothing"
+    );
 
     let counters = env.fake.counters();
-    assert_eq!((counters.bad_signatures, counters.expired_timestamps, counters.limit_violations), (0, 0, 0));
+    assert_eq!(
+        (
+            counters.bad_signatures,
+            counters.expired_timestamps,
+            counters.limit_violations
+        ),
+        (0, 0, 0)
+    );
 
-    let maps: serde_json::Value = serde_json::from_str(&env.ok(&["mapping", "list", "--json"]).await).unwrap();
-    let learned = maps.as_array().unwrap().iter().find(|m| m["sku"] == "SKU-003").unwrap();
-    assert_eq!((learned["listing_id"].as_str(), learned["origin"].as_str()), (Some("358"), Some("learned")));
+    let maps: serde_json::Value =
+        serde_json::from_str(&env.ok(&["mapping", "list", "--json"]).await).unwrap();
+    let learned = maps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["sku"] == "SKU-003")
+        .unwrap();
+    assert_eq!(
+        (learned["listing_id"].as_str(), learned["origin"].as_str()),
+        (Some("358"), Some("learned"))
+    );
 
     // The unknown SKU's line is kept and shown ...
-    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
     let unlinked = status["unlinked_order_items"].as_array().unwrap();
     assert_eq!(unlinked.len(), 1);
     assert_eq!(unlinked[0]["item_key"], e.to_string());
@@ -88,8 +146,14 @@ async fn orders_and_cancellations_reach_the_ledger_once_and_listings_follow() {
     let more = env.write("more.csv", "sku,quantity\nUNKNOWN-SKU,5\n");
     env.ok(&["stock", "import", more.to_str().unwrap()]).await;
     assert_eq!(env.quantity("UNKNOWN-SKU").await, Some(4));
-    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
-    assert!(status["unlinked_order_items"].as_array().unwrap().is_empty());
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
+    assert!(
+        status["unlinked_order_items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,15 +174,31 @@ async fn a_cancellation_in_the_same_second_as_the_order_is_not_missed() {
 async fn erp_set_and_adjust_are_pushed_and_oversold_is_reported() {
     let env = seeded(Knobs::default()).await;
     env.ok(&["sync", "--once"]).await;
-    env.ok(&["stock", "set", "SKU-002", "2", "--reason", "recount"]).await;
-    env.ok(&["stock", "adjust", "SKU-001", "-12", "--reason", "water damage"]).await;
+    env.ok(&["stock", "set", "SKU-002", "2", "--reason", "recount"])
+        .await;
+    env.ok(&[
+        "stock",
+        "adjust",
+        "SKU-001",
+        "-12",
+        "--reason",
+        "water damage",
+    ])
+    .await;
     env.ok(&["sync", "--once"]).await;
     assert_eq!(env.fake.listing_stock(357, None), Some(2));
-    assert_eq!(env.fake.listing_stock(356, Some(778)), Some(0), "an oversold SKU shows 0");
-    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(
+        env.fake.listing_stock(356, Some(778)),
+        Some(0),
+        "an oversold SKU shows 0"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
     assert_eq!(status["oversold"][0]["sku"], "SKU-001");
     assert_eq!(status["oversold"][0]["quantity"], -2);
-    let bad = env.run(&["stock", "set", "SKU-002", "-1", "--reason", "x"]).await;
+    let bad = env
+        .run(&["stock", "set", "SKU-002", "-1", "--reason", "x"])
+        .await;
     assert_eq!(bad.status.code(), Some(1), "{}", describe(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("negative"));
 }
@@ -127,14 +207,25 @@ async fn erp_set_and_adjust_are_pushed_and_oversold_is_reported() {
 async fn a_refused_listing_is_reported_and_not_hammered() {
     let env = seeded(Knobs::default()).await;
     env.fake.add_foreign_listing(999, None, "SKU-003");
-    let map = env.write("foreign.csv", "sku,provider,listing_id,variant_id\nSKU-003,bazaardan,999,\n");
+    let map = env.write(
+        "foreign.csv",
+        "sku,provider,listing_id,variant_id\nSKU-003,bazaardan,999,\n",
+    );
     env.ok(&["mapping", "import", map.to_str().unwrap()]).await;
     let out = env.run(&["sync", "--once"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 refused in total"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 refused in total"),
+        "{}",
+        describe(&out)
+    );
     let pushes = env.fake.counters().by_endpoint["stock_update.php"];
     env.run(&["sync", "--once"]).await;
-    assert_eq!(env.fake.counters().by_endpoint["stock_update.php"], pushes, "the same refused value is not re-sent");
+    assert_eq!(
+        env.fake.counters().by_endpoint["stock_update.php"],
+        pushes,
+        "the same refused value is not re-sent"
+    );
     let maps = env.ok(&["mapping", "list"]).await;
     assert!(maps.contains("FORBIDDEN_SCOPE"), "{maps}");
     // The other listings converged all the same.
@@ -151,12 +242,18 @@ async fn wrong_credentials_fail_clearly_without_leaking_the_secret() {
     let out = env.run(&["sync", "--once"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let all = describe(&out);
-    assert!(all.contains("credentials refused") && all.contains("INVALID_SIGNATURE"), "{all}");
+    assert!(
+        all.contains("credentials refused") && all.contains("INVALID_SIGNATURE"),
+        "{all}"
+    );
     assert!(!all.contains("wrong-secret-value"), "secret leaked: {all}");
     let check = env.run(&["check", "--online"]).await;
     assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
     let status = env.ok(&["status"]).await;
-    assert!(status.contains("INVALID_SIGNATURE") && !status.contains("wrong-secret-value"), "{status}");
+    assert!(
+        status.contains("INVALID_SIGNATURE") && !status.contains("wrong-secret-value"),
+        "{status}"
+    );
 
     env.write_config(&Knobs::default());
     let check = env.ok(&["check", "--online"]).await;
@@ -204,19 +301,29 @@ async fn the_daemon_follows_orders_and_stops_cleanly_on_sigterm() {
     })
     .await;
     let item = env.fake.place_order(357, None, 2);
-    wait_for(Duration::from_secs(30), "the order to be applied and pushed", || async {
-        // The fake lowered its own stock to 3; the ledger too, then the
-        // push confirms 3 (a push of the pre-order value would show 5).
-        env.fake.listing_stock(357, None) == Some(3)
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the order to be applied and pushed",
+        || async {
+            // The fake lowered its own stock to 3; the ledger too, then the
+            // push confirms 3 (a push of the pre-order value would show 5).
+            env.fake.listing_stock(357, None) == Some(3)
+        },
+    )
     .await;
     env.fake.set_status(item, "cancelled");
-    wait_for(Duration::from_secs(30), "the cancellation to come back", || async {
-        env.fake.listing_stock(357, None) == Some(5)
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the cancellation to come back",
+        || async { env.fake.listing_stock(357, None) == Some(5) },
+    )
     .await;
     let pid = daemon.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    // The shell's builtin kill: no dependency on a kill binary being installed.
+    let kill = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = tokio::time::timeout(Duration::from_secs(60), daemon.wait())
         .await
@@ -230,7 +337,11 @@ async fn the_daemon_follows_orders_and_stops_cleanly_on_sigterm() {
 async fn config_errors_exit_2_naming_key_and_line() {
     let env = Env::new(Knobs::default()).await;
     let cases = [
-        ("[ledger]\ndatabase = \"x.db\"\n[sync]\npoll_interval = \"soon\"\n", "sync.poll_interval", ":4:"),
+        (
+            "[ledger]\ndatabase = \"x.db\"\n[sync]\npoll_interval = \"soon\"\n",
+            "sync.poll_interval",
+            ":4:",
+        ),
         ("[ledger]\ndatabase = \"x.db\"\nextra = 1\n", "extra", ":3:"),
         (
             "[ledger]\ndatabase = \"x.db\"\n[providers.bazaardan]\nbase_url = \"https://x\"\nclient_id = \"a\"\nclient_secret = \"${STOKSYNC_TEST_UNSET}\"\n",
@@ -260,9 +371,18 @@ async fn bad_csv_rows_are_reported_by_line_and_change_nothing() {
     assert!(err.contains("line 3") && err.contains("line 4"), "{err}");
     assert_eq!(env.stock().await, serde_json::json!([]));
 
-    let bad_map = env.write("bad-map.csv", "sku,provider,listing_id,variant_id\nA,bazaardan,1,\nB,ebay,2,\n");
-    let out = env.run(&["mapping", "import", bad_map.to_str().unwrap()]).await;
+    let bad_map = env.write(
+        "bad-map.csv",
+        "sku,provider,listing_id,variant_id\nA,bazaardan,1,\nB,ebay,2,\n",
+    );
+    let out = env
+        .run(&["mapping", "import", bad_map.to_str().unwrap()])
+        .await;
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 3"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(env.ok(&["mapping", "list", "--json"]).await.trim(), "[]");
 }

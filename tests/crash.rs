@@ -34,7 +34,8 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let mut stock = String::from("sku,quantity\n");
     let mut map = String::from("sku,provider,listing_id,variant_id\n");
     for i in 0..LISTINGS {
-        env.fake.add_listing(100 + i, Some(i), &format!("SKU-{i}"), START);
+        env.fake
+            .add_listing(100 + i, Some(i), &format!("SKU-{i}"), START);
         stock.push_str(&format!("SKU-{i},{START}\n"));
         map.push_str(&format!("SKU-{i},bazaardan,{},{i}\n", 100 + i));
     }
@@ -68,9 +69,11 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         let mut daemon = env.spawn(&["run"]);
         // Let it get into its work (at least one request), then kill it at a
         // random moment: mid-poll, mid-apply, mid-push or idle.
-        wait_for(Duration::from_secs(30), "the daemon to talk to the provider", || async {
-            env.fake.counters().requests > before
-        })
+        wait_for(
+            Duration::from_secs(30),
+            "the daemon to talk to the provider",
+            || async { env.fake.counters().requests > before },
+        )
         .await;
         tokio::time::sleep(Duration::from_millis(rng.u64(0..400))).await;
         daemon.start_kill().unwrap();
@@ -78,7 +81,11 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
             .await
             .unwrap_or_else(|_| panic!("cycle {cycle}: killed daemon did not exit"))
             .unwrap();
-        assert_eq!(status.code(), None, "cycle {cycle}: the daemon must have died by SIGKILL");
+        assert_eq!(
+            status.code(),
+            None,
+            "cycle {cycle}: the daemon must have died by SIGKILL"
+        );
     }
     running.store(false, Ordering::Relaxed);
     shop.await.unwrap();
@@ -88,7 +95,8 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
 
     // Expected from the fake's own records.
     let items = env.fake.items();
-    let mut expected: HashMap<String, i64> = (0..LISTINGS).map(|i| (format!("SKU-{i}"), START)).collect();
+    let mut expected: HashMap<String, i64> =
+        (0..LISTINGS).map(|i| (format!("SKU-{i}"), START)).collect();
     for (_, product, _, qty, status) in &items {
         if status != "cancelled" {
             *expected.get_mut(&format!("SKU-{}", product - 100)).unwrap() -= qty;
@@ -100,23 +108,42 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     }
     // Per line: a held line moved its quantity once; a cancelled line either
     // never moved stock or moved it out and back exactly once.
-    let movements = ledger.movements_with_prefix("bazaardan/item/").await.unwrap();
+    let movements = ledger
+        .movements_with_prefix("bazaardan/item/")
+        .await
+        .unwrap();
     let mut per_item: HashMap<u64, Vec<i64>> = HashMap::new();
     for m in &movements {
-        let id: u64 = m.idempotency_key.split('/').nth(2).unwrap().parse().unwrap();
+        let id: u64 = m
+            .idempotency_key
+            .split('/')
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
         per_item.entry(id).or_default().push(m.delta);
     }
     for (id, _, _, qty, status) in &items {
         let deltas = per_item.remove(id).unwrap_or_default();
         if status == "cancelled" {
-            assert!(deltas.is_empty() || deltas == vec![-qty, *qty], "item {id}: {deltas:?}");
+            assert!(
+                deltas.is_empty() || deltas == vec![-qty, *qty],
+                "item {id}: {deltas:?}"
+            );
         } else {
             assert_eq!(deltas, vec![-qty], "item {id}");
         }
     }
-    assert!(per_item.is_empty(), "movements for unknown items: {per_item:?}");
+    assert!(
+        per_item.is_empty(),
+        "movements for unknown items: {per_item:?}"
+    );
     for ((product, variant), sku, shown) in env.fake.listings() {
-        assert_eq!(Some(shown), expected.get(&sku).copied(), "listing {product}/{variant:?}");
+        assert_eq!(
+            Some(shown),
+            expected.get(&sku).copied(),
+            "listing {product}/{variant:?}"
+        );
     }
     println!(
         "crash test: {cycles} SIGKILL cycles survived, {} order lines ({} cancelled), {} order movements",

@@ -64,9 +64,9 @@ pub struct SyncSummary {
 
 impl SyncSummary {
     pub fn converged(&self) -> bool {
-        self.providers
-            .iter()
-            .all(|p| p.poll_error.is_none() && p.pending == 0 && p.refused == 0 && p.push.stopped.is_none())
+        self.providers.iter().all(|p| {
+            p.poll_error.is_none() && p.pending == 0 && p.refused == 0 && p.push.stopped.is_none()
+        })
     }
 }
 
@@ -93,7 +93,10 @@ impl Engine {
         }
         let state = self.ledger.provider_state(name).await?;
         let lookback_ms = i64::try_from(self.sync.order_lookback.as_millis()).unwrap_or(i64::MAX);
-        let epoch = self.ledger.epoch(name, now_ms().saturating_sub(lookback_ms)).await?;
+        let epoch = self
+            .ledger
+            .epoch(name, now_ms().saturating_sub(lookback_ms))
+            .await?;
         let req = PollRequest {
             cursor: state.cursor,
             lookback: self.sync.order_lookback,
@@ -117,7 +120,11 @@ impl Engine {
     }
 
     /// Pushes every listing of `p` that differs, batch by batch.
-    pub async fn push(&self, p: &dyn Provider, cancel: &CancellationToken) -> Result<PushReport, ProviderError> {
+    pub async fn push(
+        &self,
+        p: &dyn Provider,
+        cancel: &CancellationToken,
+    ) -> Result<PushReport, ProviderError> {
         let name = p.name();
         let states = self.ledger.listing_states(name).await?;
         let plan = plan::plan(&states, self.sync.safety_stock);
@@ -160,7 +167,9 @@ impl Engine {
                     break;
                 }
                 report.stopped = Some(e.to_string());
-                self.ledger.record_provider_error(name, &e.to_string()).await?;
+                self.ledger
+                    .record_provider_error(name, &e.to_string())
+                    .await?;
                 break;
             }
         }
@@ -186,7 +195,10 @@ impl Engine {
 
     /// One full cycle: poll every provider, then push every provider whose
     /// poll succeeded (waiting on limiters as needed).
-    pub async fn sync_once(&self, cancel: &CancellationToken) -> Result<SyncSummary, ProviderError> {
+    pub async fn sync_once(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<SyncSummary, ProviderError> {
         let polls = join_all(self.providers.iter().map(|p| self.poll(p.as_ref()))).await;
         let mut cycles = Vec::new();
         for (p, res) in self.providers.iter().zip(&polls) {
@@ -207,7 +219,9 @@ impl Engine {
                     c.unlinked = r.unlinked;
                 }
                 Err(e) => {
-                    self.ledger.record_provider_error(p.name(), &e.to_string()).await?;
+                    self.ledger
+                        .record_provider_error(p.name(), &e.to_string())
+                        .await?;
                     c.poll_error = Some(e.to_string());
                 }
             }
@@ -215,12 +229,17 @@ impl Engine {
         }
         // A provider whose poll failed is not pushed to: its unseen sales
         // would be overwritten.
-        let pushes = join_all(self.providers.iter().zip(&polls).map(|(p, res)| async move {
-            match res {
-                Ok(_) => Some(self.push(p.as_ref(), cancel).await),
-                Err(_) => None,
-            }
-        }))
+        let pushes = join_all(
+            self.providers
+                .iter()
+                .zip(&polls)
+                .map(|(p, res)| async move {
+                    match res {
+                        Ok(_) => Some(self.push(p.as_ref(), cancel).await),
+                        Err(_) => None,
+                    }
+                }),
+        )
         .await;
         for (c, res) in cycles.iter_mut().zip(pushes) {
             match res {
@@ -238,10 +257,15 @@ impl Engine {
     /// provider's orders moved stock. On cancel the unit in flight (a poll
     /// and its apply, or one push batch) finishes; waits are cut short.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let wakes: Vec<Arc<Notify>> = self.providers.iter().map(|_| Arc::new(Notify::new())).collect();
+        let wakes: Vec<Arc<Notify>> = self
+            .providers
+            .iter()
+            .map(|_| Arc::new(Notify::new()))
+            .collect();
         let mut tasks = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
-            let (engine, p, cancel, wakes) = (self.clone(), p.clone(), cancel.clone(), wakes.clone());
+            let (engine, p, cancel, wakes) =
+                (self.clone(), p.clone(), cancel.clone(), wakes.clone());
             tasks.push(tokio::spawn(async move {
                 engine.provider_loop(p, i, &wakes, cancel).await;
             }));
@@ -275,7 +299,9 @@ impl Engine {
                     }
                     if !cancel.is_cancelled() {
                         match self.push(p.as_ref(), &cancel).await {
-                            Ok(r) if r.stopped.is_some() => pause = pause.max(Duration::from_secs(5)),
+                            Ok(r) if r.stopped.is_some() => {
+                                pause = pause.max(Duration::from_secs(5))
+                            }
                             Ok(_) => {}
                             Err(e) => self.note_error(name, &e).await,
                         }
@@ -300,7 +326,11 @@ impl Engine {
 
     async fn note_error(&self, name: ProviderName, e: &ProviderError) {
         tracing::warn!(provider = %name, error = %e, "cycle failed; will retry");
-        if let Err(le) = self.ledger.record_provider_error(name, &e.to_string()).await {
+        if let Err(le) = self
+            .ledger
+            .record_provider_error(name, &e.to_string())
+            .await
+        {
             tracing::error!(provider = %name, error = %le, "could not record the error");
         }
     }

@@ -40,7 +40,8 @@ pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
             continue;
         }
         if l.rejected_qty == Some(want) {
-            out.held.push((l.listing.clone(), Held::Rejected { wanted: want }));
+            out.held
+                .push((l.listing.clone(), Held::Rejected { wanted: want }));
             continue;
         }
         out.pushes.push(StockPush {
@@ -56,7 +57,12 @@ mod tests {
     use super::*;
     use crate::domain::ProviderName;
 
-    fn listing(id: &str, ledger: Option<i64>, confirmed: Option<i64>, rejected: Option<i64>) -> ListingState {
+    fn listing(
+        id: &str,
+        ledger: Option<i64>,
+        confirmed: Option<i64>,
+        rejected: Option<i64>,
+    ) -> ListingState {
         ListingState {
             listing: ListingRef {
                 provider: ProviderName::Bazaardan,
@@ -72,16 +78,35 @@ mod tests {
 
     #[test]
     fn wanted_is_ledger_less_safety_never_negative() {
-        let cases = [(10, 0, 10), (10, 3, 7), (3, 3, 0), (2, 5, 0), (-4, 0, 0), (-4, 2, 0), (i64::MIN, 1, 0)];
+        let cases = [
+            (10, 0, 10),
+            (10, 3, 7),
+            (3, 3, 0),
+            (2, 5, 0),
+            (-4, 0, 0),
+            (-4, 2, 0),
+            (i64::MIN, 1, 0),
+        ];
         for (ledger, safety, want) in cases {
-            assert_eq!(wanted(ledger, safety), want, "ledger {ledger} safety {safety}");
+            assert_eq!(
+                wanted(ledger, safety),
+                want,
+                "ledger {ledger} safety {safety}"
+            );
         }
     }
 
     #[test]
     fn plan_pushes_only_what_differs() {
         // (ledger, confirmed, rejected, safety) -> push?, held?
-        type Case = (Option<i64>, Option<i64>, Option<i64>, i64, Option<i64>, Option<Held>);
+        type Case = (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            Option<i64>,
+            Option<Held>,
+        );
         let cases: &[Case] = &[
             // never confirmed: push
             (Some(5), None, None, 0, Some(5), None),
@@ -96,7 +121,14 @@ mod tests {
             (Some(-3), Some(1), None, 0, Some(0), None),
             (Some(-3), Some(0), None, 0, None, None),
             // refused value is not retried ...
-            (Some(4), Some(5), Some(4), 0, None, Some(Held::Rejected { wanted: 4 })),
+            (
+                Some(4),
+                Some(5),
+                Some(4),
+                0,
+                None,
+                Some(Held::Rejected { wanted: 4 }),
+            ),
             // ... until the wanted value moves
             (Some(3), Some(5), Some(4), 0, Some(3), None),
             // a SKU missing from the ledger is never pushed as 0
@@ -117,7 +149,11 @@ mod tests {
             listing("3", Some(3), Some(0), None),
         ];
         let p = plan(&ls, 0);
-        let ids: Vec<&str> = p.pushes.iter().map(|s| s.listing.listing_id.as_str()).collect();
+        let ids: Vec<&str> = p
+            .pushes
+            .iter()
+            .map(|s| s.listing.listing_id.as_str())
+            .collect();
         assert_eq!(ids, ["1", "3"]);
     }
 }

@@ -3,7 +3,9 @@
 
 use super::plan;
 use crate::config::Config;
-use crate::domain::{ProviderName, ms_to_utc, next_turkey_midnight, now_ms, turkey_midnight_before};
+use crate::domain::{
+    ProviderName, ms_to_utc, next_turkey_midnight, now_ms, turkey_midnight_before,
+};
 use crate::ledger::{AnomalyRow, Ledger, LedgerError, StockRow, UnlinkedItem};
 use chrono::Utc;
 use serde::Serialize;
@@ -35,9 +37,18 @@ pub struct ProviderStatus {
 
 fn limits(config: &Config, p: ProviderName) -> (Option<u32>, Option<u32>) {
     match p {
-        ProviderName::Bazaardan => (config.bazaardan.as_ref().map(|c| c.requests_per_minute), None),
-        ProviderName::Stokdurumu => (None, config.stokdurumu.as_ref().and_then(|c| c.requests_per_day)),
-        ProviderName::Eticaret => (config.eticaret.as_ref().map(|c| c.requests_per_minute), None),
+        ProviderName::Bazaardan => (
+            config.bazaardan.as_ref().map(|c| c.requests_per_minute),
+            None,
+        ),
+        ProviderName::Stokdurumu => (
+            None,
+            config.stokdurumu.as_ref().and_then(|c| c.requests_per_day),
+        ),
+        ProviderName::Eticaret => (
+            config.eticaret.as_ref().map(|c| c.requests_per_minute),
+            None,
+        ),
         ProviderName::Pazarsync => config
             .pazarsync
             .as_ref()
@@ -123,7 +134,10 @@ pub fn render(s: &Status) -> String {
             ));
         }
     }
-    out.push_str(&format!("unlinked order items: {}\n", s.unlinked_order_items.len()));
+    out.push_str(&format!(
+        "unlinked order items: {}\n",
+        s.unlinked_order_items.len()
+    ));
     for u in &s.unlinked_order_items {
         out.push_str(&format!(
             "  {} item {} (order {}): listing {}{} sku {} qty {} status {}\n",
@@ -131,7 +145,11 @@ pub fn render(s: &Status) -> String {
             u.item_key,
             u.order_ref,
             u.listing_id,
-            if u.variant_id.is_empty() { String::new() } else { format!("/{}", u.variant_id) },
+            if u.variant_id.is_empty() {
+                String::new()
+            } else {
+                format!("/{}", u.variant_id)
+            },
             u.sku_hint.as_deref().unwrap_or("-"),
             u.quantity,
             u.status
@@ -142,9 +160,15 @@ pub fn render(s: &Status) -> String {
         out.push_str(&format!("  {} at {}\n", o.sku, o.quantity));
     }
     if !s.anomalies.is_empty() {
-        out.push_str(&format!("order lines not understood: {}\n", s.anomalies.len()));
+        out.push_str(&format!(
+            "order lines not understood: {}\n",
+            s.anomalies.len()
+        ));
         for a in &s.anomalies {
-            out.push_str(&format!("  {} item {}: {}\n", a.provider, a.item_key, a.message));
+            out.push_str(&format!(
+                "  {} item {}: {}\n",
+                a.provider, a.item_key, a.message
+            ));
         }
     }
     out

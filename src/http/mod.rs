@@ -107,10 +107,15 @@ impl ProviderHttp {
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
         loop {
-            self.limiter.acquire(&self.cancel).await.map_err(|e| match e {
-                LimitError::Cancelled => ProviderError::Cancelled,
-                e @ LimitError::QuotaExhausted { .. } => ProviderError::QuotaExhausted(e.to_string()),
-            })?;
+            self.limiter
+                .acquire(&self.cancel)
+                .await
+                .map_err(|e| match e {
+                    LimitError::Cancelled => ProviderError::Cancelled,
+                    e @ LimitError::QuotaExhausted { .. } => {
+                        ProviderError::QuotaExhausted(e.to_string())
+                    }
+                })?;
             let request = build()?;
             let verdict = match self.client.execute(request).await {
                 Err(e) => Verdict::Retry(describe_reqwest(&e)),
@@ -144,7 +149,9 @@ impl ProviderHttp {
                     let wait = wait.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
                     self.limiter.note_rate_limited(wait);
                     rate_limited += 1;
-                    if rate_limited >= MAX_RATE_LIMITED_PER_CALL || wait > self.policy.max_inline_wait {
+                    if rate_limited >= MAX_RATE_LIMITED_PER_CALL
+                        || wait > self.policy.max_inline_wait
+                    {
                         return Err(ProviderError::RateLimited { wait });
                     }
                 }
@@ -213,29 +220,23 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    // Without the URL: it adds nothing the operator does not know, and keeps
-    // log lines short. Our URLs never carry credentials.
-    format!("{kind}: {}", e.without_url_ref())
+    format!("{kind}: {}", error_chain(e))
 }
 
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut s = self.to_string();
-        if let Some(url) = self.url() {
-            s = s.replace(&format!(" ({url})"), "").replace(url.as_str(), "");
-        }
-        let mut src = std::error::Error::source(self);
-        while let Some(e) = src {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            src = e.source();
-        }
-        s
+/// The error and its causes, without the URL: it adds nothing the operator
+/// does not know and keeps log lines short. (Our URLs carry no credentials.)
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(&format!(" ({url})"), "").replace(url.as_str(), "");
     }
+    let mut src = std::error::Error::source(e);
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
 }
 
 #[cfg(test)]

@@ -198,10 +198,12 @@ impl Ledger {
     }
 
     pub async fn stock_of(&self, sku: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = ?")
-            .bind(sku)
-            .fetch_optional(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = ?")
+                .bind(sku)
+                .fetch_optional(&self.read)
+                .await?,
+        )
     }
 
     pub async fn history(&self, sku: &str) -> Result<Vec<Movement>> {
@@ -366,15 +368,18 @@ impl Ledger {
     pub async fn epoch(&self, provider: ProviderName, candidate_ms: i64) -> Result<i64> {
         let mut tx = self.begin().await?;
         ensure_state_row(&mut tx, provider).await?;
-        sqlx::query("UPDATE provider_state SET epoch_ms = ? WHERE provider = ? AND epoch_ms IS NULL")
-            .bind(candidate_ms)
-            .bind(provider.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let epoch: i64 = sqlx::query_scalar("SELECT epoch_ms FROM provider_state WHERE provider = ?")
-            .bind(provider.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE provider_state SET epoch_ms = ? WHERE provider = ? AND epoch_ms IS NULL",
+        )
+        .bind(candidate_ms)
+        .bind(provider.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let epoch: i64 =
+            sqlx::query_scalar("SELECT epoch_ms FROM provider_state WHERE provider = ?")
+                .bind(provider.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(epoch)
     }
@@ -382,12 +387,14 @@ impl Ledger {
     pub async fn record_provider_error(&self, provider: ProviderName, error: &str) -> Result<()> {
         let mut tx = self.begin().await?;
         ensure_state_row(&mut tx, provider).await?;
-        sqlx::query("UPDATE provider_state SET last_error = ?, last_error_ms = ? WHERE provider = ?")
-            .bind(error.to_string())
-            .bind(now_ms())
-            .bind(provider.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE provider_state SET last_error = ?, last_error_ms = ? WHERE provider = ?",
+        )
+        .bind(error.to_string())
+        .bind(now_ms())
+        .bind(provider.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -427,11 +434,13 @@ impl Ledger {
 
     pub async fn requests_since(&self, provider: ProviderName, since_ms: i64) -> Result<i64> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM request_log WHERE provider = ? AND at_ms >= ?")
-                .bind(provider.as_str())
-                .bind(since_ms)
-                .fetch_one(&self.read)
-                .await?,
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM request_log WHERE provider = ? AND at_ms >= ?",
+            )
+            .bind(provider.as_str())
+            .bind(since_ms)
+            .fetch_one(&self.read)
+            .await?,
         )
     }
 

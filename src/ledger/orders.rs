@@ -336,7 +336,8 @@ pub(crate) async fn relink_in(tx: &mut Transaction<'static, Sqlite>) -> Result<u
         let listing_id: String = r.get(3);
         let variant_id: String = r.get(4);
         let hint: Option<String> = r.get(5);
-        let Some(sku) = resolve_sku(tx, provider, &listing_id, &variant_id, hint.as_deref()).await?
+        let Some(sku) =
+            resolve_sku(tx, provider, &listing_id, &variant_id, hint.as_deref()).await?
         else {
             continue;
         };
@@ -373,7 +374,13 @@ mod tests {
 
     const P: ProviderName = ProviderName::Bazaardan;
 
-    fn item(key: &str, listing: &str, sku: Option<&str>, qty: i64, effect: ItemEffect) -> OrderItem {
+    fn item(
+        key: &str,
+        listing: &str,
+        sku: Option<&str>,
+        qty: i64,
+        effect: ItemEffect,
+    ) -> OrderItem {
         OrderItem {
             key: key.to_string(),
             order_ref: format!("BD-{key}"),
@@ -411,7 +418,10 @@ mod tests {
     #[tokio::test]
     async fn an_item_is_applied_once_and_a_cancellation_gives_stock_back() {
         let (_dir, ledger) = seeded().await;
-        let hold = changes(vec![item("1024", "356", Some("SKU-1"), 2, ItemEffect::Hold)], "c1");
+        let hold = changes(
+            vec![item("1024", "356", Some("SKU-1"), 2, ItemEffect::Hold)],
+            "c1",
+        );
         let r = ledger.apply_orders(P, &hold, 0).await.unwrap();
         assert_eq!((r.new_items, r.movements), (1, 1));
         // The same poll seen again (overlap, crash before cursor) changes nothing.
@@ -419,7 +429,10 @@ mod tests {
         assert_eq!((r.new_items, r.movements), (0, 0));
         assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(8));
 
-        let cancel = changes(vec![item("1024", "356", Some("SKU-1"), 2, ItemEffect::Release)], "c2");
+        let cancel = changes(
+            vec![item("1024", "356", Some("SKU-1"), 2, ItemEffect::Release)],
+            "c2",
+        );
         ledger.apply_orders(P, &cancel, 0).await.unwrap();
         ledger.apply_orders(P, &cancel, 0).await.unwrap();
         assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(10));
@@ -432,19 +445,31 @@ mod tests {
             .collect();
         assert_eq!(
             keys[1..],
-            ["bazaardan/item/1024/hold".to_string(), "bazaardan/item/1024/release".to_string()]
+            [
+                "bazaardan/item/1024/hold".to_string(),
+                "bazaardan/item/1024/release".to_string()
+            ]
         );
-        assert_eq!(ledger.provider_state(P).await.unwrap().cursor.as_deref(), Some("c2"));
+        assert_eq!(
+            ledger.provider_state(P).await.unwrap().cursor.as_deref(),
+            Some("c2")
+        );
         // The link was learned from the line's SKU.
         let maps = ledger.list_mappings().await.unwrap();
         assert_eq!(maps.len(), 1);
-        assert_eq!((maps[0].listing_id.as_str(), maps[0].origin.as_str()), ("356", "learned"));
+        assert_eq!(
+            (maps[0].listing_id.as_str(), maps[0].origin.as_str()),
+            ("356", "learned")
+        );
     }
 
     #[tokio::test]
     async fn an_unlinked_item_is_kept_and_applied_when_its_link_appears() {
         let (_dir, ledger) = seeded().await;
-        let c = changes(vec![item("7", "999", Some("NEW-SKU"), 3, ItemEffect::Hold)], "c1");
+        let c = changes(
+            vec![item("7", "999", Some("NEW-SKU"), 3, ItemEffect::Hold)],
+            "c1",
+        );
         let r = ledger.apply_orders(P, &c, 0).await.unwrap();
         assert_eq!((r.unlinked, r.movements), (1, 0));
         assert_eq!(ledger.unlinked_items().await.unwrap().len(), 1);
@@ -470,9 +495,15 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_sku_links_once_the_erp_imports_it() {
         let (_dir, ledger) = seeded().await;
-        let c = changes(vec![item("8", "500", Some("LATE"), 1, ItemEffect::Hold)], "c1");
+        let c = changes(
+            vec![item("8", "500", Some("LATE"), 1, ItemEffect::Hold)],
+            "c1",
+        );
         ledger.apply_orders(P, &c, 0).await.unwrap();
-        ledger.import_stock(&[("LATE".into(), 4)], "b2", "count").await.unwrap();
+        ledger
+            .import_stock(&[("LATE".into(), 4)], "b2", "count")
+            .await
+            .unwrap();
         assert_eq!(ledger.stock_of("LATE").await.unwrap(), Some(3));
     }
 
@@ -483,10 +514,16 @@ mod tests {
         old.created_at = Some(crate::domain::ms_to_utc(1_000));
         let mut new = item("2", "356", Some("SKU-1"), 1, ItemEffect::Hold);
         new.created_at = Some(crate::domain::ms_to_utc(3_000));
-        ledger.apply_orders(P, &changes(vec![old.clone(), new], "c"), 2_000).await.unwrap();
+        ledger
+            .apply_orders(P, &changes(vec![old.clone(), new], "c"), 2_000)
+            .await
+            .unwrap();
         assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(9));
         old.effect = ItemEffect::Release;
-        ledger.apply_orders(P, &changes(vec![old], "c"), 2_000).await.unwrap();
+        ledger
+            .apply_orders(P, &changes(vec![old], "c"), 2_000)
+            .await
+            .unwrap();
         assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(9));
     }
 

@@ -50,10 +50,11 @@ pub(crate) async fn apply_movement(
     conn: &mut SqliteConnection,
     m: NewMovement<'_>,
 ) -> Result<Option<i64>> {
-    let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM movements WHERE idempotency_key = ?")
-        .bind(m.key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let seen: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM movements WHERE idempotency_key = ?")
+            .bind(m.key)
+            .fetch_optional(&mut *conn)
+            .await?;
     if seen.is_some() {
         return Ok(None);
     }
@@ -108,7 +109,12 @@ pub struct ErpOutcome {
 impl Ledger {
     /// Sets each SKU to an ERP count, all rows in one transaction.
     /// `batch` makes the idempotency keys unique to this import.
-    pub async fn import_stock(&self, rows: &[(String, i64)], batch: &str, reason: &str) -> Result<()> {
+    pub async fn import_stock(
+        &self,
+        rows: &[(String, i64)],
+        batch: &str,
+        reason: &str,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         for (sku, qty) in rows {
             check_sku(sku)?;
@@ -204,7 +210,13 @@ mod tests {
             .erp_movement("SKU-1", StockChange::To(10), "count", "k1")
             .await
             .unwrap();
-        assert_eq!(set, ErpOutcome { quantity: 10, applied: true });
+        assert_eq!(
+            set,
+            ErpOutcome {
+                quantity: 10,
+                applied: true
+            }
+        );
         let again = ledger
             .erp_movement("SKU-1", StockChange::To(10), "count", "k1")
             .await
@@ -226,7 +238,10 @@ mod tests {
         assert_eq!(set2.quantity, 4);
         let h = ledger.history("SKU-1").await.unwrap();
         assert_eq!(h.len(), 3);
-        assert_eq!((h[2].quantity_before, h[2].quantity_after, h[2].delta), (7, 4, -3));
+        assert_eq!(
+            (h[2].quantity_before, h[2].quantity_after, h[2].delta),
+            (7, 4, -3)
+        );
         assert_eq!(h[2].kind, "erp_set");
         assert_eq!(h[1].kind, "erp_adjust");
     }
@@ -235,12 +250,17 @@ mod tests {
     async fn bad_rows_change_nothing() {
         let (_dir, ledger) = temp_ledger().await;
         let rows = vec![("A".to_string(), 5), ("B".to_string(), -1)];
-        let err = ledger.import_stock(&rows, "b1", "import").await.unwrap_err();
+        let err = ledger
+            .import_stock(&rows, "b1", "import")
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("negative"), "{err}");
         assert!(ledger.list_stock().await.unwrap().is_empty());
-        assert!(ledger
-            .erp_movement(" A", StockChange::To(1), "x", "k")
-            .await
-            .is_err());
+        assert!(
+            ledger
+                .erp_movement(" A", StockChange::To(1), "x", "k")
+                .await
+                .is_err()
+        );
     }
 }

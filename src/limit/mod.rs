@@ -25,8 +25,13 @@ pub const WINDOW_MARGIN: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
-    #[error("daily quota of {limit} requests used up; it resets at {resets_at} (00:00 Turkey time)")]
-    QuotaExhausted { limit: u32, resets_at: DateTime<Utc> },
+    #[error(
+        "daily quota of {limit} requests used up; it resets at {resets_at} (00:00 Turkey time)"
+    )]
+    QuotaExhausted {
+        limit: u32,
+        resets_at: DateTime<Utc>,
+    },
     #[error("stopped while waiting for a permit")]
     Cancelled,
 }
@@ -51,7 +56,10 @@ impl SlidingWindow {
     /// Takes a permit now, or says when to try again.
     pub fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
         let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        while g.front().is_some_and(|&t| now.duration_since(t) >= self.period) {
+        while g
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= self.period)
+        {
             g.pop_front();
         }
         if g.len() < self.limit {
@@ -65,7 +73,9 @@ impl SlidingWindow {
     /// Grants in the window ending now.
     pub fn in_window(&self, now: Instant) -> usize {
         let g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        g.iter().filter(|&&t| now.duration_since(t) < self.period).count()
+        g.iter()
+            .filter(|&&t| now.duration_since(t) < self.period)
+            .count()
     }
 
     pub async fn acquire(&self) {
@@ -95,7 +105,12 @@ impl DailyQuota {
 
     /// Spends one request of today's budget. `used_since` reads how many
     /// requests the log holds since a given moment (the day's start).
-    async fn take(&self, ledger: &Ledger, provider: ProviderName, now: DateTime<Utc>) -> Result<(), LimitError> {
+    async fn take(
+        &self,
+        ledger: &Ledger,
+        provider: ProviderName,
+        now: DateTime<Utc>,
+    ) -> Result<(), LimitError> {
         let day_start = turkey_midnight_before(now);
         let cached = {
             let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -211,7 +226,10 @@ impl Limiter {
     }
 
     pub fn note_rate_limited(&self, wait: Duration) {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).rate_limited_answers += 1;
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rate_limited_answers += 1;
         tracing::warn!(provider = %self.provider, wait_s = wait.as_secs_f64(), "provider said slow down; pausing");
         self.pause_until(Instant::now() + wait);
     }
@@ -272,7 +290,11 @@ mod tests {
         }
         let mut grants = log.lock().unwrap().clone();
         grants.sort();
-        assert!(grants.len() > 2 * 60 * 24, "the limiter starved callers: {}", grants.len());
+        assert!(
+            grants.len() > 2 * 60 * 24,
+            "the limiter starved callers: {}",
+            grants.len()
+        );
         assert_eq!(max_in_any_window(&grants, WINDOW), 25);
     }
 
@@ -300,14 +322,19 @@ mod tests {
         for _ in 0..3 {
             l.acquire(&cancel).await.unwrap();
         }
-        assert!(matches!(l.acquire(&cancel).await, Err(LimitError::QuotaExhausted { limit: 3, .. })));
+        assert!(matches!(
+            l.acquire(&cancel).await,
+            Err(LimitError::QuotaExhausted { limit: 3, .. })
+        ));
         ledger.close().await;
         drop(l);
 
         let reopened = Ledger::open(&dir.path().join("ledger.db")).await.unwrap();
         let l = Limiter::new(ProviderName::Stokdurumu, None, Some(3), reopened.clone());
         let err = l.acquire(&cancel).await.unwrap_err();
-        let LimitError::QuotaExhausted { resets_at, .. } = err else { panic!("{err:?}") };
+        let LimitError::QuotaExhausted { resets_at, .. } = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(resets_at, next_turkey_midnight(Utc::now()));
         // Another provider's budget is its own.
         let other = Limiter::new(ProviderName::Pazarsync, None, Some(3), reopened);

@@ -133,7 +133,8 @@ impl FakeBazaardan {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stopped.cancelled().await });
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "BaZaaRDan sandbox stopped");
             }
@@ -204,13 +205,16 @@ impl FakeBazaardan {
 
     fn change_status(&self, item_id: u64, status: &str, touch: bool) {
         let mut d = self.shared.data();
-        let Some(item) = d.items.get_mut(&item_id) else { return };
+        let Some(item) = d.items.get_mut(&item_id) else {
+            return;
+        };
         let was = std::mem::replace(&mut item.status, status.to_string());
         if touch {
             item.updated_at = Utc::now();
         }
         let (key, qty) = ((item.product_id, item.variant), item.quantity);
-        if status == "cancelled" && was != "cancelled"
+        if status == "cancelled"
+            && was != "cancelled"
             && let Some(l) = d.listings.get_mut(&key)
         {
             l.stock += qty;
@@ -218,7 +222,11 @@ impl FakeBazaardan {
     }
 
     pub fn listing_stock(&self, product_id: u64, variant: Option<u64>) -> Option<i64> {
-        self.shared.data().listings.get(&(product_id, variant)).map(|l| l.stock)
+        self.shared
+            .data()
+            .listings
+            .get(&(product_id, variant))
+            .map(|l| l.stock)
     }
 
     /// Every listing: ((product_id, variant), sku, stock).
@@ -253,12 +261,21 @@ impl FakeBazaardan {
 
     pub fn counters(&self) -> Counters {
         let mut c = self.shared.data().counters.clone();
-        c.max_per_minute = self.shared.arrivals.max_in_any_window(Duration::from_secs(60));
+        c.max_per_minute = self
+            .shared
+            .arrivals
+            .max_in_any_window(Duration::from_secs(60));
         c
     }
 }
 
-fn insert_item(d: &mut Data, product_id: u64, variant: Option<u64>, sku: &str, quantity: i64) -> u64 {
+fn insert_item(
+    d: &mut Data,
+    product_id: u64,
+    variant: Option<u64>,
+    sku: &str,
+    quantity: i64,
+) -> u64 {
     d.next_item += 1;
     let id = d.next_item;
     let now = Utc::now();
@@ -279,13 +296,26 @@ fn insert_item(d: &mut Data, product_id: u64, variant: Option<u64>, sku: &str, q
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"ok": false, "error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        axum::Json(json!({"ok": false, "error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 fn rate_limited(retry_after_s: u64) -> Response {
-    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests");
-    r.headers_mut()
-        .insert("Retry-After", retry_after_s.to_string().parse().expect("digits are a valid header"));
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "Too many requests",
+    );
+    r.headers_mut().insert(
+        "Retry-After",
+        retry_after_s
+            .to_string()
+            .parse()
+            .expect("digits are a valid header"),
+    );
     r
 }
 
@@ -321,11 +351,19 @@ async fn handle(
     if let Some(fault) = s.faults.take(&endpoint) {
         match fault {
             Fault::ServerError => {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Injected failure");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_ERROR",
+                    "Injected failure",
+                );
             }
             Fault::Hang(d) => {
                 tokio::time::sleep(d).await;
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Injected hang");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_ERROR",
+                    "Injected hang",
+                );
             }
             Fault::Malformed => return (StatusCode::OK, "{\"ok\": tru").into_response(),
             Fault::RateLimited { retry_after_s } => return rate_limited(retry_after_s),
@@ -333,26 +371,49 @@ async fn handle(
     }
 
     // Authentication, exactly as PROTOCOL.md describes it.
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     if header("X-BZ-CLIENT-ID") != s.opts.client_id {
         return error(StatusCode::UNAUTHORIZED, "UNKNOWN_CLIENT", "Unknown client");
     }
     let Ok(ts) = header("X-BZ-TIMESTAMP").parse::<i64>() else {
         s.data().counters.expired_timestamps += 1;
-        return error(StatusCode::UNAUTHORIZED, "TIMESTAMP_EXPIRED", "Missing or bad timestamp");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "TIMESTAMP_EXPIRED",
+            "Missing or bad timestamp",
+        );
     };
     if (Utc::now().timestamp() - ts).abs() > TIMESTAMP_WINDOW_S {
         s.data().counters.expired_timestamps += 1;
-        return error(StatusCode::UNAUTHORIZED, "TIMESTAMP_EXPIRED", "Timestamp outside the allowed window");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "TIMESTAMP_EXPIRED",
+            "Timestamp outside the allowed window",
+        );
     }
     let signed_path = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    let expected = signature(&s.opts.client_secret, method.as_str(), &signed_path, ts, &body);
+    let expected = signature(
+        &s.opts.client_secret,
+        method.as_str(),
+        &signed_path,
+        ts,
+        &body,
+    );
     if header("X-BZ-SIGNATURE") != expected {
         s.data().counters.bad_signatures += 1;
-        return error(StatusCode::UNAUTHORIZED, "INVALID_SIGNATURE", "Signature mismatch");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SIGNATURE",
+            "Signature mismatch",
+        );
     }
 
     let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
@@ -388,10 +449,20 @@ fn orders(s: &Shared, q: &HashMap<String, String>) -> Response {
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 50,
         Some(Ok(l)) if (1..=100).contains(&l) => l,
-        _ => return error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "limit must be 1..100"),
+        _ => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+                "limit must be 1..100",
+            );
+        }
     };
     let Ok(offset) = q.get("offset").map_or(Ok(0), |o| o.parse::<usize>()) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "offset must be a number");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "offset must be a number",
+        );
     };
     let after = match q.get("updated_after") {
         None => None,
@@ -417,7 +488,12 @@ fn orders(s: &Shared, q: &HashMap<String, String>) -> Response {
         .collect();
     rows.sort_by_key(|(id, i)| (i.updated_at.timestamp(), *id));
     let total = rows.len();
-    let page: Vec<Value> = rows.iter().skip(offset).take(limit).map(|(id, i)| item_json(*id, i, false)).collect();
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(id, i)| item_json(*id, i, false))
+        .collect();
     let returned = page.len();
     ok(json!({
         "orders": page,
@@ -427,7 +503,11 @@ fn orders(s: &Shared, q: &HashMap<String, String>) -> Response {
 
 fn order_detail(s: &Shared, q: &HashMap<String, String>) -> Response {
     let Some(id) = q.get("order_item_id").and_then(|i| i.parse::<u64>().ok()) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "order_item_id is required");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "order_item_id is required",
+        );
     };
     match s.data().items.get(&id) {
         Some(i) => ok(item_json(id, i, true)),
@@ -437,29 +517,53 @@ fn order_detail(s: &Shared, q: &HashMap<String, String>) -> Response {
 
 fn stock_update(s: &Shared, body: &[u8]) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "Body must be JSON");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "Body must be JSON",
+        );
     };
     let Some(product_id) = v.get("product_id").and_then(Value::as_u64) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "product_id is required");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "product_id is required",
+        );
     };
     let variant = match v.get("variant_combination_id") {
         None | Some(Value::Null) => None,
         Some(x) => match x.as_u64() {
             Some(x) => Some(x),
             None => {
-                return error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "variant_combination_id must be an integer");
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "VALIDATION_ERROR",
+                    "variant_combination_id must be an integer",
+                );
             }
         },
     };
     let Some(stock) = v.get("stock").and_then(Value::as_i64).filter(|s| *s >= 0) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "stock must be a non-negative integer");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "stock must be a non-negative integer",
+        );
     };
     let mut d = s.data();
     let Some(listing) = d.listings.get_mut(&(product_id, variant)) else {
-        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Product or variant not found");
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Product or variant not found",
+        );
     };
     if listing.foreign {
-        return error(StatusCode::FORBIDDEN, "FORBIDDEN_SCOPE", "The product belongs to another seller");
+        return error(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN_SCOPE",
+            "The product belongs to another seller",
+        );
     }
     let old = std::mem::replace(&mut listing.stock, stock);
     ok(json!({

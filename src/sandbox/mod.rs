@@ -66,7 +66,10 @@ pub struct Arrivals {
 impl Arrivals {
     pub fn record(&self) -> Instant {
         let now = Instant::now();
-        self.times.lock().unwrap_or_else(|e| e.into_inner()).push(now);
+        self.times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(now);
         now
     }
 
@@ -91,6 +94,9 @@ impl Arrivals {
     /// Requests in the last `period` before `now`.
     pub fn in_last(&self, now: Instant, period: Duration) -> usize {
         let t = self.times.lock().unwrap_or_else(|e| e.into_inner());
-        t.iter().rev().take_while(|&&x| now.duration_since(x) < period).count()
+        t.iter()
+            .rev()
+            .take_while(|&&x| now.duration_since(x) < period)
+            .count()
     }
 }

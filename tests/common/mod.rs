@@ -2,7 +2,7 @@
 //! and helpers that run the real `stoksync` binary.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 use stoksync::sandbox::bazaardan::{FakeBazaardan, Options};
@@ -109,17 +109,20 @@ requests_per_minute = {}
 
     /// Runs `stoksync ARGS` to completion (bounded).
     pub async fn run(&self, args: &[&str]) -> Output {
-        let out = tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
+        tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
             .await
             .unwrap_or_else(|_| panic!("stoksync {args:?} did not finish in 120 s"))
-            .unwrap();
-        out
+            .unwrap()
     }
 
     /// Runs and asserts exit code 0, returning stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
-        assert!(out.status.success(), "stoksync {args:?} failed: {}", describe(&out));
+        assert!(
+            out.status.success(),
+            "stoksync {args:?} failed: {}",
+            describe(&out)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -171,8 +174,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -95,7 +95,13 @@ mod tests {
     fn post_signature_matches_the_seed_python_example() {
         let body = br#"{"product_id":356,"variant_combination_id":778,"stock":24,"external_ref":"ERP-STOCK-20260508-001"}"#;
         assert_eq!(
-            signature("YOUR_CLIENT_SECRET", "post", "/stock_update.php", 1778269200, body),
+            signature(
+                "YOUR_CLIENT_SECRET",
+                "post",
+                "/stock_update.php",
+                1778269200,
+                body
+            ),
             "c3edff2e0ca1ea4290dce25bc897d265f1bdec2f2b2957ed6f7605b4ed530221"
         );
     }
@@ -109,7 +115,10 @@ mod tests {
         );
         let h = s.headers("GET", "/orders.php?limit=50&offset=0&status=accepted", b"");
         assert_eq!(h[1].1, "1778269200");
-        assert_eq!(h[2].1, "11e0b24c6b31fc8377186c383b4c5407216225eb1e36138a474b8de58add3d33");
+        assert_eq!(
+            h[2].1,
+            "11e0b24c6b31fc8377186c383b4c5407216225eb1e36138a474b8de58add3d33"
+        );
         assert!(!format!("{s:?}").contains("YOUR_CLIENT_SECRET"));
     }
 }

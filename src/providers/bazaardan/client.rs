@@ -24,23 +24,34 @@ impl Client {
 
     /// One page of order items changed strictly after `updated_after`
     /// (`YYYY-MM-DD HH:MM:SS`, Turkey time).
-    pub async fn orders(&self, updated_after: &str, offset: usize) -> Result<OrdersData, ProviderError> {
+    pub async fn orders(
+        &self,
+        updated_after: &str,
+        offset: usize,
+    ) -> Result<OrdersData, ProviderError> {
         let path = format!(
             "/orders.php?limit={PAGE_SIZE}&offset={offset}&updated_after={}",
             encode_query_value(updated_after)
         );
-        self.call("orders.php", Method::GET, &path, Vec::new()).await
+        self.call("orders.php", Method::GET, &path, Vec::new())
+            .await
     }
 
     /// The cheapest authenticated call: one order row.
     pub async fn probe(&self) -> Result<OrdersData, ProviderError> {
-        self.call("orders.php", Method::GET, "/orders.php?limit=1&offset=0", Vec::new())
-            .await
+        self.call(
+            "orders.php",
+            Method::GET,
+            "/orders.php?limit=1&offset=0",
+            Vec::new(),
+        )
+        .await
     }
 
     pub async fn order_detail(&self, order_item_id: u64) -> Result<OrderRow, ProviderError> {
         let path = format!("/order_detail.php?order_item_id={order_item_id}");
-        self.call("order_detail.php", Method::GET, &path, Vec::new()).await
+        self.call("order_detail.php", Method::GET, &path, Vec::new())
+            .await
     }
 
     pub async fn stock_update(&self, body: &StockUpdate) -> Result<StockUpdated, ProviderError> {
@@ -56,8 +67,9 @@ impl Client {
         path: &str,
         body: Vec<u8>,
     ) -> Result<T, ProviderError> {
-        let url = reqwest::Url::parse(&format!("{}{}", self.base, path))
-            .map_err(|e| ProviderError::Config(format!("bad BaZaaRDan URL {}{path}: {e}", self.base)))?;
+        let url = reqwest::Url::parse(&format!("{}{}", self.base, path)).map_err(|e| {
+            ProviderError::Config(format!("bad BaZaaRDan URL {}{path}: {e}", self.base))
+        })?;
         let build = || {
             let mut req = self.http.client().request(method.clone(), url.clone());
             for (name, value) in self.signer.headers(method.as_str(), path, &body) {
@@ -108,7 +120,9 @@ fn interpret<T: DeserializeOwned>(reply: &Reply) -> Verdict<T> {
             "HTTP {status} without an error body"
         ))),
         Ok(_) => Verdict::Retry(format!("HTTP {status}: answer without data")),
-        Err(e) => Verdict::Retry(format!("HTTP {status}: body is not the documented JSON ({e})")),
+        Err(e) => Verdict::Retry(format!(
+            "HTTP {status}: body is not the documented JSON ({e})"
+        )),
     }
 }
 
@@ -133,6 +147,9 @@ mod tests {
 
     #[test]
     fn query_values_are_encoded_once() {
-        assert_eq!(encode_query_value("2026-05-08 18:30:00"), "2026-05-08%2018%3A30%3A00");
+        assert_eq!(
+            encode_query_value("2026-05-08 18:30:00"),
+            "2026-05-08%2018%3A30%3A00"
+        );
     }
 }

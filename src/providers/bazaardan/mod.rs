@@ -78,9 +78,16 @@ impl Bazaardan {
             "returned" if self.restock_returns => ItemEffect::Release,
             "returned" => ItemEffect::Hold,
             other => {
-                let mut seen = self.unknown_statuses.lock().unwrap_or_else(|e| e.into_inner());
+                let mut seen = self
+                    .unknown_statuses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 if seen.insert(other.to_string()) {
-                    tracing::warn!(provider = "bazaardan", status = other, "unknown order status; holding its stock");
+                    tracing::warn!(
+                        provider = "bazaardan",
+                        status = other,
+                        "unknown order status; holding its stock"
+                    );
                 }
                 ItemEffect::Hold
             }
@@ -90,10 +97,18 @@ impl Bazaardan {
     fn to_item(&self, row: &OrderRow, variant_id: String) -> Result<OrderItem, String> {
         let quantity = match row.quantity.as_i64() {
             Some(q) if q >= 0 => q,
-            _ => return Err(format!("quantity {} is not a whole number of units", row.quantity)),
+            _ => {
+                return Err(format!(
+                    "quantity {} is not a whole number of units",
+                    row.quantity
+                ));
+            }
         };
         if parse_provider_time(&row.updated_at).is_none() {
-            return Err(format!("updated_at `{}` is not a timestamp", row.updated_at));
+            return Err(format!(
+                "updated_at `{}` is not a timestamp",
+                row.updated_at
+            ));
         }
         Ok(OrderItem {
             key: row.order_item_id.to_string(),
@@ -118,7 +133,9 @@ impl Bazaardan {
             external_ref: Some(format!("stoksync-{}", Utc::now().timestamp_millis())),
         };
         match self.client.stock_update(&body).await {
-            Ok(done) if done.new_stock == push.quantity => Ok(PushOutcome::Confirmed(done.new_stock)),
+            Ok(done) if done.new_stock == push.quantity => {
+                Ok(PushOutcome::Confirmed(done.new_stock))
+            }
             Ok(done) => Ok(PushOutcome::Failed(format!(
                 "asked for {} but BaZaaRDan answered new_stock {}",
                 push.quantity, done.new_stock
@@ -182,7 +199,12 @@ impl Provider for Bazaardan {
                     key: raw
                         .get("order_item_id")
                         .map(|v| v.to_string())
-                        .unwrap_or_else(|| format!("row {}", raw.to_string().chars().take(60).collect::<String>())),
+                        .unwrap_or_else(|| {
+                            format!(
+                                "row {}",
+                                raw.to_string().chars().take(60).collect::<String>()
+                            )
+                        }),
                     message: format!("order row not understood: {e}"),
                 }),
             }
@@ -207,10 +229,21 @@ impl Provider for Bazaardan {
                 newest = Some(newest.map_or(t, |n| n.max(t)));
             }
             let variant_id = match known.get(&key) {
-                Some(k) if k.unchanged(&row.updated_at, &row.status, row.quantity.as_i64().unwrap_or(-1)) => continue,
+                Some(k)
+                    if k.unchanged(
+                        &row.updated_at,
+                        &row.status,
+                        row.quantity.as_i64().unwrap_or(-1),
+                    ) =>
+                {
+                    continue;
+                }
                 Some(k) => k.variant_id.clone(),
                 None => match self.client.order_detail(row.order_item_id).await {
-                    Ok(detail) => detail.variant_combination_id.map(|v| v.to_string()).unwrap_or_default(),
+                    Ok(detail) => detail
+                        .variant_combination_id
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
                     Err(ProviderError::Rejected(why)) => {
                         changes.anomalies.push(Anomaly {
                             key: key.clone(),
@@ -254,10 +287,12 @@ impl Provider for Bazaardan {
 }
 
 fn parse_listing(l: &ListingRef) -> Result<(u64, Option<u64>), String> {
-    let product = l
-        .listing_id
-        .parse::<u64>()
-        .map_err(|_| format!("BaZaaRDan listing_id must be a product_id number, got `{}`", l.listing_id))?;
+    let product = l.listing_id.parse::<u64>().map_err(|_| {
+        format!(
+            "BaZaaRDan listing_id must be a product_id number, got `{}`",
+            l.listing_id
+        )
+    })?;
     let variant = if l.variant_id.is_empty() {
         None
     } else {
