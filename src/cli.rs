@@ -224,8 +224,16 @@ async fn daemon(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
     }
     cancel_on_signal(cancel.clone());
     tracing::info!(providers = engine.providers().len(), database = %config.database.display(), "stoksync running");
-    let run = tokio::spawn(engine.run(cancel.clone()));
-    cancel.cancelled().await;
+    let mut run = tokio::spawn(engine.run(cancel.clone()));
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        ended = &mut run => {
+            // The loops only end on cancel; anything else is a bug worth a restart.
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "the provider loops ended unexpectedly: {ended:?}"
+            )));
+        }
+    }
     match tokio::time::timeout(SHUTDOWN_GRACE, run).await {
         Ok(_) => tracing::info!("stopped cleanly"),
         Err(_) => tracing::warn!(

@@ -228,7 +228,9 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 fn error_chain(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     if let Some(url) = e.url() {
-        s = s.replace(&format!(" ({url})"), "").replace(url.as_str(), "");
+        s = s
+            .replace(&format!(" ({url})"), "")
+            .replace(url.as_str(), "");
     }
     let mut src = std::error::Error::source(e);
     while let Some(cause) = src {

@@ -103,8 +103,9 @@ impl DailyQuota {
         }
     }
 
-    /// Spends one request of today's budget. `used_since` reads how many
-    /// requests the log holds since a given moment (the day's start).
+    /// Spends one request of today's budget. The first call of a day reads
+    /// what the request log holds since 00:00 Turkey time (so a restart
+    /// continues the count); later calls count in memory.
     async fn take(
         &self,
         ledger: &Ledger,
