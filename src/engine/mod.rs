@@ -335,3 +335,161 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ItemEffect, ListingRef, OrderChanges, OrderItem, StockPush};
+    use crate::ledger::test_support::temp_ledger;
+    use crate::limit::Limiter;
+    use crate::providers::{OrderMemory, PushResults};
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A provider that answers from memory.
+    struct Stub {
+        name: ProviderName,
+        batch: usize,
+        down: AtomicBool,
+        orders: Vec<OrderItem>,
+        batches: Mutex<Vec<usize>>,
+        limiter: Arc<Limiter>,
+    }
+
+    #[async_trait]
+    impl Provider for Stub {
+        fn name(&self) -> ProviderName {
+            self.name
+        }
+        fn max_batch(&self) -> usize {
+            self.batch
+        }
+        async fn poll_orders(
+            &self,
+            _: &PollRequest,
+            _: &dyn OrderMemory,
+        ) -> Result<OrderChanges, ProviderError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(ProviderError::Transient("HTTP 503".into()));
+            }
+            Ok(OrderChanges {
+                items: self.orders.clone(),
+                anomalies: vec![],
+                cursor: Some("c".into()),
+            })
+        }
+        async fn push_stock(&self, batch: &[StockPush]) -> PushResults {
+            self.batches.lock().unwrap().push(batch.len());
+            PushResults {
+                outcomes: batch
+                    .iter()
+                    .map(|p| PushOutcome::Confirmed(p.quantity))
+                    .collect(),
+                stopped: None,
+            }
+        }
+        async fn check_credentials(&self) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        fn limiter(&self) -> &Arc<Limiter> {
+            &self.limiter
+        }
+    }
+
+    fn listing(p: ProviderName, id: &str) -> ListingRef {
+        ListingRef {
+            provider: p,
+            listing_id: id.into(),
+            variant_id: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_of_one_provider_does_not_stop_the_others() {
+        let (_dir, ledger) = temp_ledger().await;
+        ledger
+            .import_stock(&[("A".into(), 5), ("B".into(), 3)], "b", "seed")
+            .await
+            .unwrap();
+        let (up, down) = (ProviderName::Eticaret, ProviderName::Stokdurumu);
+        let mut maps: Vec<(String, ListingRef)> = (1..=5)
+            .map(|i| ("A".to_string(), listing(up, &i.to_string())))
+            .collect();
+        maps.push(("B".into(), listing(down, "1")));
+        ledger.import_mappings(&maps).await.unwrap();
+
+        let stub = |name, batch, orders| {
+            Arc::new(Stub {
+                name,
+                batch,
+                down: AtomicBool::new(false),
+                orders,
+                batches: Mutex::new(vec![]),
+                limiter: Arc::new(Limiter::new(name, None, None, ledger.clone())),
+            })
+        };
+        let order = OrderItem {
+            key: "o1".into(),
+            order_ref: "O-1".into(),
+            listing_id: "1".into(),
+            variant_id: String::new(),
+            sku_hint: None,
+            quantity: 1,
+            status: "1".into(),
+            effect: ItemEffect::Hold,
+            updated_at: "t".into(),
+            created_at: None,
+        };
+        let a = stub(up, 2, vec![order]);
+        let b = stub(down, 10, vec![]);
+        b.down.store(true, Ordering::SeqCst);
+        let engine = Engine::new(
+            ledger.clone(),
+            vec![a.clone(), b.clone()],
+            SyncSettings::default(),
+        );
+        let cancel = CancellationToken::new();
+
+        let s = engine.sync_once(&cancel).await.unwrap();
+        assert!(!s.converged());
+        assert_eq!(ledger.stock_of("A").await.unwrap(), Some(4));
+        assert_eq!(
+            *a.batches.lock().unwrap(),
+            vec![2, 2, 1],
+            "batches capped at max_batch"
+        );
+        assert_eq!(s.providers[0].pending, 0);
+        assert!(
+            b.batches.lock().unwrap().is_empty(),
+            "no push to a provider whose poll failed"
+        );
+        assert_eq!(s.providers[1].pending, 1);
+        assert!(
+            s.providers[1]
+                .poll_error
+                .as_deref()
+                .unwrap()
+                .contains("503")
+        );
+        assert!(
+            ledger
+                .provider_state(down)
+                .await
+                .unwrap()
+                .last_error
+                .is_some()
+        );
+
+        // It comes back: the next cycle simply continues from the database.
+        b.down.store(false, Ordering::SeqCst);
+        let s = engine.sync_once(&cancel).await.unwrap();
+        assert!(s.converged(), "{s:?}");
+        assert_eq!(*b.batches.lock().unwrap(), vec![1]);
+        assert_eq!(
+            *a.batches.lock().unwrap(),
+            vec![2, 2, 1],
+            "nothing re-pushed to the healthy provider"
+        );
+    }
+}
