@@ -52,13 +52,13 @@ pub struct Ledger {
     read: SqlitePool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, sqlx::FromRow)]
 pub struct StockRow {
     pub sku: String,
     pub quantity: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Movement {
     pub id: i64,
     pub idempotency_key: String,
@@ -104,7 +104,7 @@ pub struct ProviderState {
     pub last_error_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct UnlinkedItem {
     pub provider: String,
     pub item_key: String,
@@ -116,7 +116,7 @@ pub struct UnlinkedItem {
     pub status: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AnomalyRow {
     pub provider: String,
     pub item_key: String,
@@ -185,16 +185,11 @@ impl Ledger {
     // ---- stock ----------------------------------------------------------
 
     pub async fn list_stock(&self) -> Result<Vec<StockRow>> {
-        let rows = sqlx::query("SELECT sku, quantity FROM stock ORDER BY sku")
-            .fetch_all(&self.read)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StockRow {
-                sku: r.get(0),
-                quantity: r.get(1),
-            })
-            .collect())
+        Ok(
+            sqlx::query_as("SELECT sku, quantity FROM stock ORDER BY sku")
+                .fetch_all(&self.read)
+                .await?,
+        )
     }
 
     pub async fn stock_of(&self, sku: &str) -> Result<Option<i64>> {
@@ -207,15 +202,14 @@ impl Ledger {
     }
 
     pub async fn history(&self, sku: &str) -> Result<Vec<Movement>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
              FROM movements WHERE sku = ? ORDER BY id",
         )
         .bind(sku)
         .fetch_all(&self.read)
-        .await?;
-        Ok(rows.iter().map(movement_from_row).collect())
+        .await?)
     }
 
     pub async fn movement_count(&self) -> Result<i64> {
@@ -226,15 +220,14 @@ impl Ledger {
 
     /// Movements whose idempotency key starts with `prefix` (e.g. `bazaardan/item/`).
     pub async fn movements_with_prefix(&self, prefix: &str) -> Result<Vec<Movement>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
              FROM movements WHERE substr(idempotency_key, 1, length(?1)) = ?1 ORDER BY id",
         )
         .bind(prefix)
         .fetch_all(&self.read)
-        .await?;
-        Ok(rows.iter().map(movement_from_row).collect())
+        .await?)
     }
 
     // ---- listings -------------------------------------------------------
@@ -447,54 +440,28 @@ impl Ledger {
     // ---- reports --------------------------------------------------------
 
     pub async fn unlinked_items(&self) -> Result<Vec<UnlinkedItem>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT provider, item_key, order_ref, listing_id, variant_id, sku_hint, quantity, status
              FROM order_items WHERE sku IS NULL AND baseline = 0 ORDER BY provider, first_seen_ms",
         )
         .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| UnlinkedItem {
-                provider: r.get(0),
-                item_key: r.get(1),
-                order_ref: r.get(2),
-                listing_id: r.get(3),
-                variant_id: r.get(4),
-                sku_hint: r.get(5),
-                quantity: r.get(6),
-                status: r.get(7),
-            })
-            .collect())
+        .await?)
     }
 
     pub async fn oversold(&self) -> Result<Vec<StockRow>> {
-        let rows = sqlx::query("SELECT sku, quantity FROM stock WHERE quantity < 0 ORDER BY sku")
-            .fetch_all(&self.read)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StockRow {
-                sku: r.get(0),
-                quantity: r.get(1),
-            })
-            .collect())
+        Ok(
+            sqlx::query_as("SELECT sku, quantity FROM stock WHERE quantity < 0 ORDER BY sku")
+                .fetch_all(&self.read)
+                .await?,
+        )
     }
 
     pub async fn anomalies(&self) -> Result<Vec<AnomalyRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT provider, item_key, message FROM anomalies ORDER BY provider, seen_at_ms",
         )
         .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AnomalyRow {
-                provider: r.get(0),
-                item_key: r.get(1),
-                message: r.get(2),
-            })
-            .collect())
+        .await?)
     }
 }
 
@@ -512,21 +479,6 @@ pub(crate) async fn ensure_state_row(
 fn parse_provider(s: &str) -> Result<ProviderName> {
     ProviderName::parse(s)
         .ok_or_else(|| LedgerError::Invalid(format!("unknown provider `{s}` in the database")))
-}
-
-fn movement_from_row(r: &sqlx::sqlite::SqliteRow) -> Movement {
-    Movement {
-        id: r.get(0),
-        idempotency_key: r.get(1),
-        sku: r.get(2),
-        delta: r.get(3),
-        kind: r.get(4),
-        source: r.get(5),
-        reason: r.get(6),
-        quantity_before: r.get(7),
-        quantity_after: r.get(8),
-        created_at_ms: r.get(9),
-    }
 }
 
 #[cfg(test)]

@@ -79,16 +79,10 @@ impl Arrivals {
 
     /// Requests inside the busiest window of `period`.
     pub fn max_in_any_window(&self, period: Duration) -> usize {
-        let t = self.times.lock().unwrap_or_else(|e| e.into_inner());
-        let mut best = 0;
-        let mut lo = 0;
-        for hi in 0..t.len() {
-            while t[hi].duration_since(t[lo]) >= period {
-                lo += 1;
-            }
-            best = best.max(hi - lo + 1);
-        }
-        best
+        crate::limit::max_in_any_window(
+            &self.times.lock().unwrap_or_else(|e| e.into_inner()),
+            period,
+        )
     }
 
     /// Requests in the last `period` before `now`.
