@@ -92,6 +92,7 @@ struct RawSync {
     order_lookback: Option<Str>,
     request_timeout: Option<Str>,
     max_attempts: Option<Spanned<u32>>,
+    discovery_interval: Option<Str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -174,6 +175,7 @@ pub struct SyncSettings {
     pub order_lookback: Duration,
     pub request_timeout: Duration,
     pub max_attempts: u32,
+    pub discovery_interval: Duration,
 }
 
 impl Default for SyncSettings {
@@ -185,6 +187,7 @@ impl Default for SyncSettings {
             order_lookback: DEFAULT_ORDER_LOOKBACK,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
         }
     }
 }
@@ -197,6 +200,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_ORDER_LOOKBACK: Duration = Duration::from_secs(300);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Product lists are read at start and then hourly: new listings link within
+/// the hour at a cost of a few requests (stokdurumu's Free plan included).
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(3600);
 /// PROTOCOL.md: BaZaaRDan publishes no limit; 60/min is the agreed default.
 pub const BAZAARDAN_DEFAULT_RPM: u32 = 60;
 /// The v2 limit is 25 per 60 s for the whole site, shared with other tools
@@ -287,6 +293,9 @@ impl Config {
         }
         if let Some(v) = &s.order_lookback {
             sync.order_lookback = cx.duration(v, "sync.order_lookback")?;
+        }
+        if let Some(v) = &s.discovery_interval {
+            sync.discovery_interval = cx.duration(v, "sync.discovery_interval")?;
         }
         if let Some(v) = &s.request_timeout {
             sync.request_timeout = cx.duration(v, "sync.request_timeout")?;

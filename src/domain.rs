@@ -105,13 +105,48 @@ pub struct Anomaly {
     pub message: String,
 }
 
-/// What one poll of a provider's orders returned.
+/// What one poll of a provider returned.
 #[derive(Debug, Clone, Default)]
 pub struct OrderChanges {
     pub items: Vec<OrderItem>,
     pub anomalies: Vec<Anomaly>,
     /// The cursor to store with these items (provider-specific text).
     pub cursor: Option<String>,
+    /// Orders whose detail was read, with their fingerprint, so the next
+    /// poll reads only orders that are new or changed.
+    pub orders: Vec<SeenOrder>,
+    /// Stock counts the provider shows (stokdurumu): a count that differs
+    /// from what stoksync last confirmed is a movement made by hand.
+    pub external: Vec<ExternalCount>,
+}
+
+/// An order whose lines were read, and what it looked like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenOrder {
+    pub order_ref: String,
+    /// Changes whenever the order does (e.g. `updated_at|status`).
+    pub fingerprint: String,
+}
+
+/// The stock a provider shows for a listing, read at `stamp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalCount {
+    pub listing: ListingRef,
+    pub observed: i64,
+    /// Identifies the observation (the provider's change time); part of
+    /// the movement's idempotency key.
+    pub stamp: String,
+}
+
+/// A listing as a provider's product list shows it (discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteListing {
+    pub listing: ListingRef,
+    /// The SKU the provider prints on it (stokdurumu/PazarSync `sku`, v2
+    /// product `code` or variant `barcode`).
+    pub sku: Option<String>,
+    /// What it shows now; `None` when not a whole number.
+    pub quantity: Option<i64>,
 }
 
 /// Set `listing` to `quantity`.

@@ -16,7 +16,7 @@ pub mod status;
 
 use crate::config::SyncSettings;
 use crate::domain::{ProviderName, PushOutcome, now_ms};
-use crate::ledger::{ApplyReport, Ledger, PushRecord};
+use crate::ledger::{ApplyReport, DiscoverReport, Ledger, PushRecord};
 use crate::providers::{PollRequest, Provider, ProviderError};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -40,6 +40,8 @@ pub struct PushReport {
     pub failed: usize,
     pub not_sent: usize,
     pub stopped: Option<String>,
+    /// Changes made by hand that push answers revealed (stokdurumu).
+    pub movements: usize,
 }
 
 /// One provider's part of a `sync --once`.
@@ -81,6 +83,25 @@ impl Engine {
 
     pub fn providers(&self) -> &[Arc<dyn Provider>] {
         &self.providers
+    }
+
+    /// Links `p`'s listings by SKU from its product list (when it has one).
+    pub async fn discover(
+        &self,
+        p: &dyn Provider,
+    ) -> Result<Option<DiscoverReport>, ProviderError> {
+        let Some(remote) = p.list_listings().await? else {
+            return Ok(None);
+        };
+        let report = self.ledger.discover(p.name(), &remote).await?;
+        tracing::info!(
+            provider = %p.name(),
+            seen = report.seen,
+            linked = report.newly_linked,
+            problems = report.problems,
+            "listings discovered"
+        );
+        Ok(Some(report))
     }
 
     /// Polls `p` once and applies what it returned (items and cursor in one
@@ -133,18 +154,22 @@ impl Engine {
             ..PushReport::default()
         };
         let mut sent = 0;
-        for batch in plan.pushes.chunks(p.max_batch().max(1)) {
+        for batch in p.batches(&plan.pushes) {
             if cancel.is_cancelled() {
                 break;
             }
-            let results = p.push_stock(batch).await;
+            self.ledger.mark_attempted(&batch).await?;
+            let results = p.push_stock(&batch).await;
             for (push, outcome) in batch.iter().zip(&results.outcomes) {
                 sent += 1;
                 let record = match outcome {
                     PushOutcome::Confirmed(q) => {
                         report.confirmed += 1;
                         tracing::info!(provider = %name, listing = %push.listing, quantity = q, "push confirmed");
-                        PushRecord::Confirmed(*q)
+                        match results.before.iter().find(|b| b.listing == push.listing) {
+                            Some(before) => PushRecord::ConfirmedAfter { qty: *q, before },
+                            None => PushRecord::Confirmed(*q),
+                        }
                     }
                     PushOutcome::Rejected(why) => {
                         report.rejected += 1;
@@ -160,7 +185,7 @@ impl Engine {
                         PushRecord::Failed(why)
                     }
                 };
-                self.ledger.record_push(&push.listing, record).await?;
+                report.movements += self.ledger.record_push(&push.listing, record).await?;
             }
             if let Some(e) = results.stopped {
                 if e == ProviderError::Cancelled {
@@ -199,7 +224,20 @@ impl Engine {
         &self,
         cancel: &CancellationToken,
     ) -> Result<SyncSummary, ProviderError> {
-        let polls = join_all(self.providers.iter().map(|p| self.poll(p.as_ref()))).await;
+        // Link first, so this cycle already pushes to newly found listings.
+        let found = join_all(self.providers.iter().map(|p| self.discover(p.as_ref()))).await;
+        let polls = join_all(
+            self.providers
+                .iter()
+                .zip(found)
+                .map(|(p, found)| async move {
+                    match found {
+                        Err(e) => Err(e),
+                        Ok(_) => self.poll(p.as_ref()).await,
+                    }
+                }),
+        )
+        .await;
         let mut cycles = Vec::new();
         for (p, res) in self.providers.iter().zip(&polls) {
             let mut c = ProviderCycle {
@@ -286,8 +324,17 @@ impl Engine {
     ) {
         let name = p.name();
         tracing::info!(provider = %name, "provider loop started");
+        let mut discovered: Option<tokio::time::Instant> = None;
         while !cancel.is_cancelled() {
             let mut pause = self.sync.poll_interval;
+            if discovered.is_none_or(|t| t.elapsed() >= self.sync.discovery_interval) {
+                match self.discover(p.as_ref()).await {
+                    Ok(_) => discovered = Some(tokio::time::Instant::now()),
+                    Err(ProviderError::Cancelled) => break,
+                    // Not fatal: polling and pushing go on with the links known.
+                    Err(e) => self.note_error(name, &e).await,
+                }
+            }
             match self.poll(p.as_ref()).await {
                 Ok(report) => {
                     if report.movements > 0 {
@@ -377,6 +424,7 @@ mod tests {
                 items: self.orders.clone(),
                 anomalies: vec![],
                 cursor: Some("c".into()),
+                ..OrderChanges::default()
             })
         }
         async fn push_stock(&self, batch: &[StockPush]) -> PushResults {
@@ -387,6 +435,7 @@ mod tests {
                     .map(|p| PushOutcome::Confirmed(p.quantity))
                     .collect(),
                 stopped: None,
+                before: vec![],
             }
         }
         async fn check_credentials(&self) -> Result<(), ProviderError> {

@@ -64,6 +64,20 @@ pub struct ProviderHttp {
     limiter: Arc<Limiter>,
     policy: RetryPolicy,
     cancel: CancellationToken,
+    /// How long a 429 without `Retry-After` pauses the provider.
+    wait_429: fn() -> Duration,
+}
+
+fn one_window() -> Duration {
+    DEFAULT_RATE_LIMIT_WAIT
+}
+
+/// Until 00:00 Turkey time, when daily quotas reset.
+pub fn until_daily_reset() -> Duration {
+    let now = chrono::Utc::now();
+    (crate::domain::next_turkey_midnight(now) - now)
+        .to_std()
+        .unwrap_or(DEFAULT_RATE_LIMIT_WAIT)
 }
 
 impl ProviderHttp {
@@ -84,7 +98,15 @@ impl ProviderHttp {
             limiter,
             policy,
             cancel,
+            wait_429: one_window,
         })
+    }
+
+    /// For providers whose 429 means "daily quota used up" (stokdurumu): a
+    /// 429 without `Retry-After` pauses until 00:00 Turkey time.
+    pub fn daily_429(mut self) -> ProviderHttp {
+        self.wait_429 = until_daily_reset;
+        self
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -146,7 +168,7 @@ impl ProviderHttp {
                 Verdict::Done(t) => return Ok(t),
                 Verdict::Fail(e) => return Err(e),
                 Verdict::RateLimited(wait) => {
-                    let wait = wait.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+                    let wait = wait.unwrap_or_else(self.wait_429);
                     self.limiter.note_rate_limited(wait);
                     rate_limited += 1;
                     if rate_limited >= MAX_RATE_LIMITED_PER_CALL

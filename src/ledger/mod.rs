@@ -9,13 +9,15 @@
 //! - every movement has an idempotency key; journal and balance change in the
 //!   same transaction, so applying an event twice changes nothing.
 
+mod catalog;
 mod orders;
 mod stock;
 
+pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink};
 pub use orders::{ApplyReport, KnownItem};
 pub use stock::{MovementKind, StockChange};
 
-use crate::domain::{ListingRef, ProviderName, now_ms};
+use crate::domain::{ExternalCount, ListingRef, ProviderName, now_ms};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -126,7 +128,16 @@ pub struct AnomalyRow {
 /// What the push of one listing ended as, to record.
 pub enum PushRecord<'a> {
     Confirmed(i64),
-    Rejected { wanted: i64, reason: &'a str },
+    /// Confirmed, and the provider said what it showed just before (a
+    /// difference from the last confirmed value was made by hand).
+    ConfirmedAfter {
+        qty: i64,
+        before: &'a ExternalCount,
+    },
+    Rejected {
+        wanted: i64,
+        reason: &'a str,
+    },
     Failed(&'a str),
 }
 
@@ -302,18 +313,27 @@ impl Ledger {
             .collect())
     }
 
-    pub async fn record_push(&self, listing: &ListingRef, record: PushRecord<'_>) -> Result<()> {
+    /// Records how a push ended; returns the movements it wrote (a change
+    /// made by hand that the provider's answer revealed).
+    pub async fn record_push(&self, listing: &ListingRef, record: PushRecord<'_>) -> Result<usize> {
         let now = now_ms();
+        let mut tx = self.begin().await?;
+        let mut movements = 0;
         let q = match record {
-            PushRecord::Confirmed(qty) => sqlx::query(
-                "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?, rejected_qty = NULL,
-                        last_error = NULL
-                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
-            )
-            .bind(qty)
-            .bind(now),
+            PushRecord::Confirmed(qty) | PushRecord::ConfirmedAfter { qty, .. } => {
+                if let PushRecord::ConfirmedAfter { before, .. } = record {
+                    movements = catalog::observe(&mut tx, before, true).await?;
+                }
+                sqlx::query(
+                    "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?, rejected_qty = NULL,
+                            last_error = NULL, attempted_qty = NULL
+                     WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                )
+                .bind(qty)
+                .bind(now)
+            }
             PushRecord::Rejected { wanted, reason } => sqlx::query(
-                "UPDATE listings SET rejected_qty = ?, last_error = ?
+                "UPDATE listings SET rejected_qty = ?, last_error = ?, attempted_qty = NULL
                  WHERE provider = ? AND listing_id = ? AND variant_id = ?",
             )
             .bind(wanted)
@@ -324,14 +344,13 @@ impl Ledger {
             )
             .bind(reason.to_string()),
         };
-        let mut tx = self.begin().await?;
         q.bind(listing.provider.as_str())
             .bind(&listing.listing_id)
             .bind(&listing.variant_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(movements)
     }
 
     // ---- provider state -------------------------------------------------

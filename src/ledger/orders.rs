@@ -82,6 +82,31 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The fingerprints of the orders of `provider` among `refs` whose
+    /// detail was read before.
+    pub async fn known_orders(
+        &self,
+        provider: ProviderName,
+        refs: &[String],
+    ) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for chunk in refs.chunks(200) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT order_ref, fingerprint FROM seen_orders
+                 WHERE provider = ? AND order_ref IN ({placeholders})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
+            for r in chunk {
+                q = q.bind(r);
+            }
+            for r in q.fetch_all(&self.read).await? {
+                out.insert(r.get(0), r.get(1));
+            }
+        }
+        Ok(out)
+    }
+
     /// Applies one poll's order changes and stores its cursor, atomically.
     /// Items created before `epoch_ms` (the provider's first poll) are
     /// recorded but never move stock: the imported count already reflects them.
@@ -110,6 +135,23 @@ impl Ledger {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
+        for o in &changes.orders {
+            sqlx::query(
+                "INSERT INTO seen_orders (provider, order_ref, fingerprint, seen_at_ms)
+                 VALUES (?, ?, ?, ?)
+                 ON CONFLICT (provider, order_ref) DO UPDATE SET
+                     fingerprint = excluded.fingerprint, seen_at_ms = excluded.seen_at_ms",
+            )
+            .bind(provider.as_str())
+            .bind(&o.order_ref)
+            .bind(&o.fingerprint)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for c in &changes.external {
+            report.movements += super::catalog::observe(&mut tx, c, false).await?;
         }
         if let Some(cursor) = &changes.cursor {
             sqlx::query("UPDATE provider_state SET cursor = ? WHERE provider = ?")
@@ -144,15 +186,34 @@ async fn apply_item(
     report: &mut ApplyReport,
 ) -> Result<()> {
     report.items_seen += 1;
-    let stored = sqlx::query(
-        "SELECT sku, held_qty, transitions, baseline, first_seen_ms FROM order_items
-         WHERE provider = ? AND item_key = ?",
+    let row = sqlx::query(
+        "SELECT sku, held_qty, transitions, baseline, first_seen_ms, status, quantity
+         FROM order_items WHERE provider = ? AND item_key = ?",
     )
     .bind(provider.as_str())
     .bind(&item.key)
     .fetch_optional(&mut **tx)
-    .await?
-    .map(|r| StoredItem {
+    .await?;
+    // The provider moved its own stock for this line (a sale lowers it, a
+    // cancellation raises it). What it shows is no longer the value we
+    // confirmed, even when the ledger does not move (a line placed and
+    // cancelled between two polls): forget the confirmation so the listing
+    // is pushed again.
+    let changed = row.as_ref().is_none_or(|r| {
+        r.get::<String, _>(5) != item.status || r.get::<i64, _>(6) != item.quantity
+    });
+    if changed {
+        sqlx::query(
+            "UPDATE listings SET confirmed_qty = NULL
+             WHERE provider = ? AND listing_id = ? AND (variant_id = ? OR variant_id = '')",
+        )
+        .bind(provider.as_str())
+        .bind(&item.listing_id)
+        .bind(&item.variant_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let stored = row.map(|r| StoredItem {
         sku: r.get(0),
         held: r.get(1),
         transitions: r.get(2),
@@ -293,6 +354,23 @@ async fn resolve_sku(
     if mapped.is_some() {
         return Ok(mapped);
     }
+    // A line for a variant of a listing linked as a whole (no variant-level
+    // link): the whole listing's SKU. v2 lines carry the product's barcode
+    // even when the product has no variants.
+    if !variant_id.is_empty() {
+        let whole: Option<String> = sqlx::query_scalar(
+            "SELECT sku FROM listings WHERE provider = ?1 AND listing_id = ?2 AND variant_id = ''
+               AND NOT EXISTS (SELECT 1 FROM listings WHERE provider = ?1 AND listing_id = ?2
+                                                          AND variant_id <> '')",
+        )
+        .bind(provider.as_str())
+        .bind(listing_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if whole.is_some() {
+            return Ok(whole);
+        }
+    }
     let Some(hint) = hint.filter(|h| !h.is_empty()) else {
         return Ok(None);
     };
@@ -403,6 +481,7 @@ mod tests {
             items,
             anomalies: vec![],
             cursor: Some(cursor.to_string()),
+            ..OrderChanges::default()
         }
     }
 

@@ -143,6 +143,12 @@ impl DailyQuota {
             .unwrap_or_else(|e| e.into_inner())
             .map(|(_, n)| n)
     }
+
+    /// Marks today's budget as spent (the provider said so: 402, or 429).
+    fn exhaust(&self, now: DateTime<Utc>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((turkey_midnight_before(now), self.limit));
+    }
 }
 
 /// Counters a provider's limiter keeps for `status` and metrics.
@@ -237,6 +243,29 @@ impl Limiter {
 
     pub fn stats(&self) -> LimiterStats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Requests spent today (since 00:00 Turkey time), from the request log.
+    pub async fn used_today(&self) -> u32 {
+        let since = turkey_midnight_before(Utc::now()).timestamp_millis();
+        let logged = self
+            .ledger
+            .requests_since(self.provider, since)
+            .await
+            .unwrap_or(0);
+        let counted = self.daily.as_ref().and_then(DailyQuota::used_today);
+        (logged as u32).max(counted.unwrap_or(0))
+    }
+
+    /// The provider said today's quota is spent: no request until 00:00
+    /// Turkey time.
+    pub fn exhaust_today(&self) {
+        if let Some(d) = &self.daily {
+            d.exhaust(Utc::now());
+        }
+        let now = Utc::now();
+        let wait = (next_turkey_midnight(now) - now).to_std().unwrap_or(WINDOW);
+        self.pause_until(Instant::now() + wait);
     }
 
     pub fn daily_limit(&self) -> Option<u32> {

@@ -5,9 +5,14 @@
 //! exactly as on the wire).
 
 pub mod bazaardan;
+pub mod eticaret;
+pub mod pazarsync;
+pub mod stokdurumu;
 
 use crate::config::Config;
-use crate::domain::{ListingRef, OrderChanges, ProviderName, PushOutcome, StockPush};
+use crate::domain::{
+    ExternalCount, ListingRef, OrderChanges, ProviderName, PushOutcome, RemoteListing, StockPush,
+};
 use crate::http::RetryPolicy;
 use crate::ledger::{KnownItem, Ledger, LedgerError};
 use crate::limit::Limiter;
@@ -49,6 +54,10 @@ impl From<LedgerError> for ProviderError {
 pub struct PushResults {
     pub outcomes: Vec<PushOutcome>,
     pub stopped: Option<ProviderError>,
+    /// What listings showed just before this push set them, when the
+    /// provider says so and its stock can change by hand (stokdurumu's
+    /// `old_qty`): a difference from the last confirmed value is a movement.
+    pub before: Vec<ExternalCount>,
 }
 
 /// Where to start polling.
@@ -69,10 +78,25 @@ pub trait OrderMemory: Send + Sync {
         provider: ProviderName,
         keys: &[String],
     ) -> Result<HashMap<String, KnownItem>, ProviderError>;
+
+    /// Fingerprints of the orders among `refs` whose detail was read before.
+    async fn known_orders(
+        &self,
+        provider: ProviderName,
+        refs: &[String],
+    ) -> Result<HashMap<String, String>, ProviderError>;
 }
 
 #[async_trait]
 impl OrderMemory for Ledger {
+    async fn known_orders(
+        &self,
+        provider: ProviderName,
+        refs: &[String],
+    ) -> Result<HashMap<String, String>, ProviderError> {
+        Ok(Ledger::known_orders(self, provider, refs).await?)
+    }
+
     async fn known(
         &self,
         provider: ProviderName,
@@ -89,9 +113,23 @@ pub trait Provider: Send + Sync {
     /// Most listings one push call may carry.
     fn max_batch(&self) -> usize;
 
-    /// Whether the provider has orders to poll.
+    /// Whether the provider has orders (or stock counts) to poll.
     fn has_orders(&self) -> bool {
         true
+    }
+
+    /// Splits pending pushes into calls. Default: `max_batch` listings a call.
+    fn batches(&self, pushes: &[StockPush]) -> Vec<Vec<StockPush>> {
+        pushes
+            .chunks(self.max_batch().max(1))
+            .map(<[StockPush]>::to_vec)
+            .collect()
+    }
+
+    /// Every listing the provider's product list shows, for linking by SKU;
+    /// `None` when the provider has no product list (BaZaaRDan).
+    async fn list_listings(&self) -> Result<Option<Vec<RemoteListing>>, ProviderError> {
+        Ok(None)
     }
 
     /// Order lines changed since the request's cursor (minus its lookback).
@@ -114,15 +152,14 @@ pub trait Provider: Send + Sync {
 
 /// Checks that a listing reference has the form its provider uses.
 pub fn validate_listing(l: &ListingRef) -> Result<(), String> {
+    if l.listing_id.trim().is_empty() {
+        return Err("listing_id is empty".into());
+    }
     match l.provider {
         ProviderName::Bazaardan => bazaardan::validate_listing(l),
-        _ => {
-            if l.listing_id.trim().is_empty() {
-                Err("listing_id is empty".into())
-            } else {
-                Ok(())
-            }
-        }
+        ProviderName::Stokdurumu => stokdurumu::validate_listing(l),
+        ProviderName::Pazarsync => pazarsync::validate_listing(l),
+        ProviderName::Eticaret => Ok(()),
     }
 }
 
@@ -138,19 +175,42 @@ pub fn build_all(
         ..RetryPolicy::default()
     };
     let mut out: Vec<Arc<dyn Provider>> = Vec::new();
+    let (sync, l, c) = (&config.sync, ledger, cancel);
     if let Some(b) = &config.bazaardan {
         out.push(Arc::new(bazaardan::Bazaardan::new(
             b,
-            &config.sync,
-            ledger.clone(),
+            sync,
+            l.clone(),
             policy.clone(),
-            cancel.clone(),
+            c.clone(),
         )?));
     }
-    for name in config.enabled_providers() {
-        if name != ProviderName::Bazaardan {
-            tracing::warn!(provider = %name, "this provider is configured but its adapter is not in this build yet; it is not synced");
-        }
+    if let Some(s) = &config.stokdurumu {
+        out.push(Arc::new(stokdurumu::Stokdurumu::new(
+            s,
+            sync,
+            l.clone(),
+            policy.clone(),
+            c.clone(),
+        )?));
+    }
+    if let Some(e) = &config.eticaret {
+        out.push(Arc::new(eticaret::Eticaret::new(
+            e,
+            sync,
+            l.clone(),
+            policy.clone(),
+            c.clone(),
+        )?));
+    }
+    if let Some(z) = &config.pazarsync {
+        out.push(Arc::new(pazarsync::Pazarsync::new(
+            z,
+            sync,
+            l.clone(),
+            policy,
+            c.clone(),
+        )?));
     }
     Ok(out)
 }

@@ -1,0 +1,186 @@
+//! PazarSync endpoints. Every call carries the cached bearer token; a 401
+//! drops that token, fetches one new token and retries once.
+
+use super::auth::TokenCache;
+use super::wire::{
+    Batch, BatchReply, ErrorBody, ListPage, OrderDetail, SetStock, StockSet, TokenReply,
+    TokenRequest,
+};
+use crate::config::Secret;
+use crate::http::{ProviderHttp, Reply, Verdict};
+use crate::providers::ProviderError;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+/// The seed: `limit` max 100 for lists; `stocks/batch` at most 100 items.
+pub const PAGE_SIZE: u64 = 100;
+pub const MAX_BATCH: usize = 100;
+
+pub struct Client {
+    pub(super) http: ProviderHttp,
+    base: String,
+    client_id: String,
+    client_secret: Secret,
+    tokens: TokenCache,
+}
+
+impl Client {
+    pub fn new(
+        http: ProviderHttp,
+        base: String,
+        client_id: String,
+        client_secret: Secret,
+    ) -> Client {
+        Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            client_id,
+            client_secret,
+            tokens: TokenCache::default(),
+        }
+    }
+
+    /// `POST /api/auth/token`; takes a permit like any request.
+    pub async fn fetch_token(&self) -> Result<(Secret, Option<u64>), ProviderError> {
+        let body = serde_json::to_vec(&TokenRequest {
+            client_id: &self.client_id,
+            client_secret: self.client_secret.expose(),
+            grant_type: "client_credentials",
+        })
+        .expect("plain struct serializes");
+        let url = self.url("/api/auth/token")?;
+        let build = || {
+            self.http
+                .client()
+                .post(url.clone())
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json")
+                .body(body.clone())
+                .build()
+                .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
+        };
+        let reply: TokenReply = self.http.execute("auth/token", build, interpret).await?;
+        tracing::info!(
+            provider = "pazarsync",
+            expires_in = reply.expires_in,
+            "access token fetched"
+        );
+        Ok((Secret::new(reply.access_token), reply.expires_in))
+    }
+
+    pub async fn orders(&self, page: u64, from_date: &str) -> Result<ListPage, ProviderError> {
+        let path = format!(
+            "/api/v1/orders?page={page}&limit={PAGE_SIZE}&from_date={}",
+            crate::providers::bazaardan::client::encode_query_value(from_date)
+        );
+        self.call("orders", Method::GET, &path, None).await
+    }
+
+    pub async fn order(&self, id: &str) -> Result<OrderDetail, ProviderError> {
+        let path = format!(
+            "/api/v1/orders/{}",
+            crate::providers::bazaardan::client::encode_query_value(id)
+        );
+        self.call("orders/{id}", Method::GET, &path, None).await
+    }
+
+    pub async fn products(&self, page: u64, limit: u64) -> Result<ListPage, ProviderError> {
+        let path = format!("/api/v1/products?page={page}&limit={limit}");
+        self.call("products", Method::GET, &path, None).await
+    }
+
+    pub async fn set_stock(&self, id: &str, stock: i64) -> Result<StockSet, ProviderError> {
+        let path = format!(
+            "/api/v1/products/{}/stock",
+            crate::providers::bazaardan::client::encode_query_value(id)
+        );
+        let body = serde_json::to_vec(&SetStock { stock }).expect("plain struct serializes");
+        self.call("products/{id}/stock", Method::PUT, &path, Some(body))
+            .await
+    }
+
+    pub async fn batch(&self, batch: &Batch) -> Result<BatchReply, ProviderError> {
+        let body = serde_json::to_vec(batch).expect("plain struct serializes");
+        self.call(
+            "stocks/batch",
+            Method::POST,
+            "/api/v1/stocks/batch",
+            Some(body),
+        )
+        .await
+    }
+
+    fn url(&self, path: &str) -> Result<reqwest::Url, ProviderError> {
+        reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
+            ProviderError::Config(format!("bad PazarSync URL {}{path}: {e}", self.base))
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ProviderError> {
+        let url = self.url(path)?;
+        let mut refused = 0;
+        loop {
+            let token = self.tokens.get(|| self.fetch_token()).await?;
+            let build = || {
+                let mut req = self
+                    .http
+                    .client()
+                    .request(method.clone(), url.clone())
+                    .bearer_auth(token.value.expose())
+                    .header("Accept", "application/json");
+                if let Some(b) = &body {
+                    req = req
+                        .header("Content-Type", "application/json")
+                        .body(b.clone());
+                }
+                req.build()
+                    .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
+            };
+            match self.http.execute(op, build, interpret::<T>).await {
+                Err(ProviderError::Unauthenticated(why)) => {
+                    refused += 1;
+                    self.tokens.invalidate(token.generation).await;
+                    if refused >= 2 {
+                        return Err(ProviderError::Unauthenticated(format!(
+                            "{why}; a freshly fetched token was refused too"
+                        )));
+                    }
+                    tracing::info!(
+                        provider = "pazarsync",
+                        "token refused (401); fetching a new one"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn interpret<T: DeserializeOwned>(reply: &Reply) -> Verdict<T> {
+    let status = reply.status;
+    if status.is_success() {
+        return match serde_json::from_slice::<T>(&reply.body) {
+            Ok(t) => Verdict::Done(t),
+            Err(e) => Verdict::Retry(format!(
+                "HTTP {status}: body is not the documented JSON ({e})"
+            )),
+        };
+    }
+    let text = match serde_json::from_slice::<ErrorBody>(&reply.body) {
+        Ok(b) => format!("HTTP {status}, {}: {}", b.error.code, b.error.message),
+        Err(_) => format!("HTTP {status} without an error body"),
+    };
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Verdict::Fail(ProviderError::Unauthenticated(text))
+        }
+        s if s.is_client_error() => Verdict::Fail(ProviderError::Rejected(text)),
+        _ => Verdict::Retry(text),
+    }
+}

@@ -1,0 +1,114 @@
+//! stokdurumu endpoints: `GET /products` (paged, 100 a page) and
+//! `POST /stock`. Bearer key on every request; every request counts against
+//! the daily quota.
+
+use super::wire::{ErrorBody, ProductsPage, StockChange, StockChanged};
+use crate::config::Secret;
+use crate::http::{ProviderHttp, Reply, Verdict};
+use crate::providers::ProviderError;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// The seed: `limit` max 100.
+pub const PAGE_SIZE: u32 = 100;
+
+pub struct Client {
+    pub(super) http: Arc<ProviderHttp>,
+    base: String,
+    key: Secret,
+}
+
+impl Client {
+    pub fn new(http: ProviderHttp, base: String, key: Secret) -> Client {
+        Client {
+            http: Arc::new(http),
+            base,
+            key,
+        }
+    }
+
+    pub async fn products(&self, page: u32, limit: u32) -> Result<ProductsPage, ProviderError> {
+        let path = format!("/products?page={page}&limit={limit}");
+        self.call("products", Method::GET, &path, None).await
+    }
+
+    pub async fn set_stock(
+        &self,
+        product_id: u64,
+        qty: i64,
+    ) -> Result<StockChanged, ProviderError> {
+        let body = serde_json::to_vec(&StockChange {
+            product_id,
+            action: "set",
+            qty,
+            reason: "stoksync",
+        })
+        .expect("plain struct serializes");
+        self.call("stock", Method::POST, "/stock", Some(body)).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ProviderError> {
+        let url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
+            ProviderError::Config(format!("bad stokdurumu URL {}{path}: {e}", self.base))
+        })?;
+        let limiter = self.http.limiter().clone();
+        let build = || {
+            let mut req = self
+                .http
+                .client()
+                .request(method.clone(), url.clone())
+                .bearer_auth(self.key.expose())
+                .header("Accept", "application/json");
+            if let Some(b) = &body {
+                req = req
+                    .header("Content-Type", "application/json")
+                    .body(b.clone());
+            }
+            req.build()
+                .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
+        };
+        let interpret = |reply: &Reply| {
+            let v = interpret::<T>(reply);
+            if let Verdict::Fail(ProviderError::QuotaExhausted(_)) = &v {
+                limiter.exhaust_today();
+            }
+            v
+        };
+        self.http.execute(op, build, interpret).await
+    }
+}
+
+/// stokdurumu errors are `{"error": "..."}` with the status saying what
+/// kind (seed, error table).
+fn interpret<T: DeserializeOwned>(reply: &Reply) -> Verdict<T> {
+    let status = reply.status;
+    if status.is_success() {
+        return match serde_json::from_slice::<T>(&reply.body) {
+            Ok(t) => Verdict::Done(t),
+            Err(e) => Verdict::Retry(format!(
+                "HTTP {status}: body is not the documented JSON ({e})"
+            )),
+        };
+    }
+    let message = serde_json::from_slice::<ErrorBody>(&reply.body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| "no error message".into());
+    let text = format!("HTTP {status}: {message}");
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Verdict::Fail(ProviderError::Unauthenticated(text))
+        }
+        StatusCode::PAYMENT_REQUIRED => Verdict::Fail(ProviderError::QuotaExhausted(format!(
+            "stokdurumu plan limit reached ({text}); no request until 00:00 Turkey time — consider a larger plan"
+        ))),
+        s if s.is_client_error() => Verdict::Fail(ProviderError::Rejected(text)),
+        _ => Verdict::Retry(text),
+    }
+}

@@ -1,0 +1,387 @@
+//! stokdurumu REST API v1: a stock sink with no orders, and a source of
+//! movements made by hand in its panel.
+//!
+//! - Every request counts against the daily quota (`requests_per_day`),
+//!   counted in the ledger so a restart does not reset it.
+//! - Pushes are `POST /stock` with `action: set`, checked against `new_qty`.
+//!   The answer's `old_qty` is what the product showed just before: when it
+//!   differs from what stoksync last confirmed, someone changed it by hand,
+//!   and the difference becomes a movement. So every push also reads drift,
+//!   for free, and a hand-made change is never overwritten unseen.
+//! - Products no push touches are read (`GET /products`, 100 a page) only as
+//!   often as the budget allows: a fifth of the day's quota (at least 20) is
+//!   kept for pushes, and the rest is spread evenly over the time left until
+//!   the reset (see [`drift_read_due`]). With the Free plan (500/day) and one
+//!   page of products that is a read every ~3.6 minutes.
+
+pub mod client;
+pub mod wire;
+
+use crate::config::{StokdurumuConfig, SyncSettings};
+use crate::domain::{
+    ExternalCount, ListingRef, OrderChanges, ProviderName, PushOutcome, RemoteListing, StockPush,
+    next_turkey_midnight, turkey_day, turkey_midnight_before,
+};
+use crate::http::{ProviderHttp, RetryPolicy};
+use crate::ledger::Ledger;
+use crate::limit::Limiter;
+use crate::providers::{OrderMemory, PollRequest, Provider, ProviderError, PushResults};
+use async_trait::async_trait;
+use chrono::{NaiveDate, Utc};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wire::Product;
+
+/// A poll that pages further than this is a provider fault.
+const MAX_PAGES: u32 = 10_000;
+
+pub struct Stokdurumu {
+    client: client::Client,
+    /// When products were last read, and how many pages that took.
+    last_read: Mutex<(Option<Instant>, u32)>,
+    /// Counts read by discovery, handed to the next poll (saves a read).
+    stash: Mutex<Option<Vec<ExternalCount>>>,
+    /// Requests spent on product reads today (in memory: after a restart
+    /// all of today's requests count as pushes, which only makes reads rarer).
+    reads_today: Mutex<(Option<NaiveDate>, u32)>,
+}
+
+impl Stokdurumu {
+    pub fn new(
+        cfg: &StokdurumuConfig,
+        sync: &SyncSettings,
+        ledger: Ledger,
+        policy: RetryPolicy,
+        cancel: CancellationToken,
+    ) -> Result<Stokdurumu, ProviderError> {
+        let limiter = Arc::new(Limiter::new(
+            ProviderName::Stokdurumu,
+            None,
+            cfg.requests_per_day,
+            ledger,
+        ));
+        let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?.daily_429();
+        Ok(Stokdurumu {
+            client: client::Client::new(http, cfg.base_url.clone(), cfg.api_key.clone()),
+            last_read: Mutex::new((None, 1)),
+            stash: Mutex::new(None),
+            reads_today: Mutex::new((None, 0)),
+        })
+    }
+
+    /// Every product, page by page.
+    async fn read_all(&self) -> Result<(Vec<Product>, Vec<String>), ProviderError> {
+        let mut products = Vec::new();
+        let mut odd = Vec::new();
+        let mut page = 1;
+        loop {
+            let data = self.client.products(page, client::PAGE_SIZE).await?;
+            let n = data.products.len();
+            for raw in data.products {
+                match serde_json::from_value::<Product>(raw.clone()) {
+                    Ok(p) => products.push(p),
+                    Err(e) => odd.push(format!("product row not understood ({e}): {raw}")),
+                }
+            }
+            if page >= data.meta.pages || n == 0 {
+                break;
+            }
+            page += 1;
+            if page > MAX_PAGES {
+                return Err(ProviderError::Transient(format!(
+                    "products kept paging past {MAX_PAGES} pages"
+                )));
+            }
+        }
+        *self.last_read.lock().unwrap_or_else(|e| e.into_inner()) = (Some(Instant::now()), page);
+        {
+            let day = turkey_day(Utc::now());
+            let mut r = self.reads_today.lock().unwrap_or_else(|e| e.into_inner());
+            if r.0 != Some(day) {
+                *r = (Some(day), 0);
+            }
+            r.1 += page;
+        }
+        for o in &odd {
+            tracing::warn!(provider = "stokdurumu", "{o}");
+        }
+        Ok((products, odd))
+    }
+
+    async fn read_due(&self) -> bool {
+        let (last, pages) = *self.last_read.lock().unwrap_or_else(|e| e.into_inner());
+        let limiter = self.limiter();
+        let now = Utc::now();
+        let day = turkey_day(now);
+        let used_by_reads = {
+            let r = self.reads_today.lock().unwrap_or_else(|e| e.into_inner());
+            if r.0 == Some(day) { r.1 } else { 0 }
+        };
+        let budget = Budget {
+            daily_limit: limiter.daily_limit(),
+            used: limiter.used_today().await,
+            used_by_reads,
+            elapsed: (now - turkey_midnight_before(now))
+                .to_std()
+                .unwrap_or_default(),
+            until_reset: (next_turkey_midnight(now) - now)
+                .to_std()
+                .unwrap_or_default(),
+        };
+        drift_read_due(budget, pages, last.map(|t| t.elapsed()))
+    }
+}
+
+/// Today's spending, as the read planner sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub daily_limit: Option<u32>,
+    /// Requests spent today, all kinds.
+    pub used: u32,
+    /// Of those, spent on product reads.
+    pub used_by_reads: u32,
+    /// Since 00:00 Turkey time, and until the next.
+    pub elapsed: Duration,
+    pub until_reset: Duration,
+}
+
+/// Whether a read of every product (`pages` requests) fits the day's plan
+/// now. Unlimited plans read every poll. Otherwise pushes come first: the
+/// pushes expected until the reset (at today's push rate) plus a fifth of
+/// the quota (at least 20, at most half) stay reserved, and what remains is
+/// spread evenly over the time until the reset, so reads never use the
+/// quota up by noon.
+pub fn drift_read_due(b: Budget, pages: u32, since_last: Option<Duration>) -> bool {
+    let Some(limit) = b.daily_limit else {
+        return true;
+    };
+    let pages = pages.max(1);
+    let pushes = b.used.saturating_sub(b.used_by_reads) as f64;
+    // At least ten minutes of history, so one early push is not a rate.
+    let elapsed = b.elapsed.max(Duration::from_secs(600)).as_secs_f64();
+    let expected_pushes = (pushes / elapsed * b.until_reset.as_secs_f64()).ceil() as u32;
+    let reserve = (limit / 5)
+        .max(20)
+        .min(limit / 2)
+        .saturating_add(expected_pushes);
+    let until_reset = b.until_reset;
+    let spare = limit.saturating_sub(b.used).saturating_sub(reserve);
+    if spare < pages {
+        return false;
+    }
+    let reads_left = spare / pages;
+    let interval = until_reset / reads_left;
+    since_last.is_none_or(|s| s >= interval)
+}
+
+fn to_counts(products: &[Product]) -> Vec<ExternalCount> {
+    products
+        .iter()
+        .filter_map(|p| {
+            Some(ExternalCount {
+                listing: listing(p.id),
+                observed: p.stock_qty.as_i64()?,
+                stamp: p.updated_at.clone().unwrap_or_else(|| "read".into()),
+            })
+        })
+        .collect()
+}
+
+fn listing(id: u64) -> ListingRef {
+    ListingRef {
+        provider: ProviderName::Stokdurumu,
+        listing_id: id.to_string(),
+        variant_id: String::new(),
+    }
+}
+
+#[async_trait]
+impl Provider for Stokdurumu {
+    fn name(&self) -> ProviderName {
+        ProviderName::Stokdurumu
+    }
+
+    /// One product per `POST /stock`.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// No orders: a poll reads the stock the panel shows, when the day's
+    /// budget allows, so changes made by hand reach the ledger.
+    async fn poll_orders(
+        &self,
+        _req: &PollRequest,
+        _memory: &dyn OrderMemory,
+    ) -> Result<OrderChanges, ProviderError> {
+        let stashed = self.stash.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let external = match stashed {
+            Some(counts) => counts,
+            None if self.read_due().await => to_counts(&self.read_all().await?.0),
+            None => Vec::new(),
+        };
+        Ok(OrderChanges {
+            external,
+            ..OrderChanges::default()
+        })
+    }
+
+    async fn push_stock(&self, batch: &[StockPush]) -> PushResults {
+        let mut out = PushResults::default();
+        for push in batch {
+            let Ok(id) = push.listing.listing_id.parse::<u64>() else {
+                out.outcomes.push(PushOutcome::Rejected(format!(
+                    "stokdurumu listing_id must be a product id number, got `{}`",
+                    push.listing.listing_id
+                )));
+                continue;
+            };
+            match self.client.set_stock(id, push.quantity).await {
+                Ok(done)
+                    if done.new_qty.as_i64() == Some(push.quantity)
+                        && done.success != Some(false) =>
+                {
+                    if let Some(old) = done.old_qty.as_i64() {
+                        out.before.push(ExternalCount {
+                            listing: push.listing.clone(),
+                            observed: old,
+                            stamp: format!("before-set-{}", Utc::now().timestamp_millis()),
+                        });
+                    }
+                    out.outcomes.push(PushOutcome::Confirmed(push.quantity));
+                }
+                Ok(done) => out.outcomes.push(PushOutcome::Failed(format!(
+                    "asked to set {} but stokdurumu answered new_qty {}",
+                    push.quantity, done.new_qty
+                ))),
+                Err(ProviderError::Rejected(why)) => out.outcomes.push(PushOutcome::Rejected(why)),
+                Err(ProviderError::Transient(why)) => out.outcomes.push(PushOutcome::Failed(why)),
+                Err(e) => {
+                    out.stopped = Some(e);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Products linked by `sku`. The counts read here also serve the next
+    /// poll's drift check, so discovery costs no extra read.
+    async fn list_listings(&self) -> Result<Option<Vec<RemoteListing>>, ProviderError> {
+        let (products, _) = self.read_all().await?;
+        *self.stash.lock().unwrap_or_else(|e| e.into_inner()) = Some(to_counts(&products));
+        Ok(Some(
+            products
+                .iter()
+                .map(|p| RemoteListing {
+                    listing: listing(p.id),
+                    sku: p.sku.clone(),
+                    quantity: p.stock_qty.as_i64(),
+                })
+                .collect(),
+        ))
+    }
+
+    async fn check_credentials(&self) -> Result<(), ProviderError> {
+        self.client.products(1, 1).await.map(|_| ())
+    }
+
+    fn limiter(&self) -> &Arc<Limiter> {
+        self.client.http.limiter()
+    }
+}
+
+pub fn validate_listing(l: &ListingRef) -> Result<(), String> {
+    if !l.variant_id.is_empty() {
+        return Err("stokdurumu products have no variants; leave variant_id empty".into());
+    }
+    l.listing_id.parse::<u64>().map(|_| ()).map_err(|_| {
+        format!(
+            "stokdurumu listing_id must be a product id number, got `{}`",
+            l.listing_id
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: u64 = 3600;
+
+    #[test]
+    fn drift_reads_fit_the_plan() {
+        let d = |s| Duration::from_secs(s);
+        // (limit, used (all reads), pages, until reset, since last) -> due
+        let cases = [
+            (None, 10_000, 5, d(H), Some(d(0)), true),
+            (Some(500), 0, 1, d(24 * H), None, true),
+            // 400 spare reads over 24 h: one per 216 s.
+            (Some(500), 0, 1, d(24 * H), Some(d(200)), false),
+            (Some(500), 0, 1, d(24 * H), Some(d(220)), true),
+            // the reserve for pushes is never spent on reads
+            (Some(500), 400, 1, d(H), Some(d(H)), false),
+            (Some(500), 399, 1, d(H), Some(d(H)), true),
+            // more pages, fewer reads
+            (Some(500), 0, 10, d(24 * H), Some(d(2000)), false),
+            (Some(500), 0, 10, d(24 * H), Some(d(2200)), true),
+            // a tiny plan keeps half for pushes
+            (Some(30), 14, 1, d(H), Some(d(H)), true),
+            (Some(30), 15, 1, d(H), Some(d(H)), false),
+        ];
+        for (i, (limit, used, pages, until, since, due)) in cases.into_iter().enumerate() {
+            let b = Budget {
+                daily_limit: limit,
+                used,
+                used_by_reads: used,
+                elapsed: d(24 * H) - until,
+                until_reset: until,
+            };
+            assert_eq!(drift_read_due(b, pages, since), due, "case {i}");
+        }
+        // Pushes at 20 an hour so far: the 20 an hour still to come are kept.
+        let b = Budget {
+            daily_limit: Some(500),
+            used: 200,
+            used_by_reads: 0,
+            elapsed: d(10 * H),
+            until_reset: d(14 * H),
+        };
+        assert!(
+            !drift_read_due(b, 1, Some(d(H))),
+            "280 pushes expected + 100 kept > 300 left"
+        );
+    }
+
+    /// A whole day on the Free plan, polled every 30 s, with a push every
+    /// 5 minutes: reads go on until the evening and the quota is never hit.
+    #[test]
+    fn a_free_plan_day_spreads_reads_and_keeps_room_for_pushes() {
+        let (limit, poll, day) = (500u32, 30u64, 24 * H);
+        let (mut used, mut reads, mut last, mut last_read_at) = (0u32, 0u32, None::<u64>, 0u64);
+        for t in (0..day).step_by(poll as usize) {
+            if t % 300 == 0 {
+                used += 1; // a push
+            }
+            let since = last.map(|l| Duration::from_secs(t - l));
+            let b = Budget {
+                daily_limit: Some(limit),
+                used,
+                used_by_reads: reads,
+                elapsed: Duration::from_secs(t),
+                until_reset: Duration::from_secs(day - t),
+            };
+            if drift_read_due(b, 1, since) {
+                used += 1;
+                reads += 1;
+                last = Some(t);
+                last_read_at = t;
+            }
+        }
+        assert!(used <= limit, "used {used}");
+        assert!(reads > 100, "only {reads} reads");
+        assert!(last_read_at > 22 * H, "last read at {}s", last_read_at);
+        assert!(limit - used >= 20, "no room left for pushes: used {used}");
+    }
+}
