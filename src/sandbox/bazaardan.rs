@@ -64,24 +64,14 @@ struct Item {
     updated_at: DateTime<Utc>,
 }
 
-/// What the fake counted.
-#[derive(Debug, Clone, Default)]
-pub struct Counters {
-    pub requests: usize,
-    pub by_endpoint: BTreeMap<String, usize>,
-    pub bad_signatures: usize,
-    pub expired_timestamps: usize,
-    /// 429 answers given because the client exceeded the limit.
-    pub limit_violations: usize,
-    /// Most requests that arrived inside any 60 s window.
-    pub max_per_minute: usize,
-}
+pub use super::Counters;
 
 #[derive(Default)]
 struct Data {
     listings: BTreeMap<(u64, Option<u64>), Listing>,
     items: BTreeMap<u64, Item>,
     next_item: u64,
+    next_product: u64,
     counters: Counters,
 }
 
@@ -378,10 +368,12 @@ async fn handle(
             .unwrap_or("")
     };
     if header("X-BZ-CLIENT-ID") != s.opts.client_id {
+        s.data().counters.auth_failures += 1;
         return error(StatusCode::UNAUTHORIZED, "UNKNOWN_CLIENT", "Unknown client");
     }
     let Ok(ts) = header("X-BZ-TIMESTAMP").parse::<i64>() else {
         s.data().counters.expired_timestamps += 1;
+        s.data().counters.auth_failures += 1;
         return error(
             StatusCode::UNAUTHORIZED,
             "TIMESTAMP_EXPIRED",
@@ -390,6 +382,7 @@ async fn handle(
     };
     if (Utc::now().timestamp() - ts).abs() > TIMESTAMP_WINDOW_S {
         s.data().counters.expired_timestamps += 1;
+        s.data().counters.auth_failures += 1;
         return error(
             StatusCode::UNAUTHORIZED,
             "TIMESTAMP_EXPIRED",
@@ -409,6 +402,7 @@ async fn handle(
     );
     if header("X-BZ-SIGNATURE") != expected {
         s.data().counters.bad_signatures += 1;
+        s.data().counters.auth_failures += 1;
         return error(
             StatusCode::UNAUTHORIZED,
             "INVALID_SIGNATURE",
@@ -420,7 +414,12 @@ async fn handle(
     match (method, endpoint.as_str()) {
         (Method::GET, "orders.php") => orders(&s, &query),
         (Method::GET, "order_detail.php") => order_detail(&s, &query),
-        (Method::POST, "stock_update.php") => stock_update(&s, &body),
+        (Method::POST, "stock_update.php") => {
+            let mut d = s.data();
+            d.counters.max_batch = d.counters.max_batch.max(1);
+            drop(d);
+            stock_update(&s, &body)
+        }
         _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown endpoint"),
     }
 }
@@ -575,4 +574,69 @@ fn stock_update(s: &Shared, body: &[u8]) -> Response {
         "external_ref": v.get("external_ref").cloned().unwrap_or(Value::Null),
         "updated_at": format_turkey(Utc::now()),
     }))
+}
+
+impl super::Fake for FakeBazaardan {
+    fn provider(&self) -> crate::domain::ProviderName {
+        crate::domain::ProviderName::Bazaardan
+    }
+
+    fn base_url(&self) -> String {
+        FakeBazaardan::base_url(self)
+    }
+
+    fn config_table(&self, good: bool) -> String {
+        format!(
+            "[providers.bazaardan]\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrequests_per_minute = 600\n",
+            self.base_url(),
+            self.shared.opts.client_id,
+            if good {
+                self.shared.opts.client_secret.as_str()
+            } else {
+                "wrong-secret"
+            }
+        )
+    }
+
+    fn add_product(&self, sku: &str, stock: i64) -> crate::domain::ListingRef {
+        let id = {
+            let mut d = self.shared.data();
+            d.next_product += 1;
+            5000 + d.next_product
+        };
+        FakeBazaardan::add_listing(self, id, None, sku, stock);
+        crate::domain::ListingRef {
+            provider: crate::domain::ProviderName::Bazaardan,
+            listing_id: id.to_string(),
+            variant_id: String::new(),
+        }
+    }
+
+    fn place_order(&self, l: &crate::domain::ListingRef, quantity: i64) -> Option<String> {
+        let product = l.listing_id.parse().ok()?;
+        let variant = l.variant_id.parse().ok();
+        Some(FakeBazaardan::place_order(self, product, variant, quantity).to_string())
+    }
+
+    fn cancel_order(&self, order: &str) {
+        if let Ok(id) = order.parse() {
+            self.set_status(id, "cancelled");
+        }
+    }
+
+    fn stock(&self, l: &crate::domain::ListingRef) -> Option<i64> {
+        self.listing_stock(l.listing_id.parse().ok()?, l.variant_id.parse().ok())
+    }
+
+    fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>) {
+        FakeBazaardan::inject(self, fault, times, endpoint);
+    }
+
+    fn push_endpoint(&self) -> &'static str {
+        "stock_update.php"
+    }
+
+    fn counters(&self) -> Counters {
+        FakeBazaardan::counters(self)
+    }
 }

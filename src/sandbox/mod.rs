@@ -4,11 +4,123 @@
 //! API does, enforces its rate limit, and can inject faults.
 
 pub mod bazaardan;
+pub mod eticaret;
+pub mod pazarsync;
+pub mod stokdurumu;
 
-use std::collections::VecDeque;
+use crate::domain::{ListingRef, ProviderName};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What a fake counted, the same for every provider.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub requests: usize,
+    pub by_endpoint: BTreeMap<String, usize>,
+    /// Requests refused for bad credentials, signature, timestamp or token.
+    pub auth_failures: usize,
+    pub bad_signatures: usize,
+    pub expired_timestamps: usize,
+    /// Answers given because the client went past the provider's limit
+    /// (429, v2 `AUTH004`, stokdurumu's daily quota).
+    pub limit_violations: usize,
+    /// Most requests that arrived inside any 60 s window.
+    pub max_per_minute: usize,
+    /// The largest push batch received (entries in one call).
+    pub max_batch: usize,
+    pub token_fetches: usize,
+}
+
+/// What every fake offers tests (and the sandbox): a product with a SKU,
+/// orders, faults, counters. Listings are returned as stoksync names them.
+pub trait Fake: Send + Sync {
+    fn provider(&self) -> ProviderName;
+    fn base_url(&self) -> String;
+    /// A `[providers.<name>]` config table for this fake; with
+    /// `good_credentials` false, one the fake refuses.
+    fn config_table(&self, good_credentials: bool) -> String;
+    /// A product (listing) showing `stock`, printing `sku` where the
+    /// provider prints one.
+    fn add_product(&self, sku: &str, stock: i64) -> ListingRef;
+    /// A customer orders `quantity`; `None` for providers without orders.
+    fn place_order(&self, listing: &ListingRef, quantity: i64) -> Option<String>;
+    /// Cancels an order (its stock goes back to the listing).
+    fn cancel_order(&self, order: &str);
+    fn stock(&self, listing: &ListingRef) -> Option<i64>;
+    fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>);
+    /// The endpoint name stock pushes go to (for fault injection).
+    fn push_endpoint(&self) -> &'static str;
+    fn counters(&self) -> Counters;
+}
+
+/// Serves `app` on `addr` until the returned token is cancelled.
+pub(crate) async fn serve(
+    addr: &str,
+    app: axum::Router,
+    name: &'static str,
+) -> std::io::Result<(SocketAddr, CancellationToken)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "{name} sandbox stopped");
+        }
+    });
+    Ok((addr, stop))
+}
+
+/// Bookkeeping every fake shares: arrivals, counters, faults.
+#[derive(Default)]
+pub(crate) struct Core {
+    pub faults: FaultQueue,
+    pub arrivals: Arrivals,
+    pub counters: Mutex<Counters>,
+}
+
+impl Core {
+    /// Records a request to `endpoint`; returns its arrival time.
+    pub fn arrive(&self, endpoint: &str) -> Instant {
+        let at = self.arrivals.record();
+        let mut c = self.counters();
+        c.requests += 1;
+        *c.by_endpoint.entry(endpoint.to_string()).or_default() += 1;
+        at
+    }
+
+    /// Whether more than `limit` requests arrived in the 60 s up to `at`
+    /// (counted as a violation).
+    pub fn over_minute_limit(&self, at: Instant, limit: Option<u32>) -> bool {
+        let over =
+            limit.is_some_and(|l| self.arrivals.in_last(at, Duration::from_secs(60)) > l as usize);
+        if over {
+            self.counters().limit_violations += 1;
+        }
+        over
+    }
+
+    pub fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> Counters {
+        let mut c = self.counters().clone();
+        c.max_per_minute = self.arrivals.max_in_any_window(Duration::from_secs(60));
+        c
+    }
+
+    pub fn batch(&self, n: usize) {
+        let mut c = self.counters();
+        c.max_batch = c.max_batch.max(n);
+    }
+}
 
 /// A fault to inject into the next matching requests.
 #[derive(Debug, Clone, PartialEq)]

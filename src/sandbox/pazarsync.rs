@@ -1,0 +1,478 @@
+//! A faithful fake of the PazarSync API (pazarsync-api.txt and PROTOCOL.md):
+//! OAuth2 client credentials with expiring (and revocable) tokens,
+//! `X-RateLimit-*` headers on every answer and 429 past the per-minute
+//! limit, `from_date` filtering on `created_at`, order details, single and
+//! batch stock updates with per-item `errors`.
+
+use super::{Core, Counters, Fake, Fault};
+use crate::domain::{ListingRef, ProviderName, parse_provider_time};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub client_id: String,
+    pub client_secret: String,
+    pub requests_per_minute: Option<u32>,
+    pub token_lifetime: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            client_id: "sandbox-client".into(),
+            client_secret: "sandbox-secret".into(),
+            requests_per_minute: Some(60),
+            token_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Product {
+    sku: String,
+    stock: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Order {
+    status: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// (item id, product id, sku, quantity)
+    items: Vec<(String, String, String, i64)>,
+}
+
+#[derive(Default)]
+struct Data {
+    products: BTreeMap<String, Product>,
+    orders: BTreeMap<String, Order>,
+    tokens: HashMap<String, Instant>,
+    next: u64,
+}
+
+struct Shared {
+    opts: Options,
+    data: Mutex<Data>,
+    core: Core,
+}
+
+impl Shared {
+    fn data(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct FakePazarsync {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Drop for FakePazarsync {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl FakePazarsync {
+    pub async fn start(opts: Options) -> std::io::Result<FakePazarsync> {
+        Self::start_on("127.0.0.1:0", opts).await
+    }
+
+    pub async fn start_on(addr: &str, opts: Options) -> std::io::Result<FakePazarsync> {
+        let shared = Arc::new(Shared {
+            opts,
+            data: Mutex::new(Data::default()),
+            core: Core::default(),
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let (addr, stop) = super::serve(addr, app, "pazarsync").await?;
+        Ok(FakePazarsync { addr, shared, stop })
+    }
+
+    /// Every token issued so far stops working (as a server may do before
+    /// `expires_in`).
+    pub fn revoke_tokens(&self) {
+        self.shared.data().tokens.clear();
+    }
+
+    pub fn set_status(&self, id: &str, status: &str) {
+        let mut d = self.shared.data();
+        let Some(o) = d.orders.get_mut(id) else {
+            return;
+        };
+        let was = std::mem::replace(&mut o.status, status.to_string());
+        o.updated_at = Utc::now();
+        let items = o.items.clone();
+        if status == "cancelled" && was != "cancelled" {
+            for (_, pid, _, q) in items {
+                if let Some(p) = d.products.get_mut(&pid) {
+                    p.stock += q;
+                }
+            }
+        }
+    }
+
+    /// Moves an order's creation time back (for late changes of old orders).
+    pub fn backdate(&self, id: &str, by: Duration) {
+        if let Some(o) = self.shared.data().orders.get_mut(id) {
+            o.created_at -= chrono::Duration::from_std(by).unwrap_or_default();
+        }
+    }
+}
+
+fn err(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let endpoint = match parts.as_slice() {
+        ["api", "auth", "token"] => "auth/token".to_string(),
+        ["api", "v1", "orders", _] => "orders/{id}".to_string(),
+        ["api", "v1", "products", _, "stock"] => "products/{id}/stock".to_string(),
+        ["api", "v1", rest @ ..] => rest.join("/"),
+        _ => path.clone(),
+    };
+    let at = s.core.arrive(&endpoint);
+    let over = s.core.over_minute_limit(at, s.opts.requests_per_minute);
+    let mut resp = route(&s, over, &endpoint, &parts, method, &uri, &headers, &body).await;
+    // Every answer carries the limit headers.
+    if let Some(limit) = s.opts.requests_per_minute {
+        let used = s
+            .core
+            .arrivals
+            .in_last(Instant::now(), Duration::from_secs(60));
+        let h = resp.headers_mut();
+        h.insert("X-RateLimit-Limit", limit.into());
+        h.insert(
+            "X-RateLimit-Remaining",
+            (limit as usize).saturating_sub(used).into(),
+        );
+        let reset = Utc::now().timestamp() + 60;
+        h.insert("X-RateLimit-Reset", reset.into());
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route(
+    s: &Shared,
+    over: bool,
+    endpoint: &str,
+    parts: &[&str],
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    if over {
+        let mut r = err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+        );
+        r.headers_mut().insert("Retry-After", 60.into());
+        return r;
+    }
+    if let Some(fault) = s.core.faults.take(endpoint) {
+        match fault {
+            Fault::ServerError => {
+                return err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Injected",
+                );
+            }
+            Fault::Hang(d) => {
+                tokio::time::sleep(d).await;
+                return err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Injected hang",
+                );
+            }
+            Fault::Malformed => return (StatusCode::OK, "{\"data\": [").into_response(),
+            Fault::RateLimited { retry_after_s } => {
+                let mut r = err(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests",
+                );
+                r.headers_mut().insert("Retry-After", retry_after_s.into());
+                return r;
+            }
+        }
+    }
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if endpoint == "auth/token" {
+        s.core.counters().token_fetches += 1;
+        if method != Method::POST
+            || v["client_id"] != s.opts.client_id.as_str()
+            || v["client_secret"] != s.opts.client_secret.as_str()
+            || v["grant_type"] != "client_credentials"
+        {
+            s.core.counters().auth_failures += 1;
+            return err(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Invalid client credentials",
+            );
+        }
+        let token = format!("tok_{:016x}", fastrand::u64(..));
+        s.data()
+            .tokens
+            .insert(token.clone(), Instant::now() + s.opts.token_lifetime);
+        return axum::Json(json!({"access_token": token, "token_type": "bearer",
+                                 "expires_in": s.opts.token_lifetime.as_secs()}))
+        .into_response();
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let valid = s
+        .data()
+        .tokens
+        .get(bearer)
+        .is_some_and(|exp| *exp > Instant::now());
+    if !valid {
+        s.core.counters().auth_failures += 1;
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "Token invalid or expired",
+        );
+    }
+    let q: HashMap<String, String> = Query::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let limit = q
+        .get("limit")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(20);
+    if limit == 0 || limit > 100 {
+        return err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "limit must be 1..100",
+        );
+    }
+    let paged = |rows: Vec<Value>| {
+        let total = rows.len();
+        let data: Vec<Value> = rows
+            .into_iter()
+            .skip((page - 1) * limit)
+            .take(limit)
+            .collect();
+        axum::Json(json!({"data": data, "meta": {"current_page": page,
+            "total_pages": total.div_ceil(limit), "total_items": total, "items_per_page": limit}}))
+        .into_response()
+    };
+    let mut d = s.data();
+    match (method, endpoint) {
+        (Method::GET, "products") => paged(
+            d.products
+                .iter()
+                .map(|(id, p)| json!({"id": id, "sku": p.sku, "name": "Ürün", "stock": p.stock,
+                                      "price": 10.0, "status": "active"}))
+                .collect(),
+        ),
+        (Method::GET, "orders") => {
+            let from = q.get("from_date").map(|f| parse_provider_time(f));
+            if let Some(None) = from {
+                return err(StatusCode::BAD_REQUEST, "bad_request", "from_date must be ISO 8601");
+            }
+            let from = from.flatten();
+            let mut rows: Vec<(&String, &Order)> = d
+                .orders
+                .iter()
+                .filter(|(_, o)| from.is_none_or(|f| o.created_at >= f))
+                .collect();
+            rows.sort_by_key(|(id, o)| (o.created_at, (*id).clone()));
+            paged(
+                rows.iter()
+                    .map(|(id, o)| json!({"id": id, "order_number": format!("ORD{id}"), "marketplace": "web",
+                        "status": o.status, "items_count": o.items.len(),
+                        "created_at": iso(o.created_at), "updated_at": iso(o.updated_at)}))
+                    .collect(),
+            )
+        }
+        (Method::GET, "orders/{id}") => match d.orders.get(parts[3]) {
+            None => err(StatusCode::NOT_FOUND, "not_found", "Order not found"),
+            Some(o) => axum::Json(json!({
+                "id": parts[3], "order_number": format!("ORD{}", parts[3]), "status": o.status,
+                "items": o.items.iter().map(|(iid, pid, sku, q)| json!({"id": iid, "product_id": pid,
+                    "sku": sku, "name": "Ürün", "quantity": q})).collect::<Vec<_>>(),
+                "created_at": iso(o.created_at), "updated_at": iso(o.updated_at)
+            }))
+            .into_response(),
+        },
+        (Method::PUT, "products/{id}/stock") => {
+            s.core.batch(1);
+            let Some(stock) = v.get("stock").and_then(Value::as_i64).filter(|s| *s >= 0) else {
+                return err(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "stock must be a non-negative integer");
+            };
+            match d.products.get_mut(parts[3]) {
+                None => err(StatusCode::NOT_FOUND, "not_found", "Product not found"),
+                Some(p) => {
+                    p.stock = stock;
+                    axum::Json(json!({"id": parts[3], "sku": p.sku, "stock": stock,
+                                      "updated_at": iso(Utc::now())}))
+                    .into_response()
+                }
+            }
+        }
+        (Method::POST, "stocks/batch") => {
+            let Some(items) = v.get("items").and_then(Value::as_array) else {
+                return err(StatusCode::BAD_REQUEST, "bad_request", "items is required");
+            };
+            s.core.batch(items.len());
+            if items.len() > 100 {
+                return err(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "at most 100 items");
+            }
+            let (mut updated, mut errors) = (0, Vec::new());
+            for it in items {
+                let stock = it.get("stock").and_then(Value::as_i64).filter(|s| *s >= 0);
+                let id = it.get("product_id").and_then(Value::as_str).map(str::to_string).or_else(|| {
+                    let sku = it.get("sku").and_then(Value::as_str)?;
+                    d.products.iter().find(|(_, p)| p.sku == sku).map(|(id, _)| id.clone())
+                });
+                match (id.and_then(|id| d.products.get_mut(&id)), stock) {
+                    (Some(p), Some(st)) => {
+                        p.stock = st;
+                        updated += 1;
+                    }
+                    (p, _) => {
+                        let mut e = json!({"message": if p.is_none() { "Product not found" } else { "Invalid stock" }});
+                        if let Some(pid) = it.get("product_id") {
+                            e["product_id"] = pid.clone();
+                        } else if let Some(sku) = it.get("sku") {
+                            e["sku"] = sku.clone();
+                        }
+                        errors.push(e);
+                    }
+                }
+            }
+            axum::Json(json!({"updated": updated, "failed": errors.len(), "errors": errors})).into_response()
+        }
+        _ => err(StatusCode::NOT_FOUND, "not_found", "Unknown endpoint"),
+    }
+}
+
+impl Fake for FakePazarsync {
+    fn provider(&self) -> ProviderName {
+        ProviderName::Pazarsync
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn config_table(&self, good: bool) -> String {
+        format!(
+            "[providers.pazarsync]\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrequests_per_minute = {}\nrequests_per_day = 10000\n",
+            self.base_url(),
+            self.shared.opts.client_id,
+            if good {
+                self.shared.opts.client_secret.as_str()
+            } else {
+                "wrong"
+            },
+            self.shared.opts.requests_per_minute.unwrap_or(1000)
+        )
+    }
+
+    fn add_product(&self, sku: &str, stock: i64) -> ListingRef {
+        let mut d = self.shared.data();
+        d.next += 1;
+        let id = format!("prod_{}", 100_000 + d.next);
+        d.products.insert(
+            id.clone(),
+            Product {
+                sku: sku.to_string(),
+                stock,
+            },
+        );
+        ListingRef {
+            provider: ProviderName::Pazarsync,
+            listing_id: id,
+            variant_id: String::new(),
+        }
+    }
+
+    fn place_order(&self, l: &ListingRef, quantity: i64) -> Option<String> {
+        let mut d = self.shared.data();
+        d.next += 1;
+        let id = format!("ord_{}", 500_000 + d.next);
+        let p = d.products.get_mut(&l.listing_id)?;
+        p.stock = (p.stock - quantity).max(0);
+        let sku = p.sku.clone();
+        let now = Utc::now();
+        d.orders.insert(
+            id.clone(),
+            Order {
+                status: "processing".into(),
+                created_at: now,
+                updated_at: now,
+                items: vec![("item_1".into(), l.listing_id.clone(), sku, quantity)],
+            },
+        );
+        Some(id)
+    }
+
+    fn cancel_order(&self, order: &str) {
+        self.set_status(order, "cancelled");
+    }
+
+    fn stock(&self, l: &ListingRef) -> Option<i64> {
+        self.shared
+            .data()
+            .products
+            .get(&l.listing_id)
+            .map(|p| p.stock)
+    }
+
+    fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>) {
+        self.shared.core.faults.push(fault, times, endpoint);
+    }
+
+    fn push_endpoint(&self) -> &'static str {
+        "stocks/batch"
+    }
+
+    fn counters(&self) -> Counters {
+        self.shared.core.snapshot()
+    }
+}

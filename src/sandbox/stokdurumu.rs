@@ -1,0 +1,309 @@
+//! A faithful fake of stokdurumu REST API v1 (stokdurumu-api.txt and
+//! PROTOCOL.md): bearer key, a daily quota that counts every request and
+//! answers 429 past it, `GET /products` paging (limit max 100), `POST
+//! /stock` (set/add/sub, answering old and new quantity), `{"error": ...}`
+//! shapes, faults, and stock edited by hand in the "panel".
+
+use super::{Core, Counters, Fake, Fault};
+use crate::domain::{ListingRef, ProviderName, format_turkey};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+
+pub const BASE_PATH: &str = "/api/v1";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub api_key: String,
+    /// Requests a day before 429; `None` for Enterprise (unlimited).
+    pub requests_per_day: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            api_key: "sk_sandbox".into(),
+            requests_per_day: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Product {
+    sku: String,
+    stock: i64,
+    updated_at: String,
+}
+
+#[derive(Default)]
+struct Data {
+    products: BTreeMap<u64, Product>,
+    next_id: u64,
+}
+
+struct Shared {
+    opts: Options,
+    data: Mutex<Data>,
+    core: Core,
+}
+
+impl Shared {
+    fn data(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct FakeStokdurumu {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Drop for FakeStokdurumu {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl FakeStokdurumu {
+    pub async fn start(opts: Options) -> std::io::Result<FakeStokdurumu> {
+        Self::start_on("127.0.0.1:0", opts).await
+    }
+
+    pub async fn start_on(addr: &str, opts: Options) -> std::io::Result<FakeStokdurumu> {
+        let shared = Arc::new(Shared {
+            opts,
+            data: Mutex::new(Data {
+                next_id: 40,
+                ..Data::default()
+            }),
+            core: Core::default(),
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let (addr, stop) = super::serve(addr, app, "stokdurumu").await?;
+        Ok(FakeStokdurumu { addr, shared, stop })
+    }
+
+    pub fn product_stock(&self, id: u64) -> Option<i64> {
+        self.shared.data().products.get(&id).map(|p| p.stock)
+    }
+
+    /// Someone changes the stock by hand in the stokdurumu panel.
+    pub fn set_by_hand(&self, id: u64, stock: i64) {
+        if let Some(p) = self.shared.data().products.get_mut(&id) {
+            p.stock = stock;
+            p.updated_at = format_turkey(Utc::now());
+        }
+    }
+
+    fn id(l: &ListingRef) -> Option<u64> {
+        l.listing_id.parse().ok()
+    }
+}
+
+fn err(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+async fn handle(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(path) = uri.path().strip_prefix(BASE_PATH) else {
+        return err(StatusCode::NOT_FOUND, "Kayıt bulunamadı");
+    };
+    let endpoint = path.trim_start_matches('/').to_string();
+    s.core.arrive(&endpoint);
+    // Every request counts against the day, reads and refusals included.
+    if let Some(limit) = s.opts.requests_per_day
+        && s.core.counters().requests > limit as usize
+    {
+        s.core.counters().limit_violations += 1;
+        return err(StatusCode::TOO_MANY_REQUESTS, "Rate limit aşıldı");
+    }
+    if let Some(fault) = s.core.faults.take(&endpoint) {
+        match fault {
+            Fault::ServerError => return err(StatusCode::INTERNAL_SERVER_ERROR, "Sunucu hatası"),
+            Fault::Hang(d) => {
+                tokio::time::sleep(d).await;
+                return err(StatusCode::INTERNAL_SERVER_ERROR, "Sunucu hatası");
+            }
+            Fault::Malformed => return (StatusCode::OK, "<html>bakım</html>").into_response(),
+            Fault::RateLimited { retry_after_s } => {
+                let mut r = err(StatusCode::TOO_MANY_REQUESTS, "Rate limit aşıldı");
+                r.headers_mut().insert(
+                    "Retry-After",
+                    retry_after_s.to_string().parse().expect("digits"),
+                );
+                return r;
+            }
+        }
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != format!("Bearer {}", s.opts.api_key) {
+        s.core.counters().auth_failures += 1;
+        return err(StatusCode::UNAUTHORIZED, "Yetkisiz — API anahtarı gerekli");
+    }
+    let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
+    match (method, endpoint.as_str()) {
+        (Method::GET, "products") => products(&s, &query),
+        (Method::POST, "stock") => stock(&s, &body),
+        _ => err(StatusCode::NOT_FOUND, "Kayıt bulunamadı"),
+    }
+}
+
+fn products(s: &Shared, q: &HashMap<String, String>) -> Response {
+    let page = q.get("page").map_or(Some(1), |p| p.parse::<usize>().ok());
+    let limit = q.get("limit").map_or(Some(20), |l| l.parse::<usize>().ok());
+    let (Some(page), Some(limit)) = (page, limit) else {
+        return err(StatusCode::BAD_REQUEST, "Geçersiz istek");
+    };
+    if page == 0 || !(1..=100).contains(&limit) {
+        return err(StatusCode::UNPROCESSABLE_ENTITY, "limit 1..100 olmalı");
+    }
+    let d = s.data();
+    let rows: Vec<Value> = d
+        .products
+        .iter()
+        .filter(|(_, p)| q.get("sku").is_none_or(|sku| *sku == p.sku))
+        .skip((page - 1) * limit)
+        .take(limit)
+        .map(|(id, p)| {
+            json!({
+                "id": id, "name": "Ürün", "sku": p.sku, "category": "Genel", "price": "99.90",
+                "stock_qty": p.stock, "min_stock": 1, "unit": "adet", "status": "active",
+                "updated_at": p.updated_at
+            })
+        })
+        .collect();
+    let total = d.products.len();
+    axum::Json(json!({
+        "products": rows,
+        "meta": {"total": total, "page": page, "limit": limit, "pages": total.div_ceil(limit)}
+    }))
+    .into_response()
+}
+
+fn stock(s: &Shared, body: &[u8]) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return err(StatusCode::BAD_REQUEST, "Geçersiz istek");
+    };
+    let (Some(id), Some(action), Some(qty)) = (
+        v.get("product_id").and_then(Value::as_u64),
+        v.get("action").and_then(Value::as_str),
+        v.get("qty").and_then(Value::as_i64),
+    ) else {
+        return err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "product_id, action ve qty zorunlu",
+        );
+    };
+    if qty < 0 {
+        return err(StatusCode::UNPROCESSABLE_ENTITY, "qty ≥ 0 olmalı");
+    }
+    s.core.batch(1);
+    let mut d = s.data();
+    let Some(p) = d.products.get_mut(&id) else {
+        return err(StatusCode::NOT_FOUND, "Kayıt bulunamadı");
+    };
+    let old = p.stock;
+    let new = match action {
+        "set" => qty,
+        "add" => old + qty,
+        "sub" => old - qty,
+        _ => {
+            return err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "action add/sub/set olmalı",
+            );
+        }
+    };
+    p.stock = new;
+    p.updated_at = format_turkey(Utc::now());
+    axum::Json(json!({
+        "success": true, "product_id": id, "action": action,
+        "old_qty": old, "new_qty": new, "change_qty": new - old
+    }))
+    .into_response()
+}
+
+impl Fake for FakeStokdurumu {
+    fn provider(&self) -> ProviderName {
+        ProviderName::Stokdurumu
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}{BASE_PATH}", self.addr)
+    }
+
+    fn config_table(&self, good: bool) -> String {
+        format!(
+            "[providers.stokdurumu]\nbase_url = \"{}\"\napi_key = \"{}\"\nrequests_per_day = {}\n",
+            self.base_url(),
+            if good {
+                self.shared.opts.api_key.as_str()
+            } else {
+                "sk_wrong"
+            },
+            self.shared
+                .opts
+                .requests_per_day
+                .map_or("\"unlimited\"".to_string(), |n| n.to_string())
+        )
+    }
+
+    fn add_product(&self, sku: &str, stock: i64) -> ListingRef {
+        let mut d = self.shared.data();
+        d.next_id += 1;
+        let id = d.next_id;
+        d.products.insert(
+            id,
+            Product {
+                sku: sku.to_string(),
+                stock,
+                updated_at: format_turkey(Utc::now()),
+            },
+        );
+        ListingRef {
+            provider: ProviderName::Stokdurumu,
+            listing_id: id.to_string(),
+            variant_id: String::new(),
+        }
+    }
+
+    fn place_order(&self, _: &ListingRef, _: i64) -> Option<String> {
+        None
+    }
+
+    fn cancel_order(&self, _: &str) {}
+
+    fn stock(&self, l: &ListingRef) -> Option<i64> {
+        self.product_stock(Self::id(l)?)
+    }
+
+    fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>) {
+        self.shared.core.faults.push(fault, times, endpoint);
+    }
+
+    fn push_endpoint(&self) -> &'static str {
+        "stock"
+    }
+
+    fn counters(&self) -> Counters {
+        self.shared.core.snapshot()
+    }
+}
