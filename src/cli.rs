@@ -110,8 +110,14 @@ pub enum StockCommand {
 pub enum MappingCommand {
     /// Link listings from a CSV file with header `sku,provider,listing_id,variant_id`.
     Import { file: PathBuf },
-    /// Every link, with what the provider last confirmed.
+    /// Every link, with what the provider last confirmed, and the listings
+    /// discovery could not link.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reads each provider's product list and links listings by SKU now.
+    Discover {
         #[arg(long)]
         json: bool,
     },
@@ -160,7 +166,7 @@ async fn dispatch(command: Command, config: &Config, ledger: &Ledger) -> Result<
         Command::Sync { .. } => sync_once(config, ledger).await,
         Command::Check { online } => check(config, ledger, online).await,
         Command::Stock(cmd) => stock(cmd, ledger).await,
-        Command::Mapping(cmd) => mapping(cmd, ledger).await,
+        Command::Mapping(cmd) => mapping(cmd, config, ledger).await,
         Command::Status { json } => {
             let s = status::collect(config, ledger)
                 .await
@@ -405,8 +411,72 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn mapping(cmd: MappingCommand, ledger: &Ledger) -> Result<ExitCode, Failure> {
+async fn mapping(
+    cmd: MappingCommand,
+    config: &Config,
+    ledger: &Ledger,
+) -> Result<ExitCode, Failure> {
     match cmd {
+        MappingCommand::Discover { json } => {
+            let cancel = CancellationToken::new();
+            cancel_on_signal(cancel.clone());
+            let engine = engine(config, ledger, &cancel)?;
+            let mut ok = true;
+            let mut reports = Vec::new();
+            for p in engine.providers() {
+                match engine.discover(p.as_ref()).await {
+                    Ok(Some(r)) => {
+                        if !json {
+                            println!(
+                                "{}: {} listings seen, {} newly linked, {} already linked, {} not linked (see `mapping list`){}",
+                                p.name(),
+                                r.seen,
+                                r.newly_linked,
+                                r.already_linked,
+                                r.problems,
+                                if r.order_lines_applied > 0 {
+                                    format!(
+                                        ", {} waiting order line(s) applied",
+                                        r.order_lines_applied
+                                    )
+                                } else {
+                                    String::new()
+                                }
+                            );
+                        }
+                        reports.push(serde_json::json!({"provider": p.name(), "report": r}));
+                    }
+                    Ok(None) => {
+                        if !json {
+                            println!(
+                                "{}: no product list; links come from `mapping import` and order lines",
+                                p.name()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        ok = false;
+                        if !json {
+                            println!("{}: FAILED: {e}", p.name());
+                        }
+                        reports.push(
+                            serde_json::json!({"provider": p.name(), "error": e.to_string()}),
+                        );
+                    }
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reports).context("encoding")?
+                );
+            }
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
         MappingCommand::Import { file } => {
             let rows = csvin::read_mappings(&file).map_err(anyhow::Error::from)?;
             ledger
@@ -424,12 +494,47 @@ async fn mapping(cmd: MappingCommand, ledger: &Ledger) -> Result<ExitCode, Failu
         }
         MappingCommand::List { json } => {
             let rows = ledger.list_mappings().await.context("reading mappings")?;
+            let problems = ledger
+                .catalog_problems()
+                .await
+                .context("reading the catalog")?;
+            let duplicates = ledger.duplicate_links().await.context("reading mappings")?;
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&rows).context("encoding")?
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "links": rows,
+                        "not_linked": problems,
+                        "sku_linked_twice": duplicates,
+                    }))
+                    .context("encoding")?
                 );
             } else {
+                if !problems.is_empty() {
+                    println!("# not linked ({}):", problems.len());
+                    for p in &problems {
+                        println!(
+                            "#   {} {}{}: {}",
+                            p.provider,
+                            p.listing_id,
+                            if p.variant_id.is_empty() {
+                                String::new()
+                            } else {
+                                format!("/{}", p.variant_id)
+                            },
+                            p.problem
+                        );
+                    }
+                }
+                for d in &duplicates {
+                    println!(
+                        "# SKU {} is linked to {} listings of {}: {}",
+                        d.sku,
+                        d.listings.len(),
+                        d.provider,
+                        d.listings.join(", ")
+                    );
+                }
                 for m in rows {
                     println!(
                         "{}\t{}\t{}\t{}\t{}\tconfirmed {}{}",

@@ -6,7 +6,9 @@ use crate::config::Config;
 use crate::domain::{
     ProviderName, ms_to_utc, next_turkey_midnight, now_ms, turkey_midnight_before,
 };
-use crate::ledger::{AnomalyRow, Ledger, LedgerError, StockRow, UnlinkedItem};
+use crate::ledger::{
+    AnomalyRow, CatalogProblem, DuplicateLink, Ledger, LedgerError, StockRow, UnlinkedItem,
+};
 use chrono::Utc;
 use serde::Serialize;
 
@@ -16,6 +18,9 @@ pub struct Status {
     pub unlinked_order_items: Vec<UnlinkedItem>,
     pub oversold: Vec<StockRow>,
     pub anomalies: Vec<AnomalyRow>,
+    /// Listings discovery did not link (unknown SKU, SKU on several listings).
+    pub not_linked: Vec<CatalogProblem>,
+    pub sku_linked_twice: Vec<DuplicateLink>,
 }
 
 #[derive(Debug, Serialize)]
@@ -30,6 +35,7 @@ pub struct ProviderStatus {
     pub requests_today: i64,
     pub per_minute_limit: Option<u32>,
     pub daily_limit: Option<u32>,
+    pub requests_left_today: Option<i64>,
     pub daily_resets_at: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
@@ -70,6 +76,7 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
         let listings = ledger.listing_states(p).await?;
         let planned = plan::plan(&listings, config.sync.safety_stock);
         let (per_minute, daily) = limits(config, p);
+        let today = ledger.requests_since(p, day_start).await?;
         providers.push(ProviderStatus {
             provider: p,
             last_successful_poll: stamp(state.last_poll_ok_ms),
@@ -86,9 +93,10 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
                 .filter(|(_, h)| matches!(h, plan::Held::SkuNotInLedger))
                 .count(),
             requests_current_minute: ledger.requests_since(p, now - 60_000).await?,
-            requests_today: ledger.requests_since(p, day_start).await?,
+            requests_today: today,
             per_minute_limit: per_minute,
             daily_limit: daily,
+            requests_left_today: daily.map(|d| (i64::from(d) - today).max(0)),
             daily_resets_at: daily.map(|_| next_turkey_midnight(Utc::now()).to_rfc3339()),
             last_error: state.last_error,
             last_error_at: stamp(state.last_error_ms),
@@ -99,6 +107,8 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
         unlinked_order_items: ledger.unlinked_items().await?,
         oversold: ledger.oversold().await?,
         anomalies: ledger.anomalies().await?,
+        not_linked: ledger.catalog_problems().await?,
+        sku_linked_twice: ledger.duplicate_links().await?,
     })
 }
 
@@ -120,7 +130,10 @@ pub fn render(s: &Status) -> String {
             .per_minute_limit
             .map_or(String::new(), |l| format!(" of {l}"));
         let day = match (p.daily_limit, &p.daily_resets_at) {
-            (Some(l), Some(at)) => format!(" of {l} (resets {at})"),
+            (Some(l), Some(at)) => format!(
+                " of {l}, {} left (resets {at})",
+                p.requests_left_today.unwrap_or(0)
+            ),
             _ => String::new(),
         };
         out.push_str(&format!(
@@ -153,6 +166,31 @@ pub fn render(s: &Status) -> String {
             u.sku_hint.as_deref().unwrap_or("-"),
             u.quantity,
             u.status
+        ));
+    }
+    if !s.not_linked.is_empty() {
+        out.push_str(&format!("listings not linked: {}\n", s.not_linked.len()));
+        for n in &s.not_linked {
+            out.push_str(&format!(
+                "  {} {}{}: {}\n",
+                n.provider,
+                n.listing_id,
+                if n.variant_id.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", n.variant_id)
+                },
+                n.problem
+            ));
+        }
+    }
+    for d in &s.sku_linked_twice {
+        out.push_str(&format!(
+            "SKU {} is linked to {} listings of {}: {}\n",
+            d.sku,
+            d.listings.len(),
+            d.provider,
+            d.listings.join(", ")
         ));
     }
     out.push_str(&format!("oversold SKUs: {}\n", s.oversold.len()));

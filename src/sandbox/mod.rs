@@ -51,6 +51,11 @@ pub trait Fake: Send + Sync {
     /// Cancels an order (its stock goes back to the listing).
     fn cancel_order(&self, order: &str);
     fn stock(&self, listing: &ListingRef) -> Option<i64>;
+    /// Someone edits the stock in the provider's own panel; false when the
+    /// provider has no such panel stoksync reads (only stokdurumu does).
+    fn set_by_hand(&self, _listing: &ListingRef, _stock: i64) -> bool {
+        false
+    }
     fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>);
     /// The endpoint name stock pushes go to (for fault injection).
     fn push_endpoint(&self) -> &'static str;

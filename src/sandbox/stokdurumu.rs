@@ -295,6 +295,16 @@ impl Fake for FakeStokdurumu {
         self.product_stock(Self::id(l)?)
     }
 
+    fn set_by_hand(&self, l: &ListingRef, stock: i64) -> bool {
+        match Self::id(l) {
+            Some(id) if self.product_stock(id).is_some() => {
+                FakeStokdurumu::set_by_hand(self, id, stock);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>) {
         self.shared.core.faults.push(fault, times, endpoint);
     }
