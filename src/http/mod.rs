@@ -134,6 +134,7 @@ impl ProviderHttp {
                 .await
                 .map_err(|e| match e {
                     LimitError::Cancelled => ProviderError::Cancelled,
+                    LimitError::Paused { wait } => ProviderError::RateLimited { wait },
                     e @ LimitError::QuotaExhausted { .. } => {
                         ProviderError::QuotaExhausted(e.to_string())
                     }

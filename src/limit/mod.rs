@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 /// send 60.0 s apart may arrive 59.9 s apart.
 pub const WINDOW: Duration = Duration::from_secs(60);
 pub const WINDOW_MARGIN: Duration = Duration::from_millis(500);
+/// A provider pause longer than this is not waited out inside a call.
+pub const LONG_PAUSE: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
@@ -34,6 +36,10 @@ pub enum LimitError {
     },
     #[error("stopped while waiting for a permit")]
     Cancelled,
+    /// The provider said to wait longer than a caller should block (e.g.
+    /// stokdurumu's quota until midnight); the caller moves on.
+    #[error("paused by the provider for {}s more", wait.as_secs())]
+    Paused { wait: Duration },
 }
 
 /// At most `limit` grants in any `period`.
@@ -204,6 +210,9 @@ impl Limiter {
                 },
             };
             let Some(until) = wait_until else { break };
+            if until > now + LONG_PAUSE {
+                return Err(LimitError::Paused { wait: until - now });
+            }
             waited = true;
             tokio::select! {
                 _ = cancel.cancelled() => return Err(LimitError::Cancelled),
@@ -345,9 +354,15 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(300));
         assert_eq!(l.stats().rate_limited_answers, 1);
         // A waiting caller is released by cancellation, with no permit.
-        l.note_rate_limited(Duration::from_secs(600));
+        l.note_rate_limited(Duration::from_secs(60));
         cancel.cancel();
         assert_eq!(l.acquire(&cancel).await, Err(LimitError::Cancelled));
+        // A pause longer than a caller should block is reported at once.
+        l.note_rate_limited(Duration::from_secs(600));
+        assert!(matches!(
+            l.acquire(&CancellationToken::new()).await,
+            Err(LimitError::Paused { wait }) if wait > LONG_PAUSE
+        ));
     }
 
     #[tokio::test]
