@@ -175,3 +175,45 @@ async fn stokdurumu_quota_429_waits_for_the_reset() {
         "nothing sent until the reset"
     );
 }
+
+/// `from_date` filters on `created_at`: the hourly sweep still sees a late
+/// cancellation of an order created days ago.
+#[tokio::test]
+async fn pazarsync_sweep_sees_late_cancellations_of_old_orders() {
+    let fake = pazarsync::FakePazarsync::start(Default::default())
+        .await
+        .unwrap();
+    let (_d, ledger, p) = adapter(&fake, fake.config_table(true)).await;
+    let l = fake.add_product("A", 10);
+    let old = fake.place_order(&l, 2).unwrap();
+    fake.backdate(&old, Duration::from_secs(3 * 24 * 3600));
+    fake.place_order(&l, 1).unwrap();
+    fake.cancel_order(&old);
+    let lookback = Duration::from_secs(300);
+    // A normal poll from a recent cursor misses the old order...
+    let recent = format!(
+        "created={};swept={}",
+        chrono::Utc::now().to_rfc3339(),
+        stoksync::domain::now_ms()
+    );
+    let req = PollRequest {
+        cursor: Some(recent),
+        lookback,
+    };
+    let c = p.poll_orders(&req, &ledger).await.unwrap();
+    assert!(c.items.iter().all(|i| !i.key.starts_with(&old)), "{c:?}");
+    // ...the sweep (last one over an hour ago) does not.
+    let stale = format!("created={};swept=1", chrono::Utc::now().to_rfc3339());
+    let req = PollRequest {
+        cursor: Some(stale),
+        lookback,
+    };
+    let c = p.poll_orders(&req, &ledger).await.unwrap();
+    let line = c
+        .items
+        .iter()
+        .find(|i| i.key.starts_with(&old))
+        .expect("old order swept");
+    assert_eq!(line.effect, stoksync::domain::ItemEffect::Release);
+    assert!(c.cursor.unwrap().contains("swept="));
+}

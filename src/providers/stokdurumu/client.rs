@@ -112,3 +112,40 @@ fn interpret<T: DeserializeOwned>(reply: &Reply) -> Verdict<T> {
         _ => Verdict::Retry(text),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+
+    fn reply(status: u16, body: &str) -> Reply {
+        Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_what_the_engine_does() {
+        let v = |s, b| interpret::<serde_json::Value>(&reply(s, b));
+        assert!(matches!(v(200, "{\"ok\":1}"), Verdict::Done(_)));
+        assert!(matches!(v(200, "<html>"), Verdict::Retry(_)));
+        assert!(matches!(
+            v(401, "{\"error\":\"Yetkisiz\"}"),
+            Verdict::Fail(ProviderError::Unauthenticated(m)) if m.contains("Yetkisiz")
+        ));
+        assert!(matches!(
+            v(402, "{\"error\":\"Plan limiti aşıldı\"}"),
+            Verdict::Fail(ProviderError::QuotaExhausted(m)) if m.contains("plan limit")
+        ));
+        assert!(matches!(
+            v(404, "{\"error\":\"yok\"}"),
+            Verdict::Fail(ProviderError::Rejected(_))
+        ));
+        assert!(matches!(
+            v(422, "nope"),
+            Verdict::Fail(ProviderError::Rejected(_))
+        ));
+    }
+}
