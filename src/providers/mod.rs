@@ -11,7 +11,8 @@ pub mod stokdurumu;
 
 use crate::config::Config;
 use crate::domain::{
-    ExternalCount, ListingRef, OrderChanges, ProviderName, PushOutcome, RemoteListing, StockPush,
+    ExternalCount, ItemEffect, ListingRef, OrderChanges, ProviderName, PushOutcome, RemoteListing,
+    StockPush,
 };
 use crate::http::RetryPolicy;
 use crate::ledger::{KnownItem, Ledger, LedgerError};
@@ -148,6 +149,67 @@ pub trait Provider: Send + Sync {
     async fn check_credentials(&self) -> Result<(), ProviderError>;
 
     fn limiter(&self) -> &Arc<Limiter>;
+}
+
+/// What a provider's order statuses mean for stock (PROTOCOL.md): some
+/// hold, some release, the "returned" ones release only when returns are
+/// restocked, and an unknown status holds and is logged once.
+pub struct Statuses {
+    provider: ProviderName,
+    hold: &'static [&'static str],
+    release: &'static [&'static str],
+    returned: &'static [&'static str],
+    restock_returns: bool,
+    unknown: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Statuses {
+    pub fn new(
+        provider: ProviderName,
+        hold: &'static [&'static str],
+        release: &'static [&'static str],
+        returned: &'static [&'static str],
+        restock_returns: bool,
+    ) -> Statuses {
+        Statuses {
+            provider,
+            hold,
+            release,
+            returned,
+            restock_returns,
+            unknown: Default::default(),
+        }
+    }
+
+    pub fn effect(&self, status: &str) -> ItemEffect {
+        if self.hold.contains(&status) {
+            ItemEffect::Hold
+        } else if self.release.contains(&status) {
+            ItemEffect::Release
+        } else if self.returned.contains(&status) {
+            if self.restock_returns {
+                ItemEffect::Release
+            } else {
+                ItemEffect::Hold
+            }
+        } else {
+            let mut seen = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.insert(status.to_string()) {
+                tracing::warn!(provider = %self.provider, status, "unknown order status; holding its stock");
+            }
+            ItemEffect::Hold
+        }
+    }
+}
+
+/// A push error that concerns only the listing (refused, or may not have
+/// landed) becomes its outcome; anything else stops the provider's round.
+pub fn listing_outcome(e: ProviderError) -> Result<PushOutcome, ProviderError> {
+    match e {
+        ProviderError::Rejected(why) => Ok(PushOutcome::Rejected(why)),
+        ProviderError::Transient(why) => Ok(PushOutcome::Failed(why)),
+        e => Err(e),
+    }
 }
 
 /// Checks that a listing reference has the form its provider uses.

@@ -3,7 +3,7 @@
 
 use super::auth::Signer;
 use super::wire::{Envelope, OrderRow, OrdersData, StockUpdate, StockUpdated};
-use crate::http::{ProviderHttp, Reply, Verdict, retry_after};
+use crate::http::{ProviderHttp, Reply, Verdict, encode_query_value, retry_after};
 use crate::providers::ProviderError;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -124,21 +124,6 @@ fn interpret<T: DeserializeOwned>(reply: &Reply) -> Verdict<T> {
             "HTTP {status}: body is not the documented JSON ({e})"
         )),
     }
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-/// The signature covers the query exactly as sent, so this is the one
-/// place it is written.
-pub fn encode_query_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

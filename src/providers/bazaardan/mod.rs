@@ -10,17 +10,18 @@ pub mod wire;
 
 use crate::config::{BazaardanConfig, SyncSettings};
 use crate::domain::{
-    Anomaly, ItemEffect, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, StockPush,
+    Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, StockPush,
     format_turkey, parse_provider_time,
 };
 use crate::http::{ProviderHttp, RetryPolicy};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
-use crate::providers::{OrderMemory, PollRequest, Provider, ProviderError, PushResults};
+use crate::providers::{
+    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, listing_outcome,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wire::{OrderRow, StockUpdate};
 
@@ -30,8 +31,7 @@ const MAX_PAGES: usize = 10_000;
 
 pub struct Bazaardan {
     client: client::Client,
-    restock_returns: bool,
-    unknown_statuses: Mutex<HashSet<String>>,
+    statuses: Statuses,
 }
 
 impl Bazaardan {
@@ -63,35 +63,14 @@ impl Bazaardan {
         let signer = auth::Signer::new(cfg.client_id.clone(), cfg.client_secret.clone(), clock);
         Ok(Bazaardan {
             client: client::Client::new(http, cfg.base_url.clone(), signer),
-            restock_returns: sync.restock_returns,
-            unknown_statuses: Mutex::new(HashSet::new()),
+            statuses: Statuses::new(
+                ProviderName::Bazaardan,
+                &["pending", "accepted", "shipped", "delivered"],
+                &["cancelled"],
+                &["returned"],
+                sync.restock_returns,
+            ),
         })
-    }
-
-    /// PROTOCOL.md statuses: pending/accepted/shipped/delivered hold,
-    /// cancelled releases, returned releases only when restocking returns;
-    /// an unknown status holds and is logged once.
-    fn effect(&self, status: &str) -> ItemEffect {
-        match status {
-            "pending" | "accepted" | "shipped" | "delivered" => ItemEffect::Hold,
-            "cancelled" => ItemEffect::Release,
-            "returned" if self.restock_returns => ItemEffect::Release,
-            "returned" => ItemEffect::Hold,
-            other => {
-                let mut seen = self
-                    .unknown_statuses
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if seen.insert(other.to_string()) {
-                    tracing::warn!(
-                        provider = "bazaardan",
-                        status = other,
-                        "unknown order status; holding its stock"
-                    );
-                }
-                ItemEffect::Hold
-            }
-        }
     }
 
     fn to_item(&self, row: &OrderRow, variant_id: String) -> Result<OrderItem, String> {
@@ -118,7 +97,7 @@ impl Bazaardan {
             sku_hint: row.product.sku.clone().filter(|s| !s.trim().is_empty()),
             quantity,
             status: row.status.clone(),
-            effect: self.effect(&row.status),
+            effect: self.statuses.effect(&row.status),
             updated_at: row.updated_at.clone(),
             created_at: row.created_at.as_deref().and_then(parse_provider_time),
         })
@@ -140,9 +119,7 @@ impl Bazaardan {
                 "asked for {} but BaZaaRDan answered new_stock {}",
                 push.quantity, done.new_stock
             ))),
-            Err(ProviderError::Rejected(why)) => Ok(PushOutcome::Rejected(why)),
-            Err(ProviderError::Transient(why)) => Ok(PushOutcome::Failed(why)),
-            Err(e) => Err(e),
+            Err(e) => listing_outcome(e),
         }
     }
 }

@@ -18,17 +18,19 @@ pub mod wire;
 
 use crate::config::{EticaretConfig, SyncSettings};
 use crate::domain::{
-    Anomaly, ItemEffect, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome,
-    RemoteListing, SeenOrder, StockPush, format_turkey, parse_provider_time,
+    Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, RemoteListing,
+    SeenOrder, StockPush, format_turkey, parse_provider_time,
 };
 use crate::http::{ProviderHttp, RetryPolicy};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
-use crate::providers::{OrderMemory, PollRequest, Provider, ProviderError, PushResults};
+use crate::providers::{
+    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, listing_outcome,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wire::{OrderLine, OrderRow, ProductRow, StockEntry, UpdateStocks, VariantStock, whole};
 
@@ -36,8 +38,7 @@ const MAX_PAGES: u64 = 10_000;
 
 pub struct Eticaret {
     client: client::Client,
-    restock_returns: bool,
-    unknown_statuses: Mutex<HashSet<String>>,
+    statuses: Statuses,
 }
 
 impl Eticaret {
@@ -62,34 +63,14 @@ impl Eticaret {
                 cfg.api_key.clone(),
                 cfg.api_secret.clone(),
             ),
-            restock_returns: sync.restock_returns,
-            unknown_statuses: Mutex::new(HashSet::new()),
+            statuses: Statuses::new(
+                ProviderName::Eticaret,
+                &["1", "2", "3"],
+                &["5"],
+                &["4"],
+                sync.restock_returns,
+            ),
         })
-    }
-
-    /// PROTOCOL.md: 1-3 hold, 5 releases, 4 (cancel/exchange/return in
-    /// progress) holds unless returns are restocked; unknown holds.
-    fn effect(&self, status: &str) -> ItemEffect {
-        match status {
-            "1" | "2" | "3" => ItemEffect::Hold,
-            "5" => ItemEffect::Release,
-            "4" if self.restock_returns => ItemEffect::Release,
-            "4" => ItemEffect::Hold,
-            other => {
-                let mut seen = self
-                    .unknown_statuses
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if seen.insert(other.to_string()) {
-                    tracing::warn!(
-                        provider = "eticaret",
-                        status = other,
-                        "unknown order status; holding its stock"
-                    );
-                }
-                ItemEffect::Hold
-            }
-        }
     }
 
     fn lines(&self, order: &OrderRow, products: &[serde_json::Value], out: &mut OrderChanges) {
@@ -124,7 +105,7 @@ impl Eticaret {
                 sku_hint: None,
                 quantity,
                 status: status.clone(),
-                effect: self.effect(&status),
+                effect: self.statuses.effect(&status),
                 updated_at: order.updated_at.clone(),
                 created_at: order.created_at.as_deref().and_then(parse_provider_time),
             });
@@ -269,22 +250,11 @@ impl Provider for Eticaret {
             .await
         {
             Ok(r) => r,
-            Err(ProviderError::Rejected(why)) => {
-                out.outcomes = batch
-                    .iter()
-                    .map(|_| PushOutcome::Rejected(why.clone()))
-                    .collect();
-                return out;
-            }
-            Err(ProviderError::Transient(why)) => {
-                out.outcomes = batch
-                    .iter()
-                    .map(|_| PushOutcome::Failed(why.clone()))
-                    .collect();
-                return out;
-            }
             Err(e) => {
-                out.stopped = Some(e);
+                match listing_outcome(e) {
+                    Ok(outcome) => out.outcomes = vec![outcome; batch.len()],
+                    Err(e) => out.stopped = Some(e),
+                }
                 return out;
             }
         };
@@ -416,6 +386,7 @@ pub fn group_by_code(pushes: &[StockPush], max: usize) -> Vec<Vec<StockPush>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn push(code: &str, barcode: &str, q: i64) -> StockPush {
         StockPush {

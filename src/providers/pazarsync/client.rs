@@ -7,7 +7,7 @@ use super::wire::{
     TokenRequest,
 };
 use crate::config::Secret;
-use crate::http::{ProviderHttp, Reply, Verdict};
+use crate::http::{ProviderHttp, Reply, Verdict, encode_query_value};
 use crate::providers::ProviderError;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -71,16 +71,13 @@ impl Client {
     pub async fn orders(&self, page: u64, from_date: &str) -> Result<ListPage, ProviderError> {
         let path = format!(
             "/api/v1/orders?page={page}&limit={PAGE_SIZE}&from_date={}",
-            crate::providers::bazaardan::client::encode_query_value(from_date)
+            encode_query_value(from_date)
         );
         self.call("orders", Method::GET, &path, None).await
     }
 
     pub async fn order(&self, id: &str) -> Result<OrderDetail, ProviderError> {
-        let path = format!(
-            "/api/v1/orders/{}",
-            crate::providers::bazaardan::client::encode_query_value(id)
-        );
+        let path = format!("/api/v1/orders/{}", encode_query_value(id));
         self.call("orders/{id}", Method::GET, &path, None).await
     }
 
@@ -90,10 +87,7 @@ impl Client {
     }
 
     pub async fn set_stock(&self, id: &str, stock: i64) -> Result<StockSet, ProviderError> {
-        let path = format!(
-            "/api/v1/products/{}/stock",
-            crate::providers::bazaardan::client::encode_query_value(id)
-        );
+        let path = format!("/api/v1/products/{}/stock", encode_query_value(id));
         let body = serde_json::to_vec(&SetStock { stock }).expect("plain struct serializes");
         self.call("products/{id}/stock", Method::PUT, &path, Some(body))
             .await

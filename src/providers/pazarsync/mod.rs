@@ -19,17 +19,19 @@ pub mod wire;
 
 use crate::config::{PazarsyncConfig, SyncSettings};
 use crate::domain::{
-    Anomaly, ItemEffect, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome,
-    RemoteListing, SeenOrder, StockPush, ms_to_utc, now_ms, parse_provider_time,
+    Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, RemoteListing,
+    SeenOrder, StockPush, ms_to_utc, now_ms, parse_provider_time,
 };
 use crate::http::{ProviderHttp, RetryPolicy};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
-use crate::providers::{OrderMemory, PollRequest, Provider, ProviderError, PushResults};
+use crate::providers::{
+    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, listing_outcome,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::{Batch, BatchItem, OrderDetail, OrderRow, Product};
@@ -41,8 +43,7 @@ pub const SWEEP_SPAN: Duration = Duration::from_secs(14 * 24 * 3600);
 
 pub struct Pazarsync {
     client: client::Client,
-    restock_returns: bool,
-    unknown_statuses: Mutex<HashSet<String>>,
+    statuses: Statuses,
 }
 
 /// The poll cursor: newest `created_at` seen, and when the last sweep ran.
@@ -103,32 +104,14 @@ impl Pazarsync {
                 cfg.client_id.clone(),
                 cfg.client_secret.clone(),
             ),
-            restock_returns: sync.restock_returns,
-            unknown_statuses: Mutex::new(HashSet::new()),
+            statuses: Statuses::new(
+                ProviderName::Pazarsync,
+                &["pending", "processing", "shipped", "delivered"],
+                &["cancelled"],
+                &["returned"],
+                sync.restock_returns,
+            ),
         })
-    }
-
-    fn effect(&self, status: &str) -> ItemEffect {
-        match status {
-            "pending" | "processing" | "shipped" | "delivered" => ItemEffect::Hold,
-            "cancelled" => ItemEffect::Release,
-            "returned" if self.restock_returns => ItemEffect::Release,
-            "returned" => ItemEffect::Hold,
-            other => {
-                let mut seen = self
-                    .unknown_statuses
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if seen.insert(other.to_string()) {
-                    tracing::warn!(
-                        provider = "pazarsync",
-                        status = other,
-                        "unknown order status; holding its stock"
-                    );
-                }
-                ItemEffect::Hold
-            }
-        }
     }
 
     fn lines(&self, d: &OrderDetail, out: &mut OrderChanges) {
@@ -163,7 +146,7 @@ impl Pazarsync {
                 sku_hint: item.sku.filter(|s| !s.trim().is_empty()),
                 quantity,
                 status: d.status.clone(),
-                effect: self.effect(&d.status),
+                effect: self.statuses.effect(&d.status),
                 updated_at: d.updated_at.clone(),
                 created_at: parse_provider_time(&d.created_at),
             });
@@ -273,12 +256,13 @@ impl Provider for Pazarsync {
                     "asked for {} but PazarSync answered stock {}",
                     one.quantity, done.stock
                 )),
-                Err(ProviderError::Rejected(why)) => PushOutcome::Rejected(why),
-                Err(ProviderError::Transient(why)) => PushOutcome::Failed(why),
-                Err(e) => {
-                    out.stopped = Some(e);
-                    return out;
-                }
+                Err(e) => match listing_outcome(e) {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        out.stopped = Some(e);
+                        return out;
+                    }
+                },
             };
             out.outcomes.push(outcome);
             return out;
@@ -329,19 +313,10 @@ impl Provider for Pazarsync {
                     }
                 }
             }
-            Err(ProviderError::Rejected(why)) => {
-                out.outcomes = batch
-                    .iter()
-                    .map(|_| PushOutcome::Rejected(why.clone()))
-                    .collect();
-            }
-            Err(ProviderError::Transient(why)) => {
-                out.outcomes = batch
-                    .iter()
-                    .map(|_| PushOutcome::Failed(why.clone()))
-                    .collect();
-            }
-            Err(e) => out.stopped = Some(e),
+            Err(e) => match listing_outcome(e) {
+                Ok(outcome) => out.outcomes = vec![outcome; batch.len()],
+                Err(e) => out.stopped = Some(e),
+            },
         }
         out
     }

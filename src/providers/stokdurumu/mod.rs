@@ -25,7 +25,9 @@ use crate::domain::{
 use crate::http::{ProviderHttp, RetryPolicy};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
-use crate::providers::{OrderMemory, PollRequest, Provider, ProviderError, PushResults};
+use crate::providers::{
+    OrderMemory, PollRequest, Provider, ProviderError, PushResults, listing_outcome,
+};
 use async_trait::async_trait;
 use chrono::{NaiveDate, Utc};
 use std::sync::{Arc, Mutex};
@@ -255,12 +257,13 @@ impl Provider for Stokdurumu {
                     "asked to set {} but stokdurumu answered new_qty {}",
                     push.quantity, done.new_qty
                 ))),
-                Err(ProviderError::Rejected(why)) => out.outcomes.push(PushOutcome::Rejected(why)),
-                Err(ProviderError::Transient(why)) => out.outcomes.push(PushOutcome::Failed(why)),
-                Err(e) => {
-                    out.stopped = Some(e);
-                    break;
-                }
+                Err(e) => match listing_outcome(e) {
+                    Ok(outcome) => out.outcomes.push(outcome),
+                    Err(e) => {
+                        out.stopped = Some(e);
+                        break;
+                    }
+                },
             }
         }
         out
