@@ -2,9 +2,12 @@
 //! `sync --once` that did not converge), 2 configuration or usage error.
 
 use crate::config::{Config, ConfigError};
+use crate::daemon::Daemon;
 use crate::domain::{ms_to_utc, now_ms};
 use crate::engine::{Engine, status};
 use crate::ledger::{Ledger, StockChange};
+use crate::lock::InstanceLock;
+use crate::notify::Notifier;
 use crate::{csvin, providers};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,6 +48,37 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Try it: the sandbox providers and the daemon together, with live
+    /// progress and a final table (needs no config and no setup).
+    Demo {
+        /// How long simulated customers keep ordering.
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        duration: Duration,
+        /// SKUs in the generated catalog.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u16).range(1..=500))]
+        skus: u16,
+        /// Keep the temporary folder (config, ledger) afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Serve all four provider fakes on loopback with a JSON control API,
+    /// until SIGTERM or SIGINT.
+    Sandbox {
+        /// The control API's address; the fakes take the next four ports
+        /// (port 0: any free ports).
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen_base: std::net::SocketAddr,
+        /// Products to put on every provider: CSV with header `sku,quantity`.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Faults to inject at start: PROVIDER:KIND[:TIMES[:ENDPOINT]], KIND
+        /// one of server-error, malformed, rate-limited, hang.
+        #[arg(long, value_delimiter = ',')]
+        faults: Vec<crate::sandbox::control::FaultSpec>,
+        /// Also write a ready config (and the BaZaaRDan mapping CSV beside it).
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+    },
     /// Run the daemon until SIGTERM or SIGINT.
     Run,
     /// One full cycle: poll everything, apply, push everything pending.
@@ -150,7 +184,37 @@ impl Failure {
     }
 }
 
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (write e.g. 20s, 2m)"))
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Demo {
+            duration,
+            skus,
+            keep,
+        } => {
+            let ok = crate::demo::run(crate::demo::DemoOptions {
+                duration,
+                skus: usize::from(skus),
+                keep,
+            })
+            .await?;
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Command::Sandbox {
+            listen_base,
+            catalog,
+            faults,
+            write_config,
+        } => return sandbox(listen_base, catalog, faults, write_config).await,
+        _ => {}
+    }
     let config = Config::load(&cli.config).map_err(Failure::Config)?;
     let ledger = Ledger::open(&config.database)
         .await
@@ -160,8 +224,73 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     code
 }
 
+async fn sandbox(
+    listen_base: std::net::SocketAddr,
+    catalog: Option<PathBuf>,
+    faults: Vec<crate::sandbox::control::FaultSpec>,
+    write_config: Option<PathBuf>,
+) -> Result<ExitCode, Failure> {
+    use crate::sandbox::control::Sandbox;
+    let rows = match &catalog {
+        Some(file) => csvin::read_stock(file).map_err(anyhow::Error::from)?,
+        None => Vec::new(),
+    };
+    let sandbox = Arc::new(
+        Sandbox::start(listen_base)
+            .await
+            .with_context(|| format!("starting the sandbox on the ports after {listen_base}"))?,
+    );
+    let links = sandbox.add_catalog(&rows);
+    for f in &faults {
+        sandbox.apply_fault(f);
+    }
+    let stop = CancellationToken::new();
+    let control = sandbox
+        .clone()
+        .serve_control(listen_base, stop.clone())
+        .await
+        .with_context(|| format!("starting the control API on {listen_base}"))?;
+    println!("stoksync sandbox: control API on http://{control}/");
+    for f in sandbox.fakes() {
+        println!("  {:<11} {}", f.provider().as_str(), f.base_url());
+    }
+    if !rows.is_empty() {
+        println!("  {} product(s) on every provider", rows.len());
+    }
+    let mut mapping = String::from("sku,provider,listing_id,variant_id\n");
+    for (sku, l) in &links {
+        mapping.push_str(&format!(
+            "{sku},bazaardan,{},{}\n",
+            l.listing_id, l.variant_id
+        ));
+    }
+    let config_text = sandbox.config("stoksync.db", "127.0.0.1:8787", "5s");
+    match &write_config {
+        Some(path) => {
+            std::fs::write(path, &config_text)
+                .with_context(|| format!("writing {}", path.display()))?;
+            let map_path = path.with_file_name("sandbox-mapping.csv");
+            std::fs::write(&map_path, &mapping)
+                .with_context(|| format!("writing {}", map_path.display()))?;
+            println!(
+                "config written to {}; BaZaaRDan links (it has no product list) to {}",
+                path.display(),
+                map_path.display()
+            );
+        }
+        None => println!("\n# a config for these fakes:\n{config_text}"),
+    }
+    println!("Ctrl-C stops the sandbox.");
+    cancel_on_signal(stop.clone());
+    stop.cancelled().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn dispatch(command: Command, config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
     match command {
+        Command::Demo { .. } | Command::Sandbox { .. } => Err(Failure::Runtime(anyhow::anyhow!(
+            "internal: demo and sandbox run without a config"
+        ))),
         Command::Run => daemon(config, ledger).await,
         Command::Sync { .. } => sync_once(config, ledger).await,
         Command::Check { online } => check(config, ledger, online).await,
@@ -215,11 +344,8 @@ fn cancel_on_signal(cancel: CancellationToken) {
     });
 }
 
-/// After a stop signal, how long the work in flight may take before the
-/// process exits anyway (below systemd's default 90 s stop timeout).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(45);
-
 async fn daemon(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    let _lock = InstanceLock::acquire(&config.database)?;
     let cancel = CancellationToken::new();
     let engine = Arc::new(engine(config, ledger, &cancel)?);
     if engine.providers().is_empty() {
@@ -228,28 +354,24 @@ async fn daemon(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
             config.file.display()
         )));
     }
+    let listener = match config.http.listen {
+        Some(addr) => Some(crate::server::bind(addr).await?),
+        None => None,
+    };
     cancel_on_signal(cancel.clone());
     tracing::info!(providers = engine.providers().len(), database = %config.database.display(), "stoksync running");
-    let mut run = tokio::spawn(engine.run(cancel.clone()));
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        ended = &mut run => {
-            // The loops only end on cancel; anything else is a bug worth a restart.
-            return Err(Failure::Runtime(anyhow::anyhow!(
-                "the provider loops ended unexpectedly: {ended:?}"
-            )));
-        }
-    }
-    match tokio::time::timeout(SHUTDOWN_GRACE, run).await {
-        Ok(_) => tracing::info!("stopped cleanly"),
-        Err(_) => tracing::warn!(
-            "work in flight did not finish in time; exiting (the next start resumes from the database)"
-        ),
-    }
+    let d = Daemon {
+        config: Arc::new(config.clone()),
+        ledger: ledger.clone(),
+        engine,
+        listener,
+    };
+    d.run(cancel, &Notifier::from_env()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    let _lock = InstanceLock::acquire(&config.database)?;
     let cancel = CancellationToken::new();
     cancel_on_signal(cancel.clone());
     let engine = engine(config, ledger, &cancel)?;

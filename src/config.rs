@@ -99,6 +99,7 @@ struct RawSync {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<Str>,
+    token: Option<Str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -160,11 +161,35 @@ pub struct Config {
     pub file: PathBuf,
     pub database: PathBuf,
     pub sync: SyncSettings,
-    pub http_listen: Option<String>,
+    pub http: HttpSettings,
     pub bazaardan: Option<BazaardanConfig>,
     pub stokdurumu: Option<StokdurumuConfig>,
     pub eticaret: Option<EticaretConfig>,
     pub pazarsync: Option<PazarsyncConfig>,
+}
+
+/// `[http]`: health, metrics, the status page and the ERP API.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `None` when `listen = "off"`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Bearer token for `/v1/*`; required when `listen` is not loopback.
+    pub token: Option<Secret>,
+}
+
+/// The port used when `http.listen` names only an address.
+pub const DEFAULT_HTTP_PORT: u16 = 8787;
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: Some(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                DEFAULT_HTTP_PORT,
+            ))),
+            token: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -314,10 +339,49 @@ impl Config {
         }
         sync.restock_returns = s.restock_returns.unwrap_or(false);
 
-        let http_listen = match &raw.http.listen {
-            Some(v) => Some(cx.string(v, "http.listen")?),
-            None => None,
-        };
+        let mut http = HttpSettings::default();
+        if let Some(v) = &raw.http.token {
+            let t = cx.string(v, "http.token")?;
+            if t.len() < 16 {
+                return Err(cx.err(
+                    v.span(),
+                    "http.token",
+                    "must be at least 16 characters (it guards stock changes)",
+                ));
+            }
+            http.token = Some(Secret(t));
+        }
+        if let Some(v) = &raw.http.listen {
+            let s = cx.string(v, "http.listen")?;
+            let s = s.trim();
+            http.listen = if s == "off" {
+                None
+            } else if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+                Some(addr)
+            } else if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+                Some(std::net::SocketAddr::new(ip, DEFAULT_HTTP_PORT))
+            } else {
+                return Err(cx.err(
+                    v.span(),
+                    "http.listen",
+                    format!(
+                        "`{s}` is not an address; write e.g. \"127.0.0.1:8787\", \"0.0.0.0:8787\" or \"off\""
+                    ),
+                ));
+            };
+            if let Some(addr) = http.listen
+                && !addr.ip().is_loopback()
+                && http.token.is_none()
+            {
+                return Err(cx.err(
+                    v.span(),
+                    "http.listen",
+                    format!(
+                        "{addr} is reachable beyond this host: set `http.token` (a bearer token for the ERP API, e.g. \"${{cred:http_token}}\") or listen on 127.0.0.1"
+                    ),
+                ));
+            }
+        }
 
         let p = &raw.providers;
         let bazaardan = match &p.bazaardan {
@@ -388,7 +452,7 @@ impl Config {
             file: file.to_path_buf(),
             database,
             sync,
-            http_listen,
+            http,
             bazaardan,
             stokdurumu,
             eticaret,
@@ -526,7 +590,46 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// Replaces every `${NAME}` with the variable's value. `$$` is a literal `$`.
+/// `${cred:NAME}`: the file NAME in `$CREDENTIALS_DIRECTORY`, where
+/// systemd's `LoadCredential=` puts secrets; one trailing newline is dropped.
+fn credential(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid {
+        return Err(format!("`${{cred:{name}}}` is not a valid credential name"));
+    }
+    let dir = env("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+        format!(
+            "`${{cred:{name}}}` needs $CREDENTIALS_DIRECTORY (set by systemd's LoadCredential=)"
+        )
+    })?;
+    let path = Path::new(&dir).join(name);
+    let mut value = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read credential `{name}` from {}: {e}",
+            path.display()
+        )
+    })?;
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    if value.is_empty() {
+        return Err(format!(
+            "credential `{name}` in {} is empty",
+            path.display()
+        ));
+    }
+    Ok(value)
+}
+
+/// Replaces every `${NAME}` with the variable's value and `${cred:NAME}`
+/// with a systemd credential. `$$` is a literal `$`.
 fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -541,6 +644,11 @@ fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
                 .find('}')
                 .ok_or_else(|| "`${` without a closing `}`".to_string())?;
             let name = &tail[..end];
+            if let Some(cred) = name.strip_prefix("cred:") {
+                out.push_str(&credential(cred, env)?);
+                rest = &tail[end + 1..];
+                continue;
+            }
             let valid = !name.is_empty()
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -700,5 +808,55 @@ mod tests {
         assert_eq!(substitute("cost $5", &env).unwrap(), "cost $5");
         assert!(substitute("${HOST", &env).is_err());
         assert!(substitute("${1X}", &env).is_err());
+    }
+
+    #[test]
+    fn credentials_come_from_the_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bz_secret"), "s3cr\"et\n").unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        let env = move |k: &str| (k == "CREDENTIALS_DIRECTORY").then(|| d.clone());
+        assert_eq!(substitute("${cred:bz_secret}", &env).unwrap(), "s3cr\"et");
+        let e = substitute("${cred:missing}", &env).unwrap_err();
+        assert!(e.contains("cannot read credential `missing`"), "{e}");
+        assert!(substitute("${cred:../etc}", &env).is_err());
+        let none = |_: &str| None;
+        let e = substitute("${cred:bz_secret}", &none).unwrap_err();
+        assert!(e.contains("CREDENTIALS_DIRECTORY"), "{e}");
+    }
+
+    #[test]
+    fn http_beyond_loopback_needs_a_token() {
+        let env = |_: &str| None;
+        let base = "[ledger]\ndatabase = \"x.db\"\n";
+        let c = Config::parse(base, Path::new("s.toml"), &env).unwrap();
+        assert_eq!(c.http.listen.unwrap().to_string(), "127.0.0.1:8787");
+        let text = format!("{base}[http]\nlisten = \"0.0.0.0:9000\"\n");
+        let e = Config::parse(&text, Path::new("s.toml"), &env).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("http.listen"));
+        assert!(e.to_string().contains("http.token"), "{e}");
+        let text =
+            format!("{base}[http]\nlisten = \"0.0.0.0:9000\"\ntoken = \"0123456789abcdef-long\"\n");
+        let c = Config::parse(&text, Path::new("s.toml"), &env).unwrap();
+        assert_eq!(c.http.listen.unwrap().port(), 9000);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let text = format!("{base}[http]\nlisten = \"off\"\n");
+        assert!(
+            Config::parse(&text, Path::new("s.toml"), &env)
+                .unwrap()
+                .http
+                .listen
+                .is_none()
+        );
+        let text = format!("{base}[http]\nlisten = \"::1\"\n");
+        assert_eq!(
+            Config::parse(&text, Path::new("s.toml"), &env)
+                .unwrap()
+                .http
+                .listen
+                .unwrap()
+                .to_string(),
+            "[::1]:8787"
+        );
     }
 }

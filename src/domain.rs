@@ -4,12 +4,12 @@
 //! Nothing here knows about a wire format; adapters translate into these.
 
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, NaiveDate, NaiveDateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The four providers stoksync knows. The string form is used in config
 /// tables, mapping files, idempotency keys and the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderName {
     Bazaardan,
@@ -37,6 +37,15 @@ impl ProviderName {
 
     pub fn parse(s: &str) -> Option<ProviderName> {
         ProviderName::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::str::FromStr for ProviderName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ProviderName::parse(s).ok_or_else(|| {
+            format!("unknown provider `{s}` (bazaardan, stokdurumu, eticaret, pazarsync)")
+        })
     }
 }
 

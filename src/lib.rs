@@ -6,15 +6,23 @@
 //! - [`http`] and [`limit`]: the retry loop and rate limits every adapter shares;
 //! - [`ledger`]: the SQLite journal, balances, listings, cursors;
 //! - [`engine`]: the pure plan and the poll → apply → push executor;
-//! - [`cli`]: the command line; [`sandbox`]: faithful fakes of the providers.
+//! - [`cli`]: the command line; [`sandbox`]: faithful fakes of the providers;
+//! - [`server`]: health, metrics, the status page and the ERP API over HTTP;
+//! - [`lock`] and [`notify`]: one daemon per ledger, and systemd's notify protocol;
+//! - [`demo`]: the sandbox and the daemon together, for a first look.
 
 pub mod cli;
 pub mod config;
 pub mod csvin;
+pub mod daemon;
+pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod ledger;
 pub mod limit;
+pub mod lock;
+pub mod notify;
 pub mod providers;
 pub mod sandbox;
+pub mod server;

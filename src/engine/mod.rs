@@ -11,6 +11,7 @@
 //! `poll_interval` at most) polls it and pushes the corrected value. The
 //! ledger itself never loses it.
 
+pub mod health;
 pub mod plan;
 pub mod status;
 
@@ -29,6 +30,19 @@ pub struct Engine {
     ledger: Ledger,
     providers: Vec<Arc<dyn Provider>>,
     sync: SyncSettings,
+    health: Arc<health::Health>,
+}
+
+/// A loop waiting (between cycles, or out a long provider pause) still
+/// beats this often, so a long wait is never taken for a hang.
+const BEAT_WHILE_IDLE: Duration = Duration::from_secs(15);
+
+/// How long a provider loop may go without a heartbeat before `/healthz`
+/// fails and the systemd watchdog stops being fed: long enough for a cycle
+/// of retried requests and limiter waits (each under 2 min), far shorter
+/// than a day.
+pub fn stall_after(sync: &SyncSettings) -> Duration {
+    (sync.poll_interval * 4).max(Duration::from_secs(600))
 }
 
 /// What one push round of one provider did.
@@ -77,12 +91,26 @@ impl Engine {
         Engine {
             ledger,
             providers,
+            health: Arc::new(health::Health::new(stall_after(&sync))),
             sync,
         }
     }
 
     pub fn providers(&self) -> &[Arc<dyn Provider>] {
         &self.providers
+    }
+
+    /// The loops' heartbeats and counters.
+    pub fn health(&self) -> &Arc<health::Health> {
+        &self.health
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn settings(&self) -> &SyncSettings {
+        &self.sync
     }
 
     /// Links `p`'s listings by SKU from its product list (when it has one).
@@ -187,6 +215,7 @@ impl Engine {
                 };
                 report.movements += self.ledger.record_push(&push.listing, record).await?;
             }
+            self.health.beat(name);
             if let Some(e) = results.stopped {
                 if e == ProviderError::Cancelled {
                     break;
@@ -324,8 +353,9 @@ impl Engine {
     ) {
         let name = p.name();
         tracing::info!(provider = %name, "provider loop started");
+        self.health.beat(name);
         let mut discovered: Option<tokio::time::Instant> = None;
-        while !cancel.is_cancelled() {
+        'cycles: while !cancel.is_cancelled() {
             let mut pause = self.sync.poll_interval;
             if discovered.is_none_or(|t| t.elapsed() >= self.sync.discovery_interval) {
                 match self.discover(p.as_ref()).await {
@@ -337,6 +367,8 @@ impl Engine {
             }
             match self.poll(p.as_ref()).await {
                 Ok(report) => {
+                    self.health
+                        .polled(name, report.items_seen, report.movements);
                     if report.movements > 0 {
                         for (i, w) in wakes.iter().enumerate() {
                             if i != me {
@@ -346,12 +378,25 @@ impl Engine {
                     }
                     if !cancel.is_cancelled() {
                         match self.push(p.as_ref(), &cancel).await {
-                            Ok(r) if r.stopped.is_some() => {
-                                pause = pause.max(Duration::from_secs(5))
+                            Ok(r) => {
+                                self.health.pushed(
+                                    name,
+                                    r.confirmed,
+                                    r.rejected,
+                                    r.failed,
+                                    r.movements,
+                                );
+                                if let Some(why) = &r.stopped {
+                                    self.health.failed(name, why);
+                                    pause = pause.max(Duration::from_secs(5));
+                                }
                             }
-                            Ok(_) => {}
                             Err(e) => self.note_error(name, &e).await,
                         }
+                    }
+                    match self.pending(name).await {
+                        Ok((pending, _)) => self.health.pending(name, pending),
+                        Err(e) => self.note_error(name, &e).await,
                     }
                 }
                 Err(ProviderError::Cancelled) => break,
@@ -362,16 +407,27 @@ impl Engine {
                     self.note_error(name, &e).await;
                 }
             }
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
-                _ = wakes[me].notified() => {}
+            let until = tokio::time::Instant::now() + pause;
+            loop {
+                self.health.beat(name);
+                let step = until.min(tokio::time::Instant::now() + BEAT_WHILE_IDLE);
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'cycles,
+                    _ = tokio::time::sleep_until(step) => {
+                        if step >= until {
+                            break;
+                        }
+                    }
+                    _ = wakes[me].notified() => break,
+                }
             }
         }
+        self.health.stopped(name);
         tracing::info!(provider = %name, "provider loop stopped");
     }
 
     async fn note_error(&self, name: ProviderName, e: &ProviderError) {
+        self.health.failed(name, &e.to_string());
         tracing::warn!(provider = %name, error = %e, "cycle failed; will retry");
         if let Err(le) = self
             .ledger

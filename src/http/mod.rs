@@ -4,7 +4,7 @@
 //! `Retry-After`, `X-RateLimit-Remaining: 0` + `X-RateLimit-Reset`) turned
 //! into a pause of the whole provider.
 
-use crate::limit::{LimitError, Limiter};
+use crate::limit::{LimitError, Limiter, Outcome};
 use crate::providers::ProviderError;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -141,13 +141,28 @@ impl ProviderHttp {
                 })?;
             let request = build()?;
             let verdict = match self.client.execute(request).await {
-                Err(e) => Verdict::Retry(describe_reqwest(&e)),
+                Err(e) => {
+                    self.limiter.note_outcome(Outcome::NetworkError);
+                    Verdict::Retry(describe_reqwest(&e))
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     match resp.bytes().await {
-                        Err(e) => Verdict::Retry(describe_reqwest(&e)),
+                        Err(e) => {
+                            self.limiter.note_outcome(Outcome::NetworkError);
+                            Verdict::Retry(describe_reqwest(&e))
+                        }
                         Ok(body) => {
+                            if status.is_server_error() {
+                                self.limiter.note_outcome(Outcome::ServerError);
+                            } else if status.is_client_error() {
+                                if status != StatusCode::TOO_MANY_REQUESTS {
+                                    self.limiter.note_outcome(Outcome::ClientError);
+                                }
+                            } else {
+                                self.limiter.note_outcome(Outcome::Ok);
+                            }
                             let reply = Reply {
                                 status,
                                 headers,

@@ -467,6 +467,27 @@ impl Ledger {
         .await?)
     }
 
+    /// The newest `limit` movements, newest first (the status page).
+    pub async fn recent_movements(&self, limit: i64) -> Result<Vec<Movement>> {
+        Ok(sqlx::query_as(
+            "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
+                    quantity_after, created_at_ms
+             FROM movements ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Movements in the journal by (source, kind), for `/metrics`.
+    pub async fn movement_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT source, kind, COUNT(*) FROM movements GROUP BY source, kind ORDER BY source, kind",
+        )
+        .fetch_all(&self.read)
+        .await?)
+    }
+
     pub async fn oversold(&self) -> Result<Vec<StockRow>> {
         Ok(
             sqlx::query_as("SELECT sku, quantity FROM stock WHERE quantity < 0 ORDER BY sku")

@@ -162,7 +162,36 @@ impl DailyQuota {
 pub struct LimiterStats {
     pub permits: u64,
     pub waits: u64,
+    /// Time spent waiting for permits, in milliseconds.
+    pub wait_ms: u64,
     pub rate_limited_answers: u64,
+    /// HTTP attempts by outcome.
+    pub outcomes: RequestOutcomes,
+    /// Access tokens fetched (PazarSync).
+    pub token_refreshes: u64,
+}
+
+/// HTTP attempts of one provider by outcome, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestOutcomes {
+    /// 2xx (the body may still carry an error code the adapter handles).
+    pub ok: u64,
+    /// 4xx other than 429.
+    pub client_error: u64,
+    pub server_error: u64,
+    /// 429 or a provider code that means the same (v2 `AUTH004`).
+    pub rate_limited: u64,
+    /// No answer: connection refused, timeout, broken body.
+    pub network_error: u64,
+}
+
+/// The outcome of one HTTP attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    ClientError,
+    ServerError,
+    NetworkError,
 }
 
 /// Everything that stands between an adapter and one HTTP attempt.
@@ -199,6 +228,7 @@ impl Limiter {
     /// Waits for a permit for one HTTP attempt and records it.
     pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), LimitError> {
         let mut waited = false;
+        let started = Instant::now();
         loop {
             let now = Instant::now();
             let pause = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
@@ -226,6 +256,9 @@ impl Limiter {
             let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             s.permits += 1;
             s.waits += u64::from(waited);
+            if waited {
+                s.wait_ms += started.elapsed().as_millis() as u64;
+            }
         }
         if let Err(e) = self.ledger.log_request(self.provider, now_ms()).await {
             tracing::warn!(provider = %self.provider, error = %e, "could not record a request in the log");
@@ -242,12 +275,33 @@ impl Limiter {
     }
 
     pub fn note_rate_limited(&self, wait: Duration) {
+        {
+            let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.rate_limited_answers += 1;
+            s.outcomes.rate_limited += 1;
+        }
+        tracing::warn!(provider = %self.provider, wait_s = wait.as_secs_f64(), "provider said slow down; pausing");
+        self.pause_until(Instant::now() + wait);
+    }
+
+    /// Counts one HTTP attempt's outcome (429s are counted by
+    /// [`Limiter::note_rate_limited`]).
+    pub fn note_outcome(&self, outcome: Outcome) {
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let o = &mut s.outcomes;
+        match outcome {
+            Outcome::Ok => o.ok += 1,
+            Outcome::ClientError => o.client_error += 1,
+            Outcome::ServerError => o.server_error += 1,
+            Outcome::NetworkError => o.network_error += 1,
+        }
+    }
+
+    pub fn note_token_refresh(&self) {
         self.stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .rate_limited_answers += 1;
-        tracing::warn!(provider = %self.provider, wait_s = wait.as_secs_f64(), "provider said slow down; pausing");
-        self.pause_until(Instant::now() + wait);
+            .token_refreshes += 1;
     }
 
     pub fn stats(&self) -> LimiterStats {

@@ -577,6 +577,25 @@ fn stock_update(s: &Shared, body: &[u8]) -> Response {
 }
 
 impl super::Fake for FakeBazaardan {
+    fn clear_faults(&self) {
+        FakeBazaardan::clear_faults(self);
+    }
+
+    fn listings(&self) -> Vec<super::FakeListing> {
+        FakeBazaardan::listings(self)
+            .into_iter()
+            .map(|((id, variant), sku, stock)| super::FakeListing {
+                listing: crate::domain::ListingRef {
+                    provider: crate::domain::ProviderName::Bazaardan,
+                    listing_id: id.to_string(),
+                    variant_id: variant.map(|v| v.to_string()).unwrap_or_default(),
+                },
+                sku,
+                stock,
+            })
+            .collect()
+    }
+
     fn provider(&self) -> crate::domain::ProviderName {
         crate::domain::ProviderName::Bazaardan
     }
@@ -587,14 +606,17 @@ impl super::Fake for FakeBazaardan {
 
     fn config_table(&self, good: bool) -> String {
         format!(
-            "[providers.bazaardan]\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrequests_per_minute = 600\n",
+            "[providers.bazaardan]\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrequests_per_minute = {}\n",
             self.base_url(),
             self.shared.opts.client_id,
             if good {
                 self.shared.opts.client_secret.as_str()
             } else {
                 "wrong-secret"
-            }
+            },
+            // The fake's own limit, so a client keeps under it (600 when
+            // the fake has none).
+            self.shared.opts.requests_per_minute.unwrap_or(600)
         )
     }
 

@@ -424,6 +424,32 @@ fn update_stocks(s: &Shared, body: &[u8]) -> Response {
 }
 
 impl Fake for FakeEticaret {
+    fn clear_faults(&self) {
+        self.shared.core.faults.clear();
+    }
+
+    fn listings(&self) -> Vec<super::FakeListing> {
+        let d = self.shared.data();
+        let mut out = Vec::new();
+        for (code, p) in &d.products {
+            if p.variants.is_empty() {
+                out.push(super::FakeListing {
+                    listing: listing(code, ""),
+                    sku: code.clone(),
+                    stock: p.quantity as i64,
+                });
+            }
+            for (barcode, q) in &p.variants {
+                out.push(super::FakeListing {
+                    listing: listing(code, barcode),
+                    sku: barcode.clone(),
+                    stock: *q as i64,
+                });
+            }
+        }
+        out
+    }
+
     fn provider(&self) -> ProviderName {
         ProviderName::Eticaret
     }

@@ -4,6 +4,7 @@
 //! API does, enforces its rate limit, and can inject faults.
 
 pub mod bazaardan;
+pub mod control;
 pub mod eticaret;
 pub mod pazarsync;
 pub mod stokdurumu;
@@ -57,9 +58,22 @@ pub trait Fake: Send + Sync {
         false
     }
     fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>);
+    /// Drops every queued fault.
+    fn clear_faults(&self);
+    /// Every listing of the seller, as stoksync names it, with its SKU (as
+    /// the provider prints it) and the stock it shows.
+    fn listings(&self) -> Vec<FakeListing>;
     /// The endpoint name stock pushes go to (for fault injection).
     fn push_endpoint(&self) -> &'static str;
     fn counters(&self) -> Counters;
+}
+
+/// One listing as a fake shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FakeListing {
+    pub listing: ListingRef,
+    pub sku: String,
+    pub stock: i64,
 }
 
 /// Serves `app` on `addr` until the returned token is cancelled.

@@ -392,6 +392,27 @@ async fn route(
 }
 
 impl Fake for FakePazarsync {
+    fn clear_faults(&self) {
+        self.shared.core.faults.clear();
+    }
+
+    fn listings(&self) -> Vec<super::FakeListing> {
+        self.shared
+            .data()
+            .products
+            .iter()
+            .map(|(id, p)| super::FakeListing {
+                listing: ListingRef {
+                    provider: ProviderName::Pazarsync,
+                    listing_id: id.clone(),
+                    variant_id: String::new(),
+                },
+                sku: p.sku.clone(),
+                stock: p.stock,
+            })
+            .collect()
+    }
+
     fn provider(&self) -> ProviderName {
         ProviderName::Pazarsync
     }

@@ -242,6 +242,27 @@ fn stock(s: &Shared, body: &[u8]) -> Response {
 }
 
 impl Fake for FakeStokdurumu {
+    fn clear_faults(&self) {
+        self.shared.core.faults.clear();
+    }
+
+    fn listings(&self) -> Vec<super::FakeListing> {
+        self.shared
+            .data()
+            .products
+            .iter()
+            .map(|(id, p)| super::FakeListing {
+                listing: ListingRef {
+                    provider: ProviderName::Stokdurumu,
+                    listing_id: id.to_string(),
+                    variant_id: String::new(),
+                },
+                sku: p.sku.clone(),
+                stock: p.stock,
+            })
+            .collect()
+    }
+
     fn provider(&self) -> ProviderName {
         ProviderName::Stokdurumu
     }

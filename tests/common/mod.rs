@@ -14,6 +14,16 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub fake: FakeBazaardan,
     pub config: PathBuf,
+    /// Where `run` serves HTTP (a port free when the test started).
+    pub http: std::net::SocketAddr,
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// Config knobs tests vary.
@@ -50,7 +60,12 @@ impl Env {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("stoksync.toml");
-        let env = Env { dir, fake, config };
+        let env = Env {
+            dir,
+            fake,
+            config,
+            http: free_port(),
+        };
         env.write_config(&knobs);
         env
     }
@@ -69,6 +84,9 @@ order_lookback = "5m"
 request_timeout = "2s"
 max_attempts = 4
 
+[http]
+listen = "{}"
+
 [providers.bazaardan]
 base_url = "{}"
 client_id = "test-client"
@@ -77,6 +95,7 @@ requests_per_minute = {}
 "#,
             k.poll_interval,
             k.safety_stock,
+            self.http,
             self.fake.base_url(),
             k.requests_per_minute
         );

@@ -60,6 +60,7 @@ impl Client {
                 .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
         };
         let reply: TokenReply = self.http.execute("auth/token", build, interpret).await?;
+        self.http.limiter().note_token_refresh();
         tracing::info!(
             provider = "pazarsync",
             expires_in = reply.expires_in,

@@ -1,0 +1,287 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4). Counters are
+//! this process's (they restart at zero with it); gauges read the ledger.
+
+use super::AppState;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::fmt::Write;
+
+/// Builds the text; one `# HELP`/`# TYPE` per family.
+struct Text(String);
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{v}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+pub(super) async fn metrics(State(s): State<AppState>) -> Response {
+    match render(&s).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("# ledger error: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn render(s: &AppState) -> anyhow::Result<String> {
+    let mut t = Text(String::new());
+    let engine = &s.engine;
+    let health = engine.health().snapshot();
+    let providers = engine.providers();
+
+    t.family(
+        "stoksync_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    t.sample(
+        "stoksync_uptime_seconds",
+        &[],
+        engine.health().uptime().as_secs(),
+    );
+
+    t.family(
+        "stoksync_requests_total",
+        "counter",
+        "HTTP attempts to each provider by outcome (ok, client_error, server_error, rate_limited, network_error).",
+    );
+    for p in providers {
+        let o = p.limiter().stats().outcomes;
+        let name = p.name().to_string();
+        for (outcome, n) in [
+            ("ok", o.ok),
+            ("client_error", o.client_error),
+            ("server_error", o.server_error),
+            ("rate_limited", o.rate_limited),
+            ("network_error", o.network_error),
+        ] {
+            t.sample(
+                "stoksync_requests_total",
+                &[("provider", &name), ("outcome", outcome)],
+                n,
+            );
+        }
+    }
+
+    type Read = fn(&crate::limit::LimiterStats) -> f64;
+    let per_provider: [(&str, &str, &str, Read); 4] = [
+        (
+            "stoksync_limiter_waits_total",
+            "counter",
+            "Requests that waited for a rate-limit permit.",
+            |s| s.waits as f64,
+        ),
+        (
+            "stoksync_limiter_wait_seconds_total",
+            "counter",
+            "Seconds spent waiting for rate-limit permits.",
+            |s| s.wait_ms as f64 / 1000.0,
+        ),
+        (
+            "stoksync_rate_limited_answers_total",
+            "counter",
+            "Answers that said slow down (HTTP 429, v2 AUTH004).",
+            |s| s.rate_limited_answers as f64,
+        ),
+        (
+            "stoksync_token_refreshes_total",
+            "counter",
+            "Access tokens fetched (PazarSync OAuth2).",
+            |s| s.token_refreshes as f64,
+        ),
+    ];
+    for (name, kind, help, f) in per_provider {
+        t.family(name, kind, help);
+        for p in providers {
+            let st = p.limiter().stats();
+            t.sample(name, &[("provider", &p.name().to_string())], f(&st));
+        }
+    }
+
+    t.family(
+        "stoksync_quota_used_today",
+        "gauge",
+        "Requests spent today (since 00:00 Turkey time), for providers with a daily quota.",
+    );
+    let mut quotas = Vec::new();
+    for p in providers {
+        if let Some(limit) = p.limiter().daily_limit() {
+            let used = p.limiter().used_today().await;
+            quotas.push((p.name().to_string(), used, limit));
+            t.sample(
+                "stoksync_quota_used_today",
+                &[("provider", &p.name().to_string())],
+                used,
+            );
+        }
+    }
+    t.family(
+        "stoksync_quota_left_today",
+        "gauge",
+        "Requests left today under the daily quota.",
+    );
+    for (name, used, limit) in &quotas {
+        t.sample(
+            "stoksync_quota_left_today",
+            &[("provider", name)],
+            limit.saturating_sub(*used),
+        );
+    }
+    t.family(
+        "stoksync_quota_limit",
+        "gauge",
+        "The daily quota configured for the provider.",
+    );
+    for (name, _, limit) in &quotas {
+        t.sample("stoksync_quota_limit", &[("provider", name)], limit);
+    }
+
+    t.family(
+        "stoksync_pending_pushes",
+        "gauge",
+        "Listings whose wanted stock differs from what the provider confirmed.",
+    );
+    let mut ages = Vec::new();
+    for p in providers {
+        let (pending, _) = engine.pending(p.name()).await?;
+        let name = p.name().to_string();
+        t.sample("stoksync_pending_pushes", &[("provider", &name)], pending);
+        let age = health
+            .get(&p.name())
+            .and_then(|h| h.pending_since)
+            .filter(|_| pending > 0)
+            .map_or(0, |since| since.elapsed().as_secs());
+        ages.push((name, age));
+    }
+    t.family(
+        "stoksync_pending_push_age_seconds",
+        "gauge",
+        "How long the provider has had listings waiting to be pushed (0 when none).",
+    );
+    for (name, age) in &ages {
+        t.sample(
+            "stoksync_pending_push_age_seconds",
+            &[("provider", name)],
+            age,
+        );
+    }
+
+    t.family(
+        "stoksync_pushes_total",
+        "counter",
+        "Listing pushes by result (confirmed, refused, failed), this process.",
+    );
+    t.family(
+        "stoksync_order_lines_seen_total",
+        "counter",
+        "Order lines read from the provider, this process.",
+    );
+    t.family(
+        "stoksync_loop_polled",
+        "gauge",
+        "1 when the provider loop has polled successfully since the start.",
+    );
+    for p in providers {
+        let name = p.name().to_string();
+        let h = health.get(&p.name());
+        for (result, n) in [
+            ("confirmed", h.map_or(0, |h| h.pushes_confirmed)),
+            ("refused", h.map_or(0, |h| h.pushes_refused)),
+            ("failed", h.map_or(0, |h| h.pushes_failed)),
+        ] {
+            t.sample(
+                "stoksync_pushes_total",
+                &[("provider", &name), ("result", result)],
+                n,
+            );
+        }
+        t.sample(
+            "stoksync_order_lines_seen_total",
+            &[("provider", &name)],
+            h.map_or(0, |h| h.order_lines_seen),
+        );
+        t.sample(
+            "stoksync_loop_polled",
+            &[("provider", &name)],
+            u8::from(h.is_some_and(|h| h.polled)),
+        );
+    }
+
+    t.family(
+        "stoksync_movements_applied_total",
+        "counter",
+        "Movements applied to the ledger by this process, per provider loop.",
+    );
+    for p in providers {
+        let n = health.get(&p.name()).map_or(0, |h| h.movements_applied);
+        t.sample(
+            "stoksync_movements_applied_total",
+            &[("provider", &p.name().to_string())],
+            n,
+        );
+    }
+    t.family(
+        "stoksync_ledger_movements",
+        "gauge",
+        "Movements in the ledger's journal by source and kind (all time).",
+    );
+    for (source, kind, n) in s.ledger.movement_counts().await? {
+        t.sample(
+            "stoksync_ledger_movements",
+            &[("source", &source), ("kind", &kind)],
+            n,
+        );
+    }
+
+    t.family(
+        "stoksync_unlinked_order_items",
+        "gauge",
+        "Order lines not linked to a SKU (their stock is not moved until they are).",
+    );
+    t.sample(
+        "stoksync_unlinked_order_items",
+        &[],
+        s.ledger.unlinked_items().await?.len(),
+    );
+    t.family(
+        "stoksync_oversold_skus",
+        "gauge",
+        "SKUs whose ledger quantity is below zero.",
+    );
+    t.sample(
+        "stoksync_oversold_skus",
+        &[],
+        s.ledger.oversold().await?.len(),
+    );
+    Ok(t.0)
+}
