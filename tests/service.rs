@@ -143,9 +143,11 @@ async fn health_metrics_and_the_erp_api() {
     assert_eq!(env.quantity("KALEM-1").await, Some(17));
 
     // The change reaches the marketplace without another command.
-    wait_for(Duration::from_secs(30), "the ERP change to be pushed", || async {
-        env.fake.listing_stock(401, None) == Some(17)
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the ERP change to be pushed",
+        || async { env.fake.listing_stock(401, None) == Some(17) },
+    )
     .await;
 
     let (code, text) = get(&format!("{base}/metrics")).await.unwrap();
@@ -231,7 +233,8 @@ async fn systemd_hears_ready_and_watchdog_pings() {
     stop(daemon).await;
     let mut buf = [0u8; 512];
     let mut rest = Vec::new();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     while let Ok(n) = sock.recv(&mut buf) {
         rest.push(String::from_utf8_lossy(&buf[..n]).to_string());
     }

@@ -35,6 +35,20 @@ pub(super) async fn status_page(State(s): State<AppState>) -> Response {
     }
 }
 
+/// An RFC 3339 stamp as `2026-11-24 14:27:42 UTC` (as given if unparsable).
+fn when(stamp: Option<&str>) -> String {
+    match stamp {
+        None => "never".to_string(),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| s.to_string()),
+    }
+}
+
 fn td(s: impl std::fmt::Display) -> String {
     format!("<td>{}</td>", esc(&s.to_string()))
 }
@@ -121,8 +135,8 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
             format!(
                 "{}{health}{}{}{}{}{}{}",
                 td(p.provider),
-                td(p.last_successful_poll.as_deref().unwrap_or("never")),
-                td(p.last_successful_push.as_deref().unwrap_or("never")),
+                td(when(p.last_successful_poll.as_deref())),
+                td(when(p.last_successful_push.as_deref())),
                 num(p.pending_pushes),
                 td(minute),
                 td(day),
