@@ -62,12 +62,14 @@ fn the_units_command_line_parses() {
 
 #[test]
 fn the_container_runs_as_a_user_with_a_health_check() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
     assert!(text.contains("\nUSER stoksync\n"));
     assert!(text.contains("http://127.0.0.1:8787/healthz"));
     assert!(text.contains("STOKSYNC_CONFIG=/etc/stoksync/stoksync.toml"));
     assert!(text.contains("VOLUME [\"/var/lib/stoksync\"]"));
     assert!(text.contains("ca-certificates"));
-    assert_eq!(text.matches("\nFROM ").count() + usize::from(text.starts_with("FROM ")), 2);
+    assert_eq!(
+        text.matches("\nFROM ").count() + usize::from(text.starts_with("FROM ")),
+        2
+    );
 }
