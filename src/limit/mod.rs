@@ -243,6 +243,14 @@ impl Limiter {
             if until > now + LONG_PAUSE {
                 return Err(LimitError::Paused { wait: until - now });
             }
+            if !waited {
+                let wait = until - now;
+                if wait >= Duration::from_secs(5) {
+                    tracing::info!(provider = %self.provider, wait_s = wait.as_secs_f64(), "waiting for a rate-limit permit");
+                } else {
+                    tracing::debug!(provider = %self.provider, wait_ms = wait.as_millis() as u64, "waiting for a rate-limit permit");
+                }
+            }
             waited = true;
             tokio::select! {
                 _ = cancel.cancelled() => return Err(LimitError::Cancelled),
