@@ -366,7 +366,7 @@ async fn daemon(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
         engine,
         listener,
     };
-    d.run(cancel, &Notifier::from_env()).await?;
+    d.run(cancel, Arc::new(Notifier::from_env())).await?;
     Ok(ExitCode::SUCCESS)
 }
 

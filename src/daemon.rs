@@ -27,7 +27,11 @@ pub struct Daemon {
 impl Daemon {
     /// Runs until `cancel`; returns an error only if the loops end on
     /// their own (a bug worth a restart).
-    pub async fn run(self, cancel: CancellationToken, notifier: &Notifier) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        cancel: CancellationToken,
+        notifier: Arc<Notifier>,
+    ) -> anyhow::Result<()> {
         let Daemon {
             config,
             ledger,
@@ -56,8 +60,7 @@ impl Daemon {
             engine.providers().len()
         ));
         let watchdog = notifier.watchdog().map(|every| {
-            let (engine, cancel) = (engine.clone(), cancel.clone());
-            let notifier = Notifier::from_env();
+            let (engine, cancel, notifier) = (engine.clone(), cancel.clone(), notifier.clone());
             tokio::spawn(async move { feed_watchdog(&engine, &notifier, every, cancel).await })
         });
         let outcome = tokio::select! {

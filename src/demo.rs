@@ -15,7 +15,6 @@ use crate::notify::Notifier;
 use crate::sandbox::control::Sandbox;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -37,33 +36,6 @@ const START_QTY: i64 = 40;
 /// What the hand edit in stokdurumu's panel adds (a delivery counted in).
 const HAND_EDIT: i64 = 5;
 
-/// A folder removed on drop unless kept.
-struct Workdir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Workdir {
-    fn new(keep: bool) -> anyhow::Result<Workdir> {
-        let path = std::env::temp_dir().join(format!(
-            "stoksync-demo-{}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        std::fs::create_dir_all(&path)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-        Ok(Workdir { path, keep })
-    }
-}
-
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 /// One row of the final table.
 pub struct Row {
     pub sku: String,
@@ -73,18 +45,24 @@ pub struct Row {
 }
 
 impl Row {
+    /// Providers whose listing shows what the ledger wants.
+    pub fn matching(&self) -> usize {
+        let want = plan::wanted(self.ledger, 0);
+        self.shown.values().filter(|s| **s == Some(want)).count()
+    }
+
     pub fn ok(&self) -> bool {
-        self.ledger == self.expected
-            && self
-                .shown
-                .values()
-                .all(|s| *s == Some(plan::wanted(self.ledger, 0)))
+        self.ledger == self.expected && self.matching() == self.shown.len()
     }
 }
 
 /// Runs the demo; `Ok(true)` when everything converged.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
-    let dir = Workdir::new(opts.keep)?;
+    let dir = tempfile::Builder::new()
+        .prefix("stoksync-demo-")
+        .disable_cleanup(opts.keep)
+        .tempdir()
+        .map_err(|e| anyhow::anyhow!("cannot create a temporary folder: {e}"))?;
     let out = &mut std::io::stdout();
     let sandbox = Arc::new(Sandbox::start("127.0.0.1:0".parse()?).await?);
     let control_stop = CancellationToken::new();
@@ -112,7 +90,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
             listings.entry(f.provider()).or_default().push(l);
         }
     }
-    let config_path = dir.path.join("stoksync.toml");
+    let config_path = dir.path().join("stoksync.toml");
     std::fs::write(
         &config_path,
         sandbox.config("stoksync.db", "127.0.0.1:0", "5s"),
@@ -136,7 +114,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         out,
         "stoksync demo: {} SKUs on 4 sandbox providers (control API http://{control}/)\n  folder {}\n  status page http://{http}/   metrics http://{http}/metrics\n",
         skus.len(),
-        dir.path.display()
+        dir.path().display()
     );
     let daemon = Daemon {
         config: Arc::new(config.clone()),
@@ -145,17 +123,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         listener: Some(listener),
     };
     let daemon_cancel = cancel.clone();
-    let running = tokio::spawn(async move {
-        let notifier = Notifier::from_env();
-        daemon.run(daemon_cancel, &notifier).await
-    });
+    let running = tokio::spawn(daemon.run(daemon_cancel, Arc::new(Notifier::disabled())));
     let mut screen = Screen::new();
 
     // 1. The first full sync: every listing linked and showing the ledger.
     let total: usize = listings.values().map(Vec::len).sum();
     let first_sync = Instant::now();
+    let mut expected: BTreeMap<String, i64> = counts.iter().cloned().collect();
     loop {
-        let done = matching(&sandbox, &ledger, &listings).await?;
+        let rows = table(&sandbox, &ledger, &listings, &expected).await?;
+        let done: usize = rows.iter().map(Row::matching).sum();
         screen.draw(
             out,
             &format!("first full sync {}", bar(done, total)),
@@ -177,7 +154,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     screen.release();
 
     // 2. A day in fast motion.
-    let mut expected: BTreeMap<String, i64> = counts.iter().cloned().collect();
     let sd_edit = &listings[&ProviderName::Stokdurumu][0];
     sandbox.stokdurumu.set_by_hand(
         sd_edit.listing_id.parse().unwrap_or_default(),
@@ -288,43 +264,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         let _ = writeln!(
             out,
             "kept {}: try `stoksync --config {} status`",
-            dir.path.display(),
-            dir.path.join("stoksync.toml").display()
+            dir.path().display(),
+            dir.path().join("stoksync.toml").display()
         );
     }
     ledger.close().await;
     Ok(ok)
-}
-
-/// Listings on every fake that show their SKU's wanted value.
-async fn matching(
-    sandbox: &Sandbox,
-    ledger: &Ledger,
-    listings: &BTreeMap<ProviderName, Vec<ListingRef>>,
-) -> anyhow::Result<usize> {
-    let stock: BTreeMap<String, i64> = ledger
-        .list_stock()
-        .await?
-        .into_iter()
-        .map(|r| (r.sku, r.quantity))
-        .collect();
-    let mut n = 0;
-    for (p, ls) in listings {
-        let f = sandbox.fake(*p);
-        let shown: BTreeMap<ListingRef, (String, i64)> = f
-            .listings()
-            .into_iter()
-            .map(|l| (l.listing, (l.sku, l.stock)))
-            .collect();
-        for l in ls {
-            if let Some((sku, s)) = shown.get(l)
-                && stock.get(sku).map(|q| plan::wanted(*q, 0)) == Some(*s)
-            {
-                n += 1;
-            }
-        }
-    }
-    Ok(n)
 }
 
 async fn table(

@@ -63,14 +63,16 @@ async fn the_sandbox_serves_four_fakes_and_a_control_api() {
     .await
     .expect("the sandbox starts");
     let http = reqwest::Client::new();
-    let state: serde_json::Value = http
-        .get(format!("{control}/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read_state = || async {
+        http.get(format!("{control}/state"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let state = read_state().await;
     let providers = state["providers"].as_array().unwrap();
     assert_eq!(providers.len(), 4);
     for p in providers {
@@ -96,14 +98,7 @@ async fn the_sandbox_serves_four_fakes_and_a_control_api() {
         .unwrap();
     assert_eq!(r.status(), 400, "an unknown provider is refused");
     assert!(r.text().await.unwrap().contains("nowhere"));
-    let state: serde_json::Value = http
-        .get(format!("{control}/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = read_state().await;
     let pz = state["providers"]
         .as_array()
         .unwrap()

@@ -154,26 +154,24 @@ impl ProviderHttp {
                             Verdict::Retry(describe_reqwest(&e))
                         }
                         Ok(body) => {
-                            if status.is_server_error() {
-                                self.limiter.note_outcome(Outcome::ServerError);
-                            } else if status.is_client_error() {
-                                if status != StatusCode::TOO_MANY_REQUESTS {
-                                    self.limiter.note_outcome(Outcome::ClientError);
-                                }
-                            } else {
-                                self.limiter.note_outcome(Outcome::Ok);
-                            }
                             let reply = Reply {
                                 status,
                                 headers,
                                 body: body.to_vec(),
                             };
                             self.feedback(&reply.headers);
+                            // 429s are counted by `note_rate_limited` below.
                             if status == StatusCode::TOO_MANY_REQUESTS {
                                 Verdict::RateLimited(retry_after(&reply.headers))
                             } else if status.is_server_error() {
+                                self.limiter.note_outcome(Outcome::ServerError);
                                 Verdict::Retry(format!("HTTP {status}"))
                             } else {
+                                self.limiter.note_outcome(if status.is_client_error() {
+                                    Outcome::ClientError
+                                } else {
+                                    Outcome::Ok
+                                });
                                 interpret(&reply)
                             }
                         }

@@ -467,6 +467,12 @@ impl Ledger {
         .await?)
     }
 
+    /// One trivial query: whether the database answers (`/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
     /// The newest `limit` movements, newest first (the status page).
     pub async fn recent_movements(&self, limit: i64) -> Result<Vec<Movement>> {
         Ok(sqlx::query_as(

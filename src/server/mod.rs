@@ -17,7 +17,7 @@ use crate::ledger::{Ledger, LedgerError, StockChange};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
@@ -128,7 +128,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
 /// Ready when the database answers and every provider has polled at least
 /// once or reported why it could not.
 async fn readyz(State(s): State<AppState>) -> Response {
-    let database = s.ledger.stock_of("").await.map(|_| ());
+    let database = s.ledger.ping().await;
     let loops = s.engine.health().snapshot();
     let mut ready = database.is_ok();
     let providers: Vec<_> = s
@@ -343,10 +343,6 @@ pub(crate) fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-pub(crate) fn html(body: String) -> Html<String> {
-    Html(body)
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! The read-only status page at `/`: server-rendered HTML, no script, no
 //! build step; refreshes itself every 10 s.
 
-use super::{AppState, esc, html};
+use super::{AppState, esc};
 use crate::domain::ms_to_utc;
 use crate::engine::status;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use std::fmt::Write;
 
 const STYLE: &str = "
@@ -23,10 +23,10 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 
 pub(super) async fn status_page(State(s): State<AppState>) -> Response {
     match render(&s).await {
-        Ok(body) => html(body).into_response(),
+        Ok(body) => Html(body).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            html(format!(
+            Html(format!(
                 "<!doctype html><title>stoksync</title><h1>stoksync</h1><p>cannot read the ledger: {}</p>",
                 esc(&e.to_string())
             )),
