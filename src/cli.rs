@@ -215,11 +215,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         } => return sandbox(listen_base, catalog, faults, write_config).await,
         _ => {}
     }
+    // The daemon listens for its stop before anything else, so a SIGTERM
+    // while it opens the database is a stop (exit 0), not a kill.
+    let stop = CancellationToken::new();
+    if matches!(cli.command, Command::Run) {
+        cancel_on_signal(stop.clone());
+    }
     let config = Config::load(&cli.config).map_err(Failure::Config)?;
     let ledger = Ledger::open(&config.database)
         .await
         .context("opening the ledger")?;
-    let code = dispatch(cli.command, &config, &ledger).await;
+    if stop.is_cancelled() {
+        tracing::info!("stopped before starting");
+        ledger.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = dispatch(cli.command, &config, &ledger, stop).await;
     ledger.close().await;
     code
 }
@@ -286,12 +297,17 @@ async fn sandbox(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn dispatch(command: Command, config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+async fn dispatch(
+    command: Command,
+    config: &Config,
+    ledger: &Ledger,
+    stop: CancellationToken,
+) -> Result<ExitCode, Failure> {
     match command {
         Command::Demo { .. } | Command::Sandbox { .. } => Err(Failure::Runtime(anyhow::anyhow!(
             "internal: demo and sandbox run without a config"
         ))),
-        Command::Run => daemon(config, ledger).await,
+        Command::Run => daemon(config, ledger, stop).await,
         Command::Sync { .. } => sync_once(config, ledger).await,
         Command::Check { online } => check(config, ledger, online).await,
         Command::Stock(cmd) => stock(cmd, ledger).await,
@@ -318,35 +334,46 @@ fn engine(config: &Config, ledger: &Ledger, cancel: &CancellationToken) -> anyho
     Ok(Engine::new(ledger.clone(), providers, config.sync.clone()))
 }
 
-/// Cancels `cancel` on SIGTERM or SIGINT.
+/// Cancels `cancel` on SIGTERM or SIGINT. The handlers are installed before
+/// this returns, so a stop that arrives a moment later is never the default
+/// "terminate" action (which systemd would count as a failure).
 fn cancel_on_signal(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = match signal(SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (term, int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT");
+                return;
+            }
+        };
+        let (mut term, mut int) = (term, int);
+        tokio::spawn(async move {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM: finishing the work in flight"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing the work in flight"),
+                _ = int.recv() => tracing::info!("SIGINT: finishing the work in flight"),
             }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+            cancel.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
         cancel.cancel();
     });
 }
 
-async fn daemon(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+/// `cancel` is already wired to SIGTERM and SIGINT.
+async fn daemon(
+    config: &Config,
+    ledger: &Ledger,
+    cancel: CancellationToken,
+) -> Result<ExitCode, Failure> {
     let _lock = InstanceLock::acquire(&config.database)?;
-    let cancel = CancellationToken::new();
     let engine = Arc::new(engine(config, ledger, &cancel)?);
     if engine.providers().is_empty() {
         return Err(Failure::Runtime(anyhow::anyhow!(
@@ -358,7 +385,6 @@ async fn daemon(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
         Some(addr) => Some(crate::server::bind(addr).await?),
         None => None,
     };
-    cancel_on_signal(cancel.clone());
     tracing::info!(providers = engine.providers().len(), database = %config.database.display(), "stoksync running");
     let d = Daemon {
         config: Arc::new(config.clone()),

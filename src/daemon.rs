@@ -63,21 +63,33 @@ impl Daemon {
             let (engine, cancel, notifier) = (engine.clone(), cancel.clone(), notifier.clone());
             tokio::spawn(async move { feed_watchdog(&engine, &notifier, every, cancel).await })
         });
-        let outcome = tokio::select! {
-            _ = cancel.cancelled() => Ok(()),
-            ended = &mut run => Err(anyhow::anyhow!(
-                "the provider loops ended unexpectedly: {ended:?}"
-            )),
+        // The stop is checked first, and again when the loops end: loops
+        // that end because a stop was asked are a clean stop, whichever of
+        // the two this task happens to see first.
+        let ended_early = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            ended = &mut run => Some(ended),
         };
         notifier.send("STOPPING=1");
-        if outcome.is_ok() {
-            match tokio::time::timeout(SHUTDOWN_GRACE, run).await {
-                Ok(_) => tracing::info!("stopped cleanly"),
-                Err(_) => tracing::warn!(
-                    "work in flight did not finish in time; exiting (the next start resumes from the database)"
-                ),
+        let outcome = match ended_early {
+            Some(_) if cancel.is_cancelled() => {
+                tracing::info!("stopped cleanly");
+                Ok(())
             }
-        }
+            Some(ended) => Err(anyhow::anyhow!(
+                "the provider loops ended unexpectedly: {ended:?}"
+            )),
+            None => {
+                match tokio::time::timeout(SHUTDOWN_GRACE, run).await {
+                    Ok(_) => tracing::info!("stopped cleanly"),
+                    Err(_) => tracing::warn!(
+                        "work in flight did not finish in time; exiting (the next start resumes from the database)"
+                    ),
+                }
+                Ok(())
+            }
+        };
         cancel.cancel();
         if let Some(w) = watchdog {
             w.abort();
@@ -111,5 +123,112 @@ async fn feed_watchdog(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OrderChanges, ProviderName, StockPush};
+    use crate::ledger::test_support::temp_ledger;
+    use crate::limit::Limiter;
+    use crate::providers::{OrderMemory, PollRequest, Provider, ProviderError, PushResults};
+    use async_trait::async_trait;
+    use std::path::Path;
+
+    /// A provider with nothing to do: its loop ends as soon as a stop is asked.
+    struct Idle(Arc<Limiter>);
+
+    #[async_trait]
+    impl Provider for Idle {
+        fn name(&self) -> ProviderName {
+            self.0.provider()
+        }
+        fn max_batch(&self) -> usize {
+            1
+        }
+        async fn poll_orders(
+            &self,
+            _: &PollRequest,
+            _: &dyn OrderMemory,
+        ) -> Result<OrderChanges, ProviderError> {
+            Ok(OrderChanges::default())
+        }
+        async fn push_stock(&self, _: &[StockPush]) -> PushResults {
+            PushResults::default()
+        }
+        async fn check_credentials(&self) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        fn limiter(&self) -> &Arc<Limiter> {
+            &self.0
+        }
+    }
+
+    fn config() -> Arc<Config> {
+        Arc::new(
+            Config::parse(
+                "[ledger]\ndatabase = \"x.db\"\n[http]\nlisten = \"off\"\n",
+                Path::new("t.toml"),
+                &|_| None,
+            )
+            .unwrap(),
+        )
+    }
+
+    /// A stop is not a failure: when the loops end because of it, `run`
+    /// returns `Ok` every time, even when the loops' end and the stop are
+    /// seen in the same poll. On a current-thread runtime the stop's task
+    /// wakes the loops, they end and the engine's task completes before
+    /// `run` is polled again, so both are ready together on every
+    /// iteration (the race systemd saw as a failed stop).
+    #[tokio::test]
+    async fn a_stop_always_ends_cleanly_even_when_the_loops_end_with_it() {
+        let (_dir, ledger) = temp_ledger().await;
+        let config = config();
+        for i in 0..40 {
+            let providers: Vec<Arc<dyn Provider>> = ProviderName::ALL
+                .iter()
+                .map(|p| {
+                    Arc::new(Idle(Arc::new(Limiter::new(*p, None, None, ledger.clone()))))
+                        as Arc<dyn Provider>
+                })
+                .collect();
+            let engine = Arc::new(Engine::new(ledger.clone(), providers, config.sync.clone()));
+            let d = Daemon {
+                config: config.clone(),
+                ledger: ledger.clone(),
+                engine,
+                listener: None,
+            };
+            let cancel = CancellationToken::new();
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                // Long enough for the loops to be idle, waiting for their
+                // next cycle (30 s away).
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                stop.cancel();
+            });
+            let outcome = d.run(cancel, Arc::new(Notifier::disabled())).await;
+            assert!(outcome.is_ok(), "iteration {i}: {outcome:?}");
+        }
+    }
+
+    /// Loops that end with no stop asked for are a bug worth a restart.
+    #[tokio::test]
+    async fn loops_that_end_on_their_own_are_a_failure() {
+        let (_dir, ledger) = temp_ledger().await;
+        let config = config();
+        let engine = Arc::new(Engine::new(ledger.clone(), vec![], config.sync.clone()));
+        let d = Daemon {
+            config,
+            ledger,
+            engine,
+            listener: None,
+        };
+        let outcome = d
+            .run(CancellationToken::new(), Arc::new(Notifier::disabled()))
+            .await;
+        assert!(outcome.is_err());
     }
 }

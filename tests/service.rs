@@ -297,3 +297,34 @@ async fn beyond_loopback_the_api_needs_the_token() {
     assert_eq!(code, 200, "health stays open for probes");
     stop(daemon).await;
 }
+
+/// A stop is not a failure: SIGTERM at any moment of the daemon's work
+/// (mid-poll, mid-push, idle) ends in exit 0, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_in_exit_0_every_time() {
+    let env = seeded().await;
+    let mut rng = fastrand::Rng::with_seed(3);
+    for cycle in 0..12 {
+        let before = env.fake.counters().requests;
+        let daemon = env.spawn(&["run"]);
+        wait_for(Duration::from_secs(30), "the daemon to poll", || async {
+            env.fake.counters().requests > before
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..150))).await;
+        let pid = daemon.id().unwrap().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(60), daemon.wait_with_output())
+            .await
+            .expect("the daemon stops after SIGTERM")
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cycle {cycle}: SIGTERM must end in exit 0: {}",
+            describe(&out)
+        );
+    }
+}
