@@ -187,22 +187,29 @@ async fn apply_item(
 ) -> Result<()> {
     report.items_seen += 1;
     let row = sqlx::query(
-        "SELECT sku, held_qty, transitions, baseline, first_seen_ms, status, quantity
+        "SELECT sku, held_qty, transitions, baseline, first_seen_ms, wanted_qty
          FROM order_items WHERE provider = ? AND item_key = ?",
     )
     .bind(provider.as_str())
     .bind(&item.key)
     .fetch_optional(&mut **tx)
     .await?;
-    // The provider moved its own stock for this line (a sale lowers it, a
-    // cancellation raises it). What it shows is no longer the value we
-    // confirmed, even when the ledger does not move (a line placed and
-    // cancelled between two polls): forget the confirmation so the listing
-    // is pushed again.
-    let changed = row.as_ref().is_none_or(|r| {
-        r.get::<String, _>(5) != item.status || r.get::<i64, _>(6) != item.quantity
-    });
-    if changed {
+    let wanted = match item.effect {
+        ItemEffect::Hold => item.quantity,
+        ItemEffect::Release => 0,
+    };
+    // The provider moves its own stock when the units a line holds change:
+    // a new line (a sale lowers it; even one placed and cancelled between
+    // two polls may leave it off, the marketplace floors at 0), a
+    // cancellation, a quantity change. Then what it shows is no longer the
+    // value we confirmed, even when the ledger does not move: forget the
+    // confirmation so the listing is pushed again. A status change that
+    // holds the same units (accepted -> shipped) moves nothing, and pushing
+    // then would set the value the listing already shows.
+    let units_moved = row
+        .as_ref()
+        .is_none_or(|r| r.get::<i64, _>(5) != wanted);
+    if units_moved {
         sqlx::query(
             "UPDATE listings SET confirmed_qty = NULL
              WHERE provider = ? AND listing_id = ? AND (variant_id = ? OR variant_id = '')",
@@ -243,10 +250,6 @@ async fn apply_item(
         )
         .await?;
     }
-    let wanted = match item.effect {
-        ItemEffect::Hold => item.quantity,
-        ItemEffect::Release => 0,
-    };
     report.movements += settle(tx, provider, &item.key, &item.order_ref, wanted, &mut st).await?;
     if st.sku.is_none() && !st.baseline {
         report.unlinked += 1;
@@ -604,6 +607,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(9));
+    }
+
+    /// A line whose status moves without changing the units it holds
+    /// (accepted -> shipped -> delivered) leaves the listing's confirmed
+    /// value alone: pushing it again would set the value it already shows.
+    /// A new line, a cancellation and a quantity change do forget it.
+    #[tokio::test]
+    async fn only_a_change_of_held_units_forgets_the_confirmed_value() {
+        let (_dir, ledger) = seeded().await;
+        let l = ListingRef {
+            provider: P,
+            listing_id: "356".into(),
+            variant_id: String::new(),
+        };
+        ledger
+            .import_mappings(&[("SKU-1".to_string(), l.clone())])
+            .await
+            .unwrap();
+        let confirmed = |ledger: Ledger| async move {
+            ledger.listing_states(P).await.unwrap()[0].confirmed_qty
+        };
+        let mut line = item("1", "356", Some("SKU-1"), 2, ItemEffect::Hold);
+        let steps: &[(&str, ItemEffect, i64, bool)] = &[
+            // (status, effect, quantity, forgets the confirmation)
+            ("accepted", ItemEffect::Hold, 2, true),
+            ("shipped", ItemEffect::Hold, 2, false),
+            ("delivered", ItemEffect::Hold, 2, false),
+            ("delivered", ItemEffect::Hold, 3, true),
+            ("cancelled", ItemEffect::Release, 3, true),
+            ("cancelled-by-seller", ItemEffect::Release, 3, false),
+        ];
+        for (i, (status, effect, qty, forgets)) in steps.iter().enumerate() {
+            ledger
+                .record_push(&l, crate::ledger::PushRecord::Confirmed(7))
+                .await
+                .unwrap();
+            line.status = status.to_string();
+            line.effect = *effect;
+            line.quantity = *qty;
+            line.updated_at = format!("2026-05-08 18:45:0{i}");
+            ledger
+                .apply_orders(P, &changes(vec![line.clone()], "c"), 0)
+                .await
+                .unwrap();
+            let want = if *forgets { None } else { Some(7) };
+            assert_eq!(confirmed(ledger.clone()).await, want, "step {i}: {status}");
+        }
     }
 
     #[tokio::test]
