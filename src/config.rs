@@ -201,6 +201,35 @@ pub struct SyncSettings {
     pub request_timeout: Duration,
     pub max_attempts: u32,
     pub discovery_interval: Duration,
+    /// Protocol windows and retry pacing. Not in the config file: the
+    /// providers fix them. Only the simulator shrinks them, so that many
+    /// windows pass in a test that lasts a second.
+    pub timing: Timing,
+}
+
+/// Time constants the limiter and the retry loop work with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The providers' per-minute windows: "25 requests in any 60 s" (v2
+    /// seed §3), PazarSync and BaZaaRDan likewise per minute.
+    pub rate_window: Duration,
+    /// Added to the window by our limiter: two requests we send a window
+    /// apart may arrive a little closer (network jitter).
+    pub rate_margin: Duration,
+    /// First retry delay, and the most any retry waits (full jitter).
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            rate_window: Duration::from_secs(60),
+            rate_margin: Duration::from_millis(500),
+            retry_base: Duration::from_millis(200),
+            retry_cap: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for SyncSettings {
@@ -213,6 +242,7 @@ impl Default for SyncSettings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
+            timing: Timing::default(),
         }
     }
 }

@@ -224,7 +224,7 @@ pub fn turkey_midnight_before(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+    crate::clock::now_ms()
 }
 
 pub fn ms_to_utc(ms: i64) -> DateTime<Utc> {

@@ -9,15 +9,19 @@
 //! - [`cli`]: the command line; [`sandbox`]: faithful fakes of the providers;
 //! - [`server`]: health, metrics, the status page and the ERP API over HTTP;
 //! - [`lock`] and [`notify`]: one daemon per ledger, and systemd's notify protocol;
-//! - [`demo`]: the sandbox and the daemon together, for a first look.
+//! - [`demo`]: the sandbox and the daemon together, for a first look;
+//! - [`clock`]: the one wall clock everything reads; [`failpoint`]: where
+//!   the simulator kills the process.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod csvin;
 pub mod daemon;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod failpoint;
 pub mod http;
 pub mod ledger;
 pub mod limit;

@@ -9,7 +9,6 @@ use crate::domain::{
 use crate::ledger::{
     AnomalyRow, CatalogProblem, DuplicateLink, Ledger, LedgerError, StockRow, UnlinkedItem,
 };
-use chrono::Utc;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -69,7 +68,7 @@ fn stamp(ms: Option<i64>) -> Option<String> {
 
 pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerError> {
     let now = now_ms();
-    let day_start = turkey_midnight_before(Utc::now()).timestamp_millis();
+    let day_start = turkey_midnight_before(crate::clock::now_utc()).timestamp_millis();
     let mut providers = Vec::new();
     for p in config.enabled_providers() {
         let state = ledger.provider_state(p).await?;
@@ -97,7 +96,8 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
             per_minute_limit: per_minute,
             daily_limit: daily,
             requests_left_today: daily.map(|d| (i64::from(d) - today).max(0)),
-            daily_resets_at: daily.map(|_| next_turkey_midnight(Utc::now()).to_rfc3339()),
+            daily_resets_at: daily
+                .map(|_| next_turkey_midnight(crate::clock::now_utc()).to_rfc3339()),
             last_error: state.last_error,
             last_error_at: stamp(state.last_error_ms),
         });

@@ -9,7 +9,8 @@ use crate::providers::ProviderError;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// A response, read whole (provider answers are small).
@@ -52,9 +53,6 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Used when a server says "rate limited" without saying for how long: one
-/// full window of the per-minute limits.
-pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// Rate-limit answers waited out inside one call before giving up on it.
 const MAX_RATE_LIMITED_PER_CALL: u32 = 5;
 
@@ -64,20 +62,33 @@ pub struct ProviderHttp {
     limiter: Arc<Limiter>,
     policy: RetryPolicy,
     cancel: CancellationToken,
-    /// How long a 429 without `Retry-After` pauses the provider.
-    wait_429: fn() -> Duration,
+    /// A 429 without `Retry-After` means the daily quota (stokdurumu):
+    /// pause until 00:00 Turkey time, not one window.
+    daily_429: bool,
 }
 
-fn one_window() -> Duration {
-    DEFAULT_RATE_LIMIT_WAIT
+/// What one call sent: how many of its attempts may have been carried out
+/// by the provider although no answer said so (the connection dropped or
+/// timed out after the request left, a 5xx, a broken body). A write whose
+/// earlier attempt may have landed must not take the retry's "before" value
+/// for the state before our write.
+#[derive(Debug, Default)]
+pub struct Sends {
+    maybe_applied: AtomicU32,
+}
+
+impl Sends {
+    pub fn maybe_applied(&self) -> u32 {
+        self.maybe_applied.load(Ordering::Relaxed)
+    }
 }
 
 /// Until 00:00 Turkey time, when daily quotas reset.
 pub fn until_daily_reset() -> Duration {
-    let now = chrono::Utc::now();
+    let now = crate::clock::now_utc();
     (crate::domain::next_turkey_midnight(now) - now)
         .to_std()
-        .unwrap_or(DEFAULT_RATE_LIMIT_WAIT)
+        .unwrap_or(Duration::from_secs(60))
 }
 
 impl ProviderHttp {
@@ -98,14 +109,14 @@ impl ProviderHttp {
             limiter,
             policy,
             cancel,
-            wait_429: one_window,
+            daily_429: false,
         })
     }
 
     /// For providers whose 429 means "daily quota used up" (stokdurumu): a
     /// 429 without `Retry-After` pauses until 00:00 Turkey time.
     pub fn daily_429(mut self) -> ProviderHttp {
-        self.wait_429 = until_daily_reset;
+        self.daily_429 = true;
         self
     }
 
@@ -125,6 +136,19 @@ impl ProviderHttp {
         build: impl Fn() -> Result<reqwest::Request, ProviderError>,
         interpret: impl Fn(&Reply) -> Verdict<T>,
     ) -> Result<T, ProviderError> {
+        self.execute_tracked(op, build, interpret, &Sends::default())
+            .await
+    }
+
+    /// As [`execute`](Self::execute), counting in `sends` the attempts the
+    /// provider may have carried out without our hearing of it.
+    pub async fn execute_tracked<T>(
+        &self,
+        op: &str,
+        build: impl Fn() -> Result<reqwest::Request, ProviderError>,
+        interpret: impl Fn(&Reply) -> Verdict<T>,
+        sends: &Sends,
+    ) -> Result<T, ProviderError> {
         let provider = self.limiter.provider();
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
@@ -138,11 +162,18 @@ impl ProviderHttp {
                     e @ LimitError::QuotaExhausted { .. } => {
                         ProviderError::QuotaExhausted(e.to_string())
                     }
+                    e @ LimitError::NotLogged(_) => ProviderError::Ledger(e.to_string()),
                 })?;
             let request = build()?;
+            // Logged, not yet sent: a crash here must cost a permit, never
+            // break the limit.
+            crate::failpoint::point("http.logged_not_sent").await;
             let verdict = match self.client.execute(request).await {
                 Err(e) => {
                     self.limiter.note_outcome(Outcome::NetworkError);
+                    if !e.is_connect() {
+                        sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
+                    }
                     Verdict::Retry(describe_reqwest(&e))
                 }
                 Ok(resp) => {
@@ -151,6 +182,7 @@ impl ProviderHttp {
                     match resp.bytes().await {
                         Err(e) => {
                             self.limiter.note_outcome(Outcome::NetworkError);
+                            sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
                             Verdict::Retry(describe_reqwest(&e))
                         }
                         Ok(body) => {
@@ -159,12 +191,13 @@ impl ProviderHttp {
                                 headers,
                                 body: body.to_vec(),
                             };
-                            self.feedback(&reply.headers);
+                            self.feedback(&reply.headers).await;
                             // 429s are counted by `note_rate_limited` below.
                             if status == StatusCode::TOO_MANY_REQUESTS {
                                 Verdict::RateLimited(retry_after(&reply.headers))
                             } else if status.is_server_error() {
                                 self.limiter.note_outcome(Outcome::ServerError);
+                                sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
                                 Verdict::Retry(format!("HTTP {status}"))
                             } else {
                                 self.limiter.note_outcome(if status.is_client_error() {
@@ -172,7 +205,11 @@ impl ProviderHttp {
                                 } else {
                                     Outcome::Ok
                                 });
-                                interpret(&reply)
+                                let v = interpret(&reply);
+                                if matches!(v, Verdict::Retry(_)) {
+                                    sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
+                                }
+                                v
                             }
                         }
                     }
@@ -180,10 +217,23 @@ impl ProviderHttp {
             };
             match verdict {
                 Verdict::Done(t) => return Ok(t),
-                Verdict::Fail(e) => return Err(e),
+                Verdict::Fail(e) => {
+                    if let ProviderError::QuotaExhausted(_) = &e {
+                        self.limiter.exhaust_today().await;
+                    }
+                    return Err(e);
+                }
                 Verdict::RateLimited(wait) => {
-                    let wait = wait.unwrap_or_else(self.wait_429);
-                    self.limiter.note_rate_limited(wait);
+                    let wait = wait.unwrap_or_else(|| {
+                        if self.daily_429 {
+                            until_daily_reset()
+                        } else {
+                            self.limiter.default_wait()
+                        }
+                    });
+                    self.limiter
+                        .note_rate_limited(wait, &format!("{op}: rate limited"))
+                        .await;
                     rate_limited += 1;
                     if rate_limited >= MAX_RATE_LIMITED_PER_CALL
                         || wait > self.policy.max_inline_wait
@@ -211,17 +261,16 @@ impl ProviderHttp {
 
     /// `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset` (Unix seconds):
     /// nothing more may be sent until then.
-    fn feedback(&self, headers: &HeaderMap) {
+    async fn feedback(&self, headers: &HeaderMap) {
         let remaining = header_u64(headers, "x-ratelimit-remaining");
         let reset = header_u64(headers, "x-ratelimit-reset");
         if let (Some(0), Some(reset)) = (remaining, reset) {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
+            let now = crate::clock::now_utc().timestamp().max(0) as u64;
             let wait = Duration::from_secs(reset.saturating_sub(now).min(24 * 3600));
             if !wait.is_zero() {
-                self.limiter.pause_until(tokio::time::Instant::now() + wait);
+                self.limiter
+                    .pause(wait, "X-RateLimit-Remaining: 0 until X-RateLimit-Reset")
+                    .await;
             }
         }
     }

@@ -444,6 +444,57 @@ impl Ledger {
         Ok(())
     }
 
+    /// When each request to `provider` since `since_ms` was granted, oldest
+    /// first (the limiter reloads its window from these after a restart).
+    pub async fn request_times_since(
+        &self,
+        provider: ProviderName,
+        since_ms: i64,
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT at_ms FROM request_log WHERE provider = ? AND at_ms > ? ORDER BY at_ms",
+        )
+        .bind(provider.as_str())
+        .bind(since_ms)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Writes down a pause `provider` asked for; a later, longer pause wins.
+    pub async fn save_pause(
+        &self,
+        provider: ProviderName,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO provider_pauses (provider, until_ms, reason, set_at_ms) VALUES (?, ?, ?, ?)
+             ON CONFLICT (provider) DO UPDATE SET until_ms = excluded.until_ms,
+                 reason = excluded.reason, set_at_ms = excluded.set_at_ms
+             WHERE excluded.until_ms > provider_pauses.until_ms
+                OR provider_pauses.until_ms < excluded.set_at_ms",
+        )
+        .bind(provider.as_str())
+        .bind(until_ms)
+        .bind(reason)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The end of the last pause `provider` asked for, if any was saved.
+    pub async fn pause_of(&self, provider: ProviderName) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT until_ms FROM provider_pauses WHERE provider = ?")
+                .bind(provider.as_str())
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
     pub async fn requests_since(&self, provider: ProviderName, since_ms: i64) -> Result<i64> {
         Ok(
             sqlx::query_scalar(

@@ -206,9 +206,7 @@ async fn apply_item(
     // confirmation so the listing is pushed again. A status change that
     // holds the same units (accepted -> shipped) moves nothing, and pushing
     // then would set the value the listing already shows.
-    let units_moved = row
-        .as_ref()
-        .is_none_or(|r| r.get::<i64, _>(5) != wanted);
+    let units_moved = row.as_ref().is_none_or(|r| r.get::<i64, _>(5) != wanted);
     if units_moved {
         sqlx::query(
             "UPDATE listings SET confirmed_qty = NULL

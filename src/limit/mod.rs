@@ -8,7 +8,15 @@
 //! grants a permit at time g only if fewer than n permits lie in (g - W, g];
 //! then any window of length W contains at most n grants: take the last grant
 //! g in the window, every other grant in it lies in (g - W, g].
+//!
+//! Restarts: every grant is written to the ledger's request log before the
+//! request is sent (a grant that cannot be logged is not used), and a
+//! server-set pause is written down too. The first permit a new process
+//! asks for first reloads the last window's grants and any pause still
+//! running, so no window holds more than the limit across any number of
+//! restarts (systemd restarts a crashed daemon within seconds).
 
+use crate::config::Timing;
 use crate::domain::{ProviderName, next_turkey_midnight, now_ms, turkey_midnight_before};
 use crate::ledger::Ledger;
 use chrono::{DateTime, Utc};
@@ -40,6 +48,10 @@ pub enum LimitError {
     /// stokdurumu's quota until midnight); the caller moves on.
     #[error("paused by the provider for {}s more", wait.as_secs())]
     Paused { wait: Duration },
+    /// The grant could not be written to the request log; a request that
+    /// is not logged is not sent (the next process could not count it).
+    #[error("cannot record the request in the ledger's request log: {0}")]
+    NotLogged(String),
 }
 
 /// At most `limit` grants in any `period`.
@@ -72,8 +84,19 @@ impl SlidingWindow {
             g.push_back(now);
             Ok(())
         } else {
-            Err(g[0] + self.period)
+            // Reloaded after a restart with a lower limit, the log may hold
+            // more than `limit`: wait until only `limit - 1` remain.
+            Err(g[g.len() - self.limit] + self.period)
         }
+    }
+
+    /// Takes grants made before this process started (from the request
+    /// log), oldest first.
+    fn preload(&self, earlier: impl IntoIterator<Item = Instant>) {
+        let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<Instant> = earlier.into_iter().chain(g.drain(..)).collect();
+        all.sort();
+        g.extend(all);
     }
 
     /// Grants in the window ending now.
@@ -198,26 +221,94 @@ pub enum Outcome {
 pub struct Limiter {
     provider: ProviderName,
     window: Option<SlidingWindow>,
+    /// The window plus the margin: how far back the request log is
+    /// reloaded after a restart.
+    span: Duration,
+    /// How long "slow down" without a time means: one provider window.
+    default_wait: Duration,
     daily: Option<DailyQuota>,
     paused_until: Mutex<Option<Instant>>,
+    restored: tokio::sync::OnceCell<()>,
     stats: Mutex<LimiterStats>,
     ledger: Ledger,
 }
 
 impl Limiter {
+    /// A limiter with the providers' real windows (60 s).
     pub fn new(
         provider: ProviderName,
         per_minute: Option<u32>,
         per_day: Option<u32>,
         ledger: Ledger,
     ) -> Limiter {
+        Limiter::with_timing(provider, per_minute, per_day, ledger, &Timing::default())
+    }
+
+    pub fn with_timing(
+        provider: ProviderName,
+        per_minute: Option<u32>,
+        per_day: Option<u32>,
+        ledger: Ledger,
+        timing: &Timing,
+    ) -> Limiter {
+        let span = timing.rate_window + timing.rate_margin;
         Limiter {
             provider,
-            window: per_minute.map(|n| SlidingWindow::new(n, WINDOW + WINDOW_MARGIN)),
+            window: per_minute.map(|n| SlidingWindow::new(n, span)),
+            span,
+            default_wait: timing.rate_window,
             daily: per_day.map(DailyQuota::new),
             paused_until: Mutex::new(None),
+            restored: tokio::sync::OnceCell::new(),
             stats: Mutex::new(LimiterStats::default()),
             ledger,
+        }
+    }
+
+    /// Reloads what an earlier process left: the grants of the last window
+    /// and a server-set pause still running. Once, before the first permit.
+    async fn restore(&self) {
+        let now = now_ms();
+        let now_i = Instant::now();
+        let span_ms = i64::try_from(self.span.as_millis()).unwrap_or(i64::MAX);
+        if let Some(w) = &self.window {
+            match self
+                .ledger
+                .request_times_since(self.provider, now - span_ms)
+                .await
+            {
+                Ok(times) => {
+                    let earlier: Vec<Instant> = times
+                        .into_iter()
+                        .map(|at| {
+                            let ago = Duration::from_millis(now.saturating_sub(at).max(0) as u64);
+                            now_i.checked_sub(ago).unwrap_or(now_i)
+                        })
+                        .collect();
+                    if !earlier.is_empty() {
+                        tracing::debug!(provider = %self.provider, grants = earlier.len(), "the last window's requests reloaded from the request log");
+                    }
+                    w.preload(earlier);
+                }
+                Err(e) => {
+                    // Unknown history: assume the window is full rather
+                    // than risk a burst over the limit.
+                    tracing::warn!(provider = %self.provider, error = %e, "cannot read the request log; waiting one window before the first request");
+                    w.preload(std::iter::repeat_n(now_i, w.limit));
+                }
+            }
+        }
+        match self.ledger.pause_of(self.provider).await {
+            Ok(Some(until_ms)) if until_ms > now => {
+                let wait = Duration::from_millis((until_ms - now) as u64);
+                tracing::info!(provider = %self.provider, wait_s = wait.as_secs_f64(), "a pause the provider set before the restart still runs");
+                self.hold_until(now_i + wait);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(provider = %self.provider, error = %e, "cannot read a saved pause; waiting one window");
+                self.hold_until(now_i + self.default_wait);
+            }
         }
     }
 
@@ -225,8 +316,10 @@ impl Limiter {
         self.provider
     }
 
-    /// Waits for a permit for one HTTP attempt and records it.
+    /// Waits for a permit for one HTTP attempt and records it in the
+    /// request log. `Ok` means: send now.
     pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), LimitError> {
+        self.restored.get_or_init(|| self.restore()).await;
         let mut waited = false;
         let started = Instant::now();
         loop {
@@ -258,7 +351,8 @@ impl Limiter {
             }
         }
         if let Some(d) = &self.daily {
-            d.take(&self.ledger, self.provider, Utc::now()).await?;
+            d.take(&self.ledger, self.provider, crate::clock::now_utc())
+                .await?;
         }
         {
             let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -268,28 +362,45 @@ impl Limiter {
                 s.wait_ms += started.elapsed().as_millis() as u64;
             }
         }
-        if let Err(e) = self.ledger.log_request(self.provider, now_ms()).await {
-            tracing::warn!(provider = %self.provider, error = %e, "could not record a request in the log");
-        }
-        Ok(())
+        self.ledger
+            .log_request(self.provider, now_ms())
+            .await
+            .map_err(|e| LimitError::NotLogged(e.to_string()))
     }
 
-    /// Stops every caller until `until` (a server said so).
-    pub fn pause_until(&self, until: Instant) {
+    /// Holds every caller until `until`, in memory only.
+    fn hold_until(&self, until: Instant) {
         let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if p.is_none_or(|cur| cur < until) {
             *p = Some(until);
         }
     }
 
-    pub fn note_rate_limited(&self, wait: Duration) {
+    /// Stops every caller for `wait` (a server said so), and writes the
+    /// pause down so a restart inside it keeps it.
+    pub async fn pause(&self, wait: Duration, why: &str) {
+        self.hold_until(Instant::now() + wait);
+        let until = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        if let Err(e) = self.ledger.save_pause(self.provider, until, why).await {
+            tracing::warn!(provider = %self.provider, error = %e, "cannot save the pause; a restart inside it would not know it");
+        }
+    }
+
+    /// How long to pause when a server says "slow down" without saying
+    /// for how long: one provider window.
+    pub fn default_wait(&self) -> Duration {
+        self.default_wait
+    }
+
+    /// A 429 or its equivalent: counted, logged, and every caller paused.
+    pub async fn note_rate_limited(&self, wait: Duration, why: &str) {
         {
             let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             s.rate_limited_answers += 1;
             s.outcomes.rate_limited += 1;
         }
-        tracing::warn!(provider = %self.provider, wait_s = wait.as_secs_f64(), "provider said slow down; pausing");
-        self.pause_until(Instant::now() + wait);
+        tracing::warn!(provider = %self.provider, wait_s = wait.as_secs_f64(), reason = why, "provider said slow down; pausing");
+        self.pause(wait, why).await;
     }
 
     /// Counts one HTTP attempt's outcome (429s are counted by
@@ -318,7 +429,7 @@ impl Limiter {
 
     /// Requests spent today (since 00:00 Turkey time), from the request log.
     pub async fn used_today(&self) -> u32 {
-        let since = turkey_midnight_before(Utc::now()).timestamp_millis();
+        let since = turkey_midnight_before(crate::clock::now_utc()).timestamp_millis();
         let logged = self
             .ledger
             .requests_since(self.provider, since)
@@ -329,14 +440,16 @@ impl Limiter {
     }
 
     /// The provider said today's quota is spent: no request until 00:00
-    /// Turkey time.
-    pub fn exhaust_today(&self) {
+    /// Turkey time, across restarts too.
+    pub async fn exhaust_today(&self) {
+        let now = crate::clock::now_utc();
         if let Some(d) = &self.daily {
-            d.exhaust(Utc::now());
+            d.exhaust(now);
         }
-        let now = Utc::now();
-        let wait = (next_turkey_midnight(now) - now).to_std().unwrap_or(WINDOW);
-        self.pause_until(Instant::now() + wait);
+        let wait = (next_turkey_midnight(now) - now)
+            .to_std()
+            .unwrap_or(self.default_wait);
+        self.pause(wait, "daily quota used up").await;
     }
 
     pub fn daily_limit(&self) -> Option<u32> {
@@ -411,20 +524,80 @@ mod tests {
         let l = Limiter::new(ProviderName::Eticaret, Some(25), None, ledger);
         let cancel = CancellationToken::new();
         let start = Instant::now();
-        l.note_rate_limited(Duration::from_millis(300));
+        l.note_rate_limited(Duration::from_millis(300), "test")
+            .await;
         l.acquire(&cancel).await.unwrap();
         assert!(start.elapsed() >= Duration::from_millis(300));
         assert_eq!(l.stats().rate_limited_answers, 1);
         // A waiting caller is released by cancellation, with no permit.
-        l.note_rate_limited(Duration::from_secs(60));
+        l.note_rate_limited(Duration::from_secs(60), "test").await;
         cancel.cancel();
         assert_eq!(l.acquire(&cancel).await, Err(LimitError::Cancelled));
         // A pause longer than a caller should block is reported at once.
-        l.note_rate_limited(Duration::from_secs(600));
+        l.note_rate_limited(Duration::from_secs(600), "test").await;
         assert!(matches!(
             l.acquire(&CancellationToken::new()).await,
             Err(LimitError::Paused { wait }) if wait > LONG_PAUSE
         ));
+    }
+
+    /// Defect: after kill -9 and an immediate restart the window started
+    /// empty, and the v2 site saw 8 requests over its 25 in one minute.
+    #[tokio::test]
+    async fn a_restart_inside_the_window_keeps_the_window_full() {
+        let (_dir, ledger) = temp_ledger().await;
+        let cancel = CancellationToken::new();
+        let first = Limiter::new(ProviderName::Eticaret, Some(5), None, ledger.clone());
+        for _ in 0..5 {
+            first.acquire(&cancel).await.unwrap();
+        }
+        drop(first);
+        // The restarted process reads the same request log.
+        let again = Limiter::new(ProviderName::Eticaret, Some(5), None, ledger.clone());
+        let sixth = tokio::time::timeout(Duration::from_millis(300), again.acquire(&cancel)).await;
+        assert!(
+            sixth.is_err(),
+            "a sixth request inside the window was granted after a restart"
+        );
+        // Another provider's window is its own.
+        let other = Limiter::new(ProviderName::Bazaardan, Some(5), None, ledger);
+        other.acquire(&cancel).await.unwrap();
+    }
+
+    /// A pause a provider set (429 + Retry-After, AUTH004, X-RateLimit-Reset)
+    /// holds across a restart.
+    #[tokio::test]
+    async fn a_pause_the_provider_set_survives_a_restart() {
+        let (_dir, ledger) = temp_ledger().await;
+        let cancel = CancellationToken::new();
+        let l = Limiter::new(ProviderName::Pazarsync, Some(60), None, ledger.clone());
+        l.note_rate_limited(Duration::from_secs(30), "test").await;
+        drop(l);
+        let l = Limiter::new(ProviderName::Pazarsync, Some(60), None, ledger.clone());
+        let got = tokio::time::timeout(Duration::from_millis(300), l.acquire(&cancel)).await;
+        assert!(got.is_err(), "a request went out inside a saved pause");
+        // A long one (a daily quota used up) is reported at once, not waited.
+        let l = Limiter::new(ProviderName::Stokdurumu, None, Some(500), ledger.clone());
+        l.pause(Duration::from_secs(3600), "test").await;
+        drop(l);
+        let l = Limiter::new(ProviderName::Stokdurumu, None, Some(500), ledger);
+        assert!(matches!(
+            l.acquire(&cancel).await,
+            Err(LimitError::Paused { wait }) if wait > Duration::from_secs(3500)
+        ));
+    }
+
+    /// Grants reloaded with a lower limit than they were made under still
+    /// hold the next grant back until the window has room.
+    #[test]
+    fn a_window_reloaded_over_its_limit_waits_for_room() {
+        let w = SlidingWindow::new(2, Duration::from_secs(60));
+        let t0 = Instant::now();
+        w.preload([t0, t0 + Duration::from_secs(1), t0 + Duration::from_secs(2)]);
+        let at = t0 + Duration::from_secs(3);
+        assert_eq!(w.try_acquire(at), Err(t0 + Duration::from_secs(61)));
+        assert_eq!(w.try_acquire(t0 + Duration::from_secs(61)), Ok(()));
+        assert_eq!(w.in_window(t0 + Duration::from_secs(61)), 2);
     }
 
     #[tokio::test]
@@ -448,7 +621,7 @@ mod tests {
         let LimitError::QuotaExhausted { resets_at, .. } = err else {
             panic!("{err:?}")
         };
-        assert_eq!(resets_at, next_turkey_midnight(Utc::now()));
+        assert_eq!(resets_at, next_turkey_midnight(crate::clock::now_utc()));
         // Another provider's budget is its own.
         let other = Limiter::new(ProviderName::Pazarsync, None, Some(3), reopened);
         other.acquire(&cancel).await.unwrap();

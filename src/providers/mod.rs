@@ -234,6 +234,8 @@ pub fn build_all(
 ) -> Result<Vec<Arc<dyn Provider>>, ProviderError> {
     let policy = RetryPolicy {
         max_attempts: config.sync.max_attempts,
+        base: config.sync.timing.retry_base,
+        cap: config.sync.timing.retry_cap,
         ..RetryPolicy::default()
     };
     let mut out: Vec<Arc<dyn Provider>> = Vec::new();

@@ -200,7 +200,7 @@ impl FakeBazaardan {
         };
         let was = std::mem::replace(&mut item.status, status.to_string());
         if touch {
-            item.updated_at = Utc::now();
+            item.updated_at = crate::clock::now_utc();
         }
         let (key, qty) = ((item.product_id, item.variant), item.quantity);
         if status == "cancelled"
@@ -268,7 +268,7 @@ fn insert_item(
 ) -> u64 {
     d.next_item += 1;
     let id = d.next_item;
-    let now = Utc::now();
+    let now = crate::clock::now_utc();
     d.items.insert(
         id,
         Item {
@@ -380,7 +380,7 @@ async fn handle(
             "Missing or bad timestamp",
         );
     };
-    if (Utc::now().timestamp() - ts).abs() > TIMESTAMP_WINDOW_S {
+    if (crate::clock::now_utc().timestamp() - ts).abs() > TIMESTAMP_WINDOW_S {
         s.data().counters.expired_timestamps += 1;
         s.data().counters.auth_failures += 1;
         return error(
@@ -572,7 +572,7 @@ fn stock_update(s: &Shared, body: &[u8]) -> Response {
         "new_stock": stock,
         "updated": true,
         "external_ref": v.get("external_ref").cloned().unwrap_or(Value::Null),
-        "updated_at": format_turkey(Utc::now()),
+        "updated_at": format_turkey(crate::clock::now_utc()),
     }))
 }
 

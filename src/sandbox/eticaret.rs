@@ -135,7 +135,7 @@ impl FakeEticaret {
         for (code, barcode, q) in lines {
             move_stock(&mut d, code, barcode, -q);
         }
-        let now = Utc::now();
+        let now = crate::clock::now_utc();
         d.orders.insert(
             id,
             Order {
@@ -158,7 +158,7 @@ impl FakeEticaret {
             return;
         };
         let was = std::mem::replace(&mut o.status, status);
-        o.updated_at = Utc::now();
+        o.updated_at = crate::clock::now_utc();
         let lines = o.lines.clone();
         if status == 5 && was != 5 {
             for (code, barcode, q) in lines {

@@ -118,7 +118,7 @@ impl FakePazarsync {
             return;
         };
         let was = std::mem::replace(&mut o.status, status.to_string());
-        o.updated_at = Utc::now();
+        o.updated_at = crate::clock::now_utc();
         let items = o.items.clone();
         if status == "cancelled" && was != "cancelled" {
             for (_, pid, _, q) in items {
@@ -176,7 +176,7 @@ async fn handle(
             "X-RateLimit-Remaining",
             (limit as usize).saturating_sub(used).into(),
         );
-        let reset = Utc::now().timestamp() + 60;
+        let reset = crate::clock::now_utc().timestamp() + 60;
         h.insert("X-RateLimit-Reset", reset.into());
     }
     resp
@@ -349,7 +349,7 @@ async fn route(
                 Some(p) => {
                     p.stock = stock;
                     axum::Json(json!({"id": parts[3], "sku": p.sku, "stock": stock,
-                                      "updated_at": iso(Utc::now())}))
+                                      "updated_at": iso(crate::clock::now_utc())}))
                     .into_response()
                 }
             }
@@ -460,7 +460,7 @@ impl Fake for FakePazarsync {
         let p = d.products.get_mut(&l.listing_id)?;
         p.stock = (p.stock - quantity).max(0);
         let sku = p.sku.clone();
-        let now = Utc::now();
+        let now = crate::clock::now_utc();
         d.orders.insert(
             id.clone(),
             Order {

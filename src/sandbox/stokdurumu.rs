@@ -11,7 +11,6 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -100,7 +99,7 @@ impl FakeStokdurumu {
     pub fn set_by_hand(&self, id: u64, stock: i64) {
         if let Some(p) = self.shared.data().products.get_mut(&id) {
             p.stock = stock;
-            p.updated_at = format_turkey(Utc::now());
+            p.updated_at = format_turkey(crate::clock::now_utc());
         }
     }
 
@@ -233,7 +232,7 @@ fn stock(s: &Shared, body: &[u8]) -> Response {
         }
     };
     p.stock = new;
-    p.updated_at = format_turkey(Utc::now());
+    p.updated_at = format_turkey(crate::clock::now_utc());
     axum::Json(json!({
         "success": true, "product_id": id, "action": action,
         "old_qty": old, "new_qty": new, "change_qty": new - old
@@ -296,7 +295,7 @@ impl Fake for FakeStokdurumu {
             Product {
                 sku: sku.to_string(),
                 stock,
-                updated_at: format_turkey(Utc::now()),
+                updated_at: format_turkey(crate::clock::now_utc()),
             },
         );
         ListingRef {

@@ -26,7 +26,7 @@ pub fn signature(secret: &str, method: &str, path: &str, timestamp: i64, body: &
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 pub fn system_clock() -> Clock {
-    Arc::new(|| chrono::Utc::now().timestamp())
+    Arc::new(|| crate::clock::now_utc().timestamp())
 }
 
 /// Applies credentials to requests. Called on every attempt, so a retried

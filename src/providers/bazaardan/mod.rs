@@ -53,11 +53,12 @@ impl Bazaardan {
         cancel: CancellationToken,
         clock: auth::Clock,
     ) -> Result<Bazaardan, ProviderError> {
-        let limiter = Arc::new(Limiter::new(
+        let limiter = Arc::new(Limiter::with_timing(
             ProviderName::Bazaardan,
             Some(cfg.requests_per_minute),
             None,
             ledger,
+            &sync.timing,
         ));
         let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?;
         let signer = auth::Signer::new(cfg.client_id.clone(), cfg.client_secret.clone(), clock);
@@ -109,7 +110,10 @@ impl Bazaardan {
             product_id,
             variant_combination_id: variant,
             stock: push.quantity,
-            external_ref: Some(format!("stoksync-{}", Utc::now().timestamp_millis())),
+            external_ref: Some(format!(
+                "stoksync-{}",
+                crate::clock::now_utc().timestamp_millis()
+            )),
         };
         match self.client.stock_update(&body).await {
             Ok(done) if done.new_stock == push.quantity => {

@@ -49,11 +49,12 @@ impl Eticaret {
         policy: RetryPolicy,
         cancel: CancellationToken,
     ) -> Result<Eticaret, ProviderError> {
-        let limiter = Arc::new(Limiter::new(
+        let limiter = Arc::new(Limiter::with_timing(
             ProviderName::Eticaret,
             Some(cfg.requests_per_minute),
             None,
             ledger,
+            &sync.timing,
         ));
         let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?;
         Ok(Eticaret {

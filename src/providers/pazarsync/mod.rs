@@ -90,11 +90,12 @@ impl Pazarsync {
         policy: RetryPolicy,
         cancel: CancellationToken,
     ) -> Result<Pazarsync, ProviderError> {
-        let limiter = Arc::new(Limiter::new(
+        let limiter = Arc::new(Limiter::with_timing(
             ProviderName::Pazarsync,
             Some(cfg.requests_per_minute),
             cfg.requests_per_day,
             ledger,
+            &sync.timing,
         ));
         let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?;
         Ok(Pazarsync {

@@ -58,7 +58,6 @@ impl Client {
         let url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
             ProviderError::Config(format!("bad stokdurumu URL {}{path}: {e}", self.base))
         })?;
-        let limiter = self.http.limiter().clone();
         let build = || {
             let mut req = self
                 .http
@@ -74,14 +73,9 @@ impl Client {
             req.build()
                 .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
         };
-        let interpret = |reply: &Reply| {
-            let v = interpret::<T>(reply);
-            if let Verdict::Fail(ProviderError::QuotaExhausted(_)) = &v {
-                limiter.exhaust_today();
-            }
-            v
-        };
-        self.http.execute(op, build, interpret).await
+        // A 402 (plan limit) pauses the provider until 00:00 Turkey time:
+        // the HTTP layer does that for every `QuotaExhausted`.
+        self.http.execute(op, build, interpret::<T>).await
     }
 }
 

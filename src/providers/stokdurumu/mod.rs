@@ -29,7 +29,7 @@ use crate::providers::{
     OrderMemory, PollRequest, Provider, ProviderError, PushResults, listing_outcome,
 };
 use async_trait::async_trait;
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -58,11 +58,12 @@ impl Stokdurumu {
         policy: RetryPolicy,
         cancel: CancellationToken,
     ) -> Result<Stokdurumu, ProviderError> {
-        let limiter = Arc::new(Limiter::new(
+        let limiter = Arc::new(Limiter::with_timing(
             ProviderName::Stokdurumu,
             None,
             cfg.requests_per_day,
             ledger,
+            &sync.timing,
         ));
         let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?.daily_429();
         Ok(Stokdurumu {
@@ -99,7 +100,7 @@ impl Stokdurumu {
         }
         *self.last_read.lock().unwrap_or_else(|e| e.into_inner()) = (Some(Instant::now()), page);
         {
-            let day = turkey_day(Utc::now());
+            let day = turkey_day(crate::clock::now_utc());
             let mut r = self.reads_today.lock().unwrap_or_else(|e| e.into_inner());
             if r.0 != Some(day) {
                 *r = (Some(day), 0);
@@ -115,7 +116,7 @@ impl Stokdurumu {
     async fn read_due(&self) -> bool {
         let (last, pages) = *self.last_read.lock().unwrap_or_else(|e| e.into_inner());
         let limiter = self.limiter();
-        let now = Utc::now();
+        let now = crate::clock::now_utc();
         let day = turkey_day(now);
         let used_by_reads = {
             let r = self.reads_today.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,7 +249,10 @@ impl Provider for Stokdurumu {
                         out.before.push(ExternalCount {
                             listing: push.listing.clone(),
                             observed: old,
-                            stamp: format!("before-set-{}", Utc::now().timestamp_millis()),
+                            stamp: format!(
+                                "before-set-{}",
+                                crate::clock::now_utc().timestamp_millis()
+                            ),
                         });
                     }
                     out.outcomes.push(PushOutcome::Confirmed(push.quantity));
