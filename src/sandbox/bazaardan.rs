@@ -5,7 +5,7 @@
 //! and injectable faults. Placing an order lowers the listing's stock as
 //! the real marketplace does; cancelling it gives the stock back.
 
-use super::{Arrivals, Fault, FaultQueue};
+use super::{Core, Fault};
 use crate::domain::{format_turkey, parse_provider_time};
 use crate::providers::bazaardan::auth::signature;
 use axum::Router;
@@ -30,8 +30,10 @@ const TIMESTAMP_WINDOW_S: i64 = 300;
 pub struct Options {
     pub client_id: String,
     pub client_secret: String,
-    /// Requests per 60 s before answering 429; `None` for no limit.
+    /// Requests per window before answering 429; `None` for no limit.
     pub requests_per_minute: Option<u32>,
+    /// The window the limit counts in (60 s; shorter in the simulator).
+    pub window: Duration,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             client_id: "sandbox-client".into(),
             client_secret: "sandbox-secret".into(),
             requests_per_minute: Some(60),
+            window: Duration::from_secs(60),
         }
     }
 }
@@ -72,14 +75,12 @@ struct Data {
     items: BTreeMap<u64, Item>,
     next_item: u64,
     next_product: u64,
-    counters: Counters,
 }
 
 struct Shared {
     opts: Options,
     data: Mutex<Data>,
-    faults: FaultQueue,
-    arrivals: Arrivals,
+    core: Core,
 }
 
 impl Shared {
@@ -111,13 +112,12 @@ impl FakeBazaardan {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            core: Core::new(opts.window),
             opts,
             data: Mutex::new(Data {
                 next_item: 1000,
                 ..Data::default()
             }),
-            faults: FaultQueue::default(),
-            arrivals: Arrivals::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let stop = CancellationToken::new();
@@ -174,7 +174,10 @@ impl FakeBazaardan {
             }
             None => String::new(),
         };
-        insert_item(&mut d, product_id, variant, &sku, quantity)
+        let id = insert_item(&mut d, product_id, variant, &sku, quantity);
+        drop(d);
+        self.shared.core.changed(&key(product_id, variant));
+        id
     }
 
     /// An order line for a product the fake has no listing for, printing `sku`.
@@ -202,12 +205,14 @@ impl FakeBazaardan {
         if touch {
             item.updated_at = crate::clock::now_utc();
         }
-        let (key, qty) = ((item.product_id, item.variant), item.quantity);
+        let (k, qty) = ((item.product_id, item.variant), item.quantity);
         if status == "cancelled"
             && was != "cancelled"
-            && let Some(l) = d.listings.get_mut(&key)
+            && let Some(l) = d.listings.get_mut(&k)
         {
             l.stock += qty;
+            drop(d);
+            self.shared.core.changed(&key(k.0, k.1));
         }
     }
 
@@ -242,20 +247,23 @@ impl FakeBazaardan {
 
     /// Fails the next `times` requests (to `endpoint`, e.g. "stock_update.php", if given).
     pub fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>) {
-        self.shared.faults.push(fault, times, endpoint);
+        self.shared.core.faults.push(fault, times, endpoint);
     }
 
     pub fn clear_faults(&self) {
-        self.shared.faults.clear();
+        self.shared.core.faults.clear();
     }
 
     pub fn counters(&self) -> Counters {
-        let mut c = self.shared.data().counters.clone();
-        c.max_per_minute = self
-            .shared
-            .arrivals
-            .max_in_any_window(Duration::from_secs(60));
-        c
+        self.shared.core.snapshot()
+    }
+}
+
+/// How the fake names a listing to `Core`.
+fn key(product_id: u64, variant: Option<u64>) -> String {
+    match variant {
+        Some(v) => format!("{product_id}/{v}"),
+        None => product_id.to_string(),
     }
 }
 
@@ -320,46 +328,58 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let arrived = s.arrivals.record();
     let Some(path) = uri.path().strip_prefix(BASE_PATH) else {
+        s.core.arrive("?");
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown path");
     };
     let endpoint = path.trim_start_matches('/').to_string();
-    {
-        let mut d = s.data();
-        d.counters.requests += 1;
-        *d.counters.by_endpoint.entry(endpoint.clone()).or_default() += 1;
+    let arrived = s.core.arrive(&endpoint);
+
+    if s.core.over_minute_limit(arrived, s.opts.requests_per_minute) {
+        return rate_limited(s.core.window_secs());
     }
 
-    if let Some(limit) = s.opts.requests_per_minute
-        && s.arrivals.in_last(arrived, Duration::from_secs(60)) > limit as usize
-    {
-        s.data().counters.limit_violations += 1;
-        return rate_limited(60);
-    }
-
-    if let Some(fault) = s.faults.take(&endpoint) {
-        match fault {
-            Fault::ServerError => {
-                return error(
+    let lost = match s.core.fault(&endpoint) {
+        Ok(lost) => lost,
+        Err(fault) => {
+            return match fault {
+                Fault::ServerError => error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "INTERNAL_ERROR",
                     "Injected failure",
-                );
-            }
-            Fault::Hang(d) => {
-                tokio::time::sleep(d).await;
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL_ERROR",
-                    "Injected hang",
-                );
-            }
-            Fault::Malformed => return (StatusCode::OK, "{\"ok\": tru").into_response(),
-            Fault::RateLimited { retry_after_s } => return rate_limited(retry_after_s),
+                ),
+                Fault::Hang(d) => {
+                    tokio::time::sleep(d).await;
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "INTERNAL_ERROR",
+                        "Injected hang",
+                    )
+                }
+                Fault::Malformed => (StatusCode::OK, "{\"ok\": tru").into_response(),
+                Fault::RateLimited { retry_after_s } => rate_limited(retry_after_s),
+                Fault::Drop | Fault::Lost(_) => super::dropped(),
+            };
         }
+    };
+    let resp = route(&s, &method, &uri, path, &endpoint, &headers, &body, lost.is_none());
+    match lost {
+        Some(l) => s.core.lose(l).await,
+        None => resp,
     }
+}
 
+#[allow(clippy::too_many_arguments)]
+fn route(
+    s: &Shared,
+    method: &Method,
+    uri: &Uri,
+    path: &str,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    answered: bool,
+) -> Response {
     // Authentication, exactly as PROTOCOL.md describes it.
     let header = |name: &str| {
         headers
@@ -368,12 +388,12 @@ async fn handle(
             .unwrap_or("")
     };
     if header("X-BZ-CLIENT-ID") != s.opts.client_id {
-        s.data().counters.auth_failures += 1;
+        s.core.counters().auth_failures += 1;
         return error(StatusCode::UNAUTHORIZED, "UNKNOWN_CLIENT", "Unknown client");
     }
     let Ok(ts) = header("X-BZ-TIMESTAMP").parse::<i64>() else {
-        s.data().counters.expired_timestamps += 1;
-        s.data().counters.auth_failures += 1;
+        s.core.counters().expired_timestamps += 1;
+        s.core.counters().auth_failures += 1;
         return error(
             StatusCode::UNAUTHORIZED,
             "TIMESTAMP_EXPIRED",
@@ -381,8 +401,8 @@ async fn handle(
         );
     };
     if (crate::clock::now_utc().timestamp() - ts).abs() > TIMESTAMP_WINDOW_S {
-        s.data().counters.expired_timestamps += 1;
-        s.data().counters.auth_failures += 1;
+        s.core.counters().expired_timestamps += 1;
+        s.core.counters().auth_failures += 1;
         return error(
             StatusCode::UNAUTHORIZED,
             "TIMESTAMP_EXPIRED",
@@ -398,11 +418,11 @@ async fn handle(
         method.as_str(),
         &signed_path,
         ts,
-        &body,
+        body,
     );
     if header("X-BZ-SIGNATURE") != expected {
-        s.data().counters.bad_signatures += 1;
-        s.data().counters.auth_failures += 1;
+        s.core.counters().bad_signatures += 1;
+        s.core.counters().auth_failures += 1;
         return error(
             StatusCode::UNAUTHORIZED,
             "INVALID_SIGNATURE",
@@ -410,15 +430,13 @@ async fn handle(
         );
     }
 
-    let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
-    match (method, endpoint.as_str()) {
-        (Method::GET, "orders.php") => orders(&s, &query),
-        (Method::GET, "order_detail.php") => order_detail(&s, &query),
+    let query: HashMap<String, String> = Query::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+    match (method.clone(), endpoint) {
+        (Method::GET, "orders.php") => orders(s, &query),
+        (Method::GET, "order_detail.php") => order_detail(s, &query),
         (Method::POST, "stock_update.php") => {
-            let mut d = s.data();
-            d.counters.max_batch = d.counters.max_batch.max(1);
-            drop(d);
-            stock_update(&s, &body)
+            s.core.batch(1);
+            stock_update(s, body, answered)
         }
         _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown endpoint"),
     }
@@ -514,7 +532,7 @@ fn order_detail(s: &Shared, q: &HashMap<String, String>) -> Response {
     }
 }
 
-fn stock_update(s: &Shared, body: &[u8]) -> Response {
+fn stock_update(s: &Shared, body: &[u8], answered: bool) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -565,6 +583,8 @@ fn stock_update(s: &Shared, body: &[u8]) -> Response {
         );
     }
     let old = std::mem::replace(&mut listing.stock, stock);
+    drop(d);
+    s.core.wrote(&key(product_id, variant), old, stock, answered);
     ok(json!({
         "product_id": product_id,
         "variant_combination_id": variant,
@@ -660,5 +680,13 @@ impl super::Fake for FakeBazaardan {
 
     fn counters(&self) -> Counters {
         FakeBazaardan::counters(self)
+    }
+
+    fn forget_answers(&self) {
+        self.shared.core.forget_answers();
+    }
+
+    fn set_tripwire(&self, wire: Option<super::Tripwire>) {
+        self.shared.core.set_tripwire(wire);
     }
 }

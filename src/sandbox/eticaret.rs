@@ -29,6 +29,8 @@ pub struct Options {
     pub api_key: String,
     pub api_secret: String,
     pub requests_per_minute: Option<u32>,
+    /// The window the limit counts in (60 s; shorter in the simulator).
+    pub window: std::time::Duration,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             api_key: "sandbox-key".into(),
             api_secret: "sandbox-secret".into(),
             requests_per_minute: Some(SITE_LIMIT),
+            window: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -64,6 +67,8 @@ struct Data {
     orders: BTreeMap<u64, Order>,
     next_order: u64,
     next_product: u64,
+    /// Listings an order or a cancellation moved, not yet told to `Core`.
+    touched: Vec<String>,
 }
 
 struct Shared {
@@ -75,6 +80,14 @@ struct Shared {
 impl Shared {
     fn data(&self) -> MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells `Core` which listings orders moved since the last call.
+    fn settle_touched(&self) {
+        let touched = std::mem::take(&mut self.data().touched);
+        for l in touched {
+            self.core.changed(&l);
+        }
     }
 }
 
@@ -97,12 +110,12 @@ impl FakeEticaret {
 
     pub async fn start_on(addr: &str, opts: Options) -> std::io::Result<FakeEticaret> {
         let shared = Arc::new(Shared {
+            core: Core::new(opts.window),
             opts,
             data: Mutex::new(Data {
                 next_order: 7000,
                 ..Data::default()
             }),
-            core: Core::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (addr, stop) = super::serve(addr, app, "eticaret").await?;
@@ -148,6 +161,8 @@ impl FakeEticaret {
                     .collect(),
             },
         );
+        drop(d);
+        self.shared.settle_touched();
         id
     }
 
@@ -165,6 +180,18 @@ impl FakeEticaret {
                 move_stock(&mut d, &code, &barcode, q);
             }
         }
+        drop(d);
+        self.shared.settle_touched();
+    }
+
+    /// Every order: (id, status, lines (code, barcode, quantity)).
+    pub fn orders(&self) -> Vec<(u64, i64, Vec<(String, String, f64)>)> {
+        self.shared
+            .data()
+            .orders
+            .iter()
+            .map(|(id, o)| (*id, o.status, o.lines.clone()))
+            .collect()
     }
 }
 
@@ -177,6 +204,15 @@ fn listing(code: &str, barcode: &str) -> ListingRef {
 }
 
 fn move_stock(d: &mut Data, code: &str, barcode: &str, by: f64) {
+    d.touched.push(if d
+        .products
+        .get(code)
+        .is_some_and(|p| p.variants.iter().any(|v| v.0 == barcode))
+    {
+        format!("{code}/{barcode}")
+    } else {
+        code.to_string()
+    });
     if let Some(p) = d.products.get_mut(code) {
         if let Some(v) = p.variants.iter_mut().find(|v| v.0 == barcode) {
             v.1 = (v.1 + by).max(0.0);
@@ -218,30 +254,52 @@ async fn handle(
     if s.core.over_minute_limit(at, s.opts.requests_per_minute) {
         return answer("AUTH004", "Dakikalık erişim limiti aşıldı", Value::Null);
     }
-    if let Some(fault) = s.core.faults.take(&endpoint) {
-        match fault {
-            Fault::ServerError => {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-                    .into_response();
-            }
-            Fault::Hang(d) => {
-                tokio::time::sleep(d).await;
-                return (StatusCode::GATEWAY_TIMEOUT, "timeout").into_response();
-            }
-            Fault::Malformed => return (StatusCode::OK, "{\"code\": \"SUCC").into_response(),
-            Fault::RateLimited { .. } => {
-                return answer("AUTH004", "Dakikalık erişim limiti aşıldı", Value::Null);
-            }
+    let lost = match s.core.fault(&endpoint) {
+        Ok(lost) => lost,
+        Err(fault) => {
+            return match fault {
+                Fault::ServerError => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+                }
+                Fault::Hang(d) => {
+                    tokio::time::sleep(d).await;
+                    (StatusCode::GATEWAY_TIMEOUT, "timeout").into_response()
+                }
+                Fault::Malformed => (StatusCode::OK, "{\"code\": \"SUCC").into_response(),
+                // Another tool on the same site used the window up.
+                Fault::RateLimited { .. } => {
+                    answer("AUTH004", "Dakikalık erişim limiti aşıldı", Value::Null)
+                }
+                Fault::Drop | Fault::Lost(_) => super::dropped(),
+            };
         }
+    };
+    let resp = route(&s, &method, &path, &endpoint, &uri, &headers, &body, lost.is_none());
+    match lost {
+        Some(l) => s.core.lose(l).await,
+        None => resp,
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route(
+    s: &Shared,
+    method: &Method,
+    path: &str,
+    endpoint: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    answered: bool,
+) -> Response {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
     if h("apikey") != s.opts.api_key || h("apisecret") != s.opts.api_secret {
         s.core.counters().auth_failures += 1;
         return answer("AUTH002", "Geçersiz web servis kullanıcısı", Value::Null);
     }
-    let q: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
+    let q: HashMap<String, String> = Query::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
     let int = |k: &str, def: u64| q.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(def);
-    match (method, endpoint.as_str()) {
+    match (method.clone(), endpoint) {
         (Method::GET, "auth") => answer("SUCCESS", "Erişim başarılı", Value::Null),
         (Method::GET, "order/lists") => {
             let (start, size) = (
@@ -338,12 +396,12 @@ async fn handle(
                 json!({"total": rows.len(), "pageSize": n, "list": list}),
             )
         }
-        (Method::POST, "product/updateStocks") => update_stocks(&s, &body),
+        (Method::POST, "product/updateStocks") => update_stocks(s, body, answered),
         _ => answer("AUTH005", "Geçersiz metot", Value::Null),
     }
 }
 
-fn update_stocks(s: &Shared, body: &[u8]) -> Response {
+fn update_stocks(s: &Shared, body: &[u8], answered: bool) -> Response {
     let Some(stocks) = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("stocks").and_then(Value::as_array).cloned())
@@ -360,6 +418,7 @@ fn update_stocks(s: &Shared, body: &[u8]) -> Response {
     }
     let mut d = s.data();
     let mut results = Vec::new();
+    let mut writes = Vec::new();
     for e in &stocks {
         let Some(code) = e.get("code").and_then(Value::as_str) else {
             return answer(
@@ -399,14 +458,17 @@ fn update_stocks(s: &Shared, body: &[u8]) -> Response {
             };
             match p.variants.iter_mut().find(|x| x.0 == b) {
                 Some(x) => {
-                    x.1 = q;
+                    let old = std::mem::replace(&mut x.1, q);
+                    writes.push((format!("{code}/{b}"), old as i64, q as i64));
                     vres.push(json!({"barcode": b, "status": 1}));
                 }
                 None => vres.push(json!({"barcode": b, "status": 2})),
             }
         }
         if variants.is_empty() {
+            let old = p.quantity;
             p.quantity = qty.unwrap_or(p.quantity);
+            writes.push((code.to_string(), old as i64, p.quantity as i64));
             results.push(json!({"code": code, "status": 1, "variants": []}));
         } else {
             p.quantity = p.variants.iter().map(|v| v.1).sum();
@@ -415,6 +477,10 @@ fn update_stocks(s: &Shared, body: &[u8]) -> Response {
                 json!({"code": code, "status": if all_ok { 1 } else { 3 }, "variants": vres}),
             );
         }
+    }
+    drop(d);
+    for (l, old, new) in writes {
+        s.core.wrote(&l, old, new, answered);
     }
     answer(
         "SUCCESS",
@@ -531,5 +597,13 @@ impl Fake for FakeEticaret {
 
     fn counters(&self) -> Counters {
         self.shared.core.snapshot()
+    }
+
+    fn forget_answers(&self) {
+        self.shared.core.forget_answers();
+    }
+
+    fn set_tripwire(&self, wire: Option<super::Tripwire>) {
+        self.shared.core.set_tripwire(wire);
     }
 }

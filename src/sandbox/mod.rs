@@ -10,7 +10,7 @@ pub mod pazarsync;
 pub mod stokdurumu;
 
 use crate::domain::{ListingRef, ProviderName};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -34,6 +34,20 @@ pub struct Counters {
     /// The largest push batch received (entries in one call).
     pub max_batch: usize,
     pub token_fetches: usize,
+    /// Requests carried out whose answer the fake then lost on purpose
+    /// (an injected `Fault::Lost`).
+    pub lost_answers: usize,
+    /// Injected faults the client can only see as a network error (a
+    /// dropped connection, a hang past its timeout).
+    pub network_faults: usize,
+    /// Our writes that set a listing to the value it already showed, when
+    /// the last thing that happened to the listing was an earlier write of
+    /// ours whose answer the client received: a request spent for nothing.
+    pub noop_writes: usize,
+    /// A few of them, described.
+    pub noop_examples: Vec<String>,
+    /// Requests past the daily quota (also counted in `limit_violations`).
+    pub daily_violations: usize,
 }
 
 /// What every fake offers tests (and the sandbox): a product with a SKU,
@@ -66,6 +80,12 @@ pub trait Fake: Send + Sync {
     /// The endpoint name stock pushes go to (for fault injection).
     fn push_endpoint(&self) -> &'static str;
     fn counters(&self) -> Counters;
+    /// The client was killed: no answer given so far counts as received
+    /// (for the no-op-write check).
+    fn forget_answers(&self);
+    /// Runs `wire` after each write of ours is carried out (the simulator
+    /// kills the daemon there), or stops doing so.
+    fn set_tripwire(&self, wire: Option<Tripwire>);
 }
 
 /// One listing as a fake shows it.
@@ -96,15 +116,48 @@ pub(crate) async fn serve(
     Ok((addr, stop))
 }
 
-/// Bookkeeping every fake shares: arrivals, counters, faults.
-#[derive(Default)]
+/// Bookkeeping every fake shares: arrivals, counters, faults, the window
+/// its per-minute limit counts in, daily quota, and what became of our
+/// writes.
 pub(crate) struct Core {
     pub faults: FaultQueue,
     pub arrivals: Arrivals,
     pub counters: Mutex<Counters>,
+    /// The provider's per-minute window (60 s; shorter in the simulator).
+    pub window: Duration,
+    /// Requests counted on the current Turkey day.
+    day: Mutex<Option<(chrono::NaiveDate, usize)>>,
+    /// Per listing: `Some(true)` when the last thing that happened to it
+    /// was our write and its answer went out; `Some(false)` when that answer
+    /// was lost; absent once anything else changed it.
+    known: Mutex<HashMap<String, bool>>,
+    /// Called after every write of ours is carried out (the simulator's
+    /// "kill the daemon now").
+    tripwire: Mutex<Option<Tripwire>>,
+}
+
+/// What the simulator runs when a fake carries out a write.
+pub type Tripwire = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+impl Default for Core {
+    fn default() -> Self {
+        Core::new(Duration::from_secs(60))
+    }
 }
 
 impl Core {
+    pub fn new(window: Duration) -> Core {
+        Core {
+            faults: FaultQueue::default(),
+            arrivals: Arrivals::default(),
+            counters: Mutex::new(Counters::default()),
+            window,
+            day: Mutex::new(None),
+            known: Mutex::new(HashMap::new()),
+            tripwire: Mutex::new(None),
+        }
+    }
+
     /// Records a request to `endpoint`; returns its arrival time.
     pub fn arrive(&self, endpoint: &str) -> Instant {
         let at = self.arrivals.record();
@@ -114,15 +167,41 @@ impl Core {
         at
     }
 
-    /// Whether more than `limit` requests arrived in the 60 s up to `at`
+    /// Whether more than `limit` requests arrived in the window up to `at`
     /// (counted as a violation).
     pub fn over_minute_limit(&self, at: Instant, limit: Option<u32>) -> bool {
-        let over =
-            limit.is_some_and(|l| self.arrivals.in_last(at, Duration::from_secs(60)) > l as usize);
+        let over = limit.is_some_and(|l| self.arrivals.in_last(at, self.window) > l as usize);
         if over {
             self.counters().limit_violations += 1;
         }
         over
+    }
+
+    /// Counts a request against today's quota (days turn at 00:00 Turkey
+    /// time); whether it is past `limit` (counted as a violation).
+    pub fn over_daily_limit(&self, limit: Option<u32>) -> bool {
+        let today = crate::domain::turkey_day(crate::clock::now_utc());
+        let used = {
+            let mut d = self.day.lock().unwrap_or_else(|e| e.into_inner());
+            let n = match *d {
+                Some((day, n)) if day == today => n + 1,
+                _ => 1,
+            };
+            *d = Some((today, n));
+            n
+        };
+        let over = limit.is_some_and(|l| used > l as usize);
+        if over {
+            let mut c = self.counters();
+            c.limit_violations += 1;
+            c.daily_violations += 1;
+        }
+        over
+    }
+
+    /// Seconds to tell a client to wait for the window (`Retry-After`).
+    pub fn window_secs(&self) -> u64 {
+        self.window.as_secs_f64().ceil().max(1.0) as u64
     }
 
     pub fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
@@ -131,7 +210,7 @@ impl Core {
 
     pub fn snapshot(&self) -> Counters {
         let mut c = self.counters().clone();
-        c.max_per_minute = self.arrivals.max_in_any_window(Duration::from_secs(60));
+        c.max_per_minute = self.arrivals.max_in_any_window(self.window);
         c
     }
 
@@ -139,6 +218,108 @@ impl Core {
         let mut c = self.counters();
         c.max_batch = c.max_batch.max(n);
     }
+
+    /// The fault for a request to `endpoint`, split: one that hits before
+    /// the request is carried out is returned as `Err` (answer it and stop),
+    /// one that loses the answer afterwards as `Ok(Some(_))`.
+    pub fn fault(&self, endpoint: &str) -> Result<Option<Lost>, Fault> {
+        match self.faults.take(endpoint) {
+            None => Ok(None),
+            Some(Fault::Lost(l)) => Ok(Some(l)),
+            Some(f) => {
+                if matches!(f, Fault::Drop | Fault::Hang(_)) {
+                    self.counters().network_faults += 1;
+                }
+                Err(f)
+            }
+        }
+    }
+
+    /// Our write set `listing` from `old` to `new`; `answered` is false when
+    /// its answer is about to be lost.
+    pub fn wrote(&self, listing: &str, old: i64, new: i64, answered: bool) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if old == new && known.get(listing) == Some(&true) {
+            let mut c = self.counters();
+            c.noop_writes += 1;
+            if c.noop_examples.len() < 10 {
+                c.noop_examples.push(format!(
+                    "{listing} set to {new}, the value our last answered write left there"
+                ));
+            }
+        }
+        known.insert(listing.to_string(), answered);
+        drop(known);
+        let wire = self
+            .tripwire
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(w) = wire {
+            w();
+        }
+    }
+
+    /// Something other than our write changed `listing` (an order, a
+    /// cancellation, a hand edit).
+    pub fn changed(&self, listing: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(listing);
+    }
+
+    /// The client may not have received any answer given so far (it was
+    /// killed): no write of ours counts as answered.
+    pub fn forget_answers(&self) {
+        for v in self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            *v = false;
+        }
+    }
+
+    pub fn set_tripwire(&self, wire: Option<Tripwire>) {
+        *self.tripwire.lock().unwrap_or_else(|e| e.into_inner()) = wire;
+    }
+
+    /// The answer the client gets when `lost` hits a request that was
+    /// carried out.
+    pub async fn lose(&self, lost: Lost) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        {
+            let mut c = self.counters();
+            c.lost_answers += 1;
+            if matches!(lost, Lost::Drop | Lost::Hang(_)) {
+                c.network_faults += 1;
+            }
+        }
+        match lost {
+            Lost::Drop => dropped(),
+            Lost::Hang(d) => {
+                tokio::time::sleep(d).await;
+                dropped()
+            }
+            Lost::Malformed => (axum::http::StatusCode::OK, "{\"ok\": tr").into_response(),
+            Lost::ServerError => (
+                axum::http::StatusCode::BAD_GATEWAY,
+                "<html>502 Bad Gateway</html>",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// A response the client cannot read: the connection drops before the
+/// body ends.
+pub(crate) fn dropped() -> axum::response::Response {
+    let body = axum::body::Body::from_stream(futures_util::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped"))
+    }));
+    axum::response::Response::new(body)
 }
 
 /// A fault to inject into the next matching requests.
@@ -152,6 +333,24 @@ pub enum Fault {
     Malformed,
     /// HTTP 429 with `Retry-After`.
     RateLimited { retry_after_s: u64 },
+    /// The connection drops before the request is carried out.
+    Drop,
+    /// The request IS carried out, then its answer is lost: the class of
+    /// fault where a retry meets our own earlier write.
+    Lost(Lost),
+}
+
+/// How an answer is lost after the provider carried the request out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lost {
+    /// The connection drops mid-answer.
+    Drop,
+    /// The answer comes too late: the client has timed out.
+    Hang(Duration),
+    /// A body that is not the documented JSON.
+    Malformed,
+    /// A 5xx from a proxy in front of the provider.
+    ServerError,
 }
 
 /// Queued faults, each for a number of requests, optionally for one endpoint.

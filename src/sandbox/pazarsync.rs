@@ -25,7 +25,12 @@ pub struct Options {
     pub client_id: String,
     pub client_secret: String,
     pub requests_per_minute: Option<u32>,
+    /// Requests a day (days turn at 00:00 Turkey time); `None`: unlimited.
+    pub requests_per_day: Option<u32>,
     pub token_lifetime: Duration,
+    /// The window the per-minute limit counts in (60 s; shorter in the
+    /// simulator).
+    pub window: Duration,
 }
 
 impl Default for Options {
@@ -34,7 +39,9 @@ impl Default for Options {
             client_id: "sandbox-client".into(),
             client_secret: "sandbox-secret".into(),
             requests_per_minute: Some(60),
+            requests_per_day: None,
             token_lifetime: Duration::from_secs(3600),
+            window: Duration::from_secs(60),
         }
     }
 }
@@ -97,9 +104,9 @@ impl FakePazarsync {
 
     pub async fn start_on(addr: &str, opts: Options) -> std::io::Result<FakePazarsync> {
         let shared = Arc::new(Shared {
+            core: Core::new(opts.window),
             opts,
             data: Mutex::new(Data::default()),
-            core: Core::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (addr, stop) = super::serve(addr, app, "pazarsync").await?;
@@ -125,8 +132,20 @@ impl FakePazarsync {
                 if let Some(p) = d.products.get_mut(&pid) {
                     p.stock += q;
                 }
+                self.shared.core.changed(&pid);
             }
         }
+    }
+
+    /// Every order: (id, status, items (item id, product id, sku, quantity)).
+    #[allow(clippy::type_complexity)]
+    pub fn orders(&self) -> Vec<(String, String, Vec<(String, String, String, i64)>)> {
+        self.shared
+            .data()
+            .orders
+            .iter()
+            .map(|(id, o)| (id.clone(), o.status.clone(), o.items.clone()))
+            .collect()
     }
 
     /// Moves an order's creation time back (for late changes of old orders).
@@ -162,75 +181,95 @@ async fn handle(
         _ => path.clone(),
     };
     let at = s.core.arrive(&endpoint);
-    let over = s.core.over_minute_limit(at, s.opts.requests_per_minute);
-    let mut resp = route(&s, over, &endpoint, &parts, method, &uri, &headers, &body).await;
+    let over = s.core.over_minute_limit(at, s.opts.requests_per_minute)
+        || s.core.over_daily_limit(s.opts.requests_per_day);
+    let mut resp = if over {
+        let mut r = err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+        );
+        r.headers_mut()
+            .insert("Retry-After", s.core.window_secs().into());
+        r
+    } else {
+        match s.core.fault(&endpoint) {
+            Err(fault) => fault_answer(&s, fault).await,
+            Ok(lost) => {
+                let r = route(
+                    &s,
+                    &endpoint,
+                    &parts,
+                    method,
+                    &uri,
+                    &headers,
+                    &body,
+                    lost.is_none(),
+                );
+                match lost {
+                    Some(l) => s.core.lose(l).await,
+                    None => r,
+                }
+            }
+        }
+    };
     // Every answer carries the limit headers.
     if let Some(limit) = s.opts.requests_per_minute {
-        let used = s
-            .core
-            .arrivals
-            .in_last(Instant::now(), Duration::from_secs(60));
+        let used = s.core.arrivals.in_last(Instant::now(), s.core.window);
         let h = resp.headers_mut();
         h.insert("X-RateLimit-Limit", limit.into());
         h.insert(
             "X-RateLimit-Remaining",
             (limit as usize).saturating_sub(used).into(),
         );
-        let reset = crate::clock::now_utc().timestamp() + 60;
+        let reset = crate::clock::now_utc().timestamp() + s.core.window_secs() as i64;
         h.insert("X-RateLimit-Reset", reset.into());
     }
     resp
 }
 
+/// The answer to a request a fault hits before it is carried out.
+async fn fault_answer(s: &Shared, fault: Fault) -> Response {
+    match fault {
+        Fault::ServerError => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "Injected",
+        ),
+        Fault::Hang(d) => {
+            tokio::time::sleep(d).await;
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Injected hang",
+            )
+        }
+        Fault::Malformed => (StatusCode::OK, "{\"data\": [").into_response(),
+        Fault::RateLimited { retry_after_s } => {
+            let mut r = err(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+            );
+            r.headers_mut()
+                .insert("Retry-After", retry_after_s.max(1).min(s.core.window_secs()).into());
+            r
+        }
+        Fault::Drop | Fault::Lost(_) => super::dropped(),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-async fn route(
+fn route(
     s: &Shared,
-    over: bool,
     endpoint: &str,
     parts: &[&str],
     method: Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    answered: bool,
 ) -> Response {
-    if over {
-        let mut r = err(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Too many requests",
-        );
-        r.headers_mut().insert("Retry-After", 60.into());
-        return r;
-    }
-    if let Some(fault) = s.core.faults.take(endpoint) {
-        match fault {
-            Fault::ServerError => {
-                return err(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "Injected",
-                );
-            }
-            Fault::Hang(d) => {
-                tokio::time::sleep(d).await;
-                return err(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "Injected hang",
-                );
-            }
-            Fault::Malformed => return (StatusCode::OK, "{\"data\": [").into_response(),
-            Fault::RateLimited { retry_after_s } => {
-                let mut r = err(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "Too many requests",
-                );
-                r.headers_mut().insert("Retry-After", retry_after_s.into());
-                return r;
-            }
-        }
-    }
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if endpoint == "auth/token" {
         s.core.counters().token_fetches += 1;
@@ -347,10 +386,13 @@ async fn route(
             match d.products.get_mut(parts[3]) {
                 None => err(StatusCode::NOT_FOUND, "not_found", "Product not found"),
                 Some(p) => {
-                    p.stock = stock;
-                    axum::Json(json!({"id": parts[3], "sku": p.sku, "stock": stock,
+                    let old = std::mem::replace(&mut p.stock, stock);
+                    let r = axum::Json(json!({"id": parts[3], "sku": p.sku, "stock": stock,
                                       "updated_at": iso(crate::clock::now_utc())}))
-                    .into_response()
+                    .into_response();
+                    drop(d);
+                    s.core.wrote(parts[3], old, stock, answered);
+                    r
                 }
             }
         }
@@ -362,16 +404,17 @@ async fn route(
             if items.len() > 100 {
                 return err(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "at most 100 items");
             }
-            let (mut updated, mut errors) = (0, Vec::new());
+            let (mut updated, mut errors, mut writes) = (0, Vec::new(), Vec::new());
             for it in items {
                 let stock = it.get("stock").and_then(Value::as_i64).filter(|s| *s >= 0);
                 let id = it.get("product_id").and_then(Value::as_str).map(str::to_string).or_else(|| {
                     let sku = it.get("sku").and_then(Value::as_str)?;
                     d.products.iter().find(|(_, p)| p.sku == sku).map(|(id, _)| id.clone())
                 });
-                match (id.and_then(|id| d.products.get_mut(&id)), stock) {
+                match (id.clone().and_then(|id| d.products.get_mut(&id)), stock) {
                     (Some(p), Some(st)) => {
-                        p.stock = st;
+                        let old = std::mem::replace(&mut p.stock, st);
+                        writes.push((id.unwrap_or_default(), old, st));
                         updated += 1;
                     }
                     (p, _) => {
@@ -384,6 +427,10 @@ async fn route(
                         errors.push(e);
                     }
                 }
+            }
+            drop(d);
+            for (id, old, new) in writes {
+                s.core.wrote(&id, old, new, answered);
             }
             axum::Json(json!({"updated": updated, "failed": errors.len(), "errors": errors})).into_response()
         }
@@ -470,6 +517,8 @@ impl Fake for FakePazarsync {
                 items: vec![("item_1".into(), l.listing_id.clone(), sku, quantity)],
             },
         );
+        drop(d);
+        self.shared.core.changed(&l.listing_id);
         Some(id)
     }
 
@@ -495,5 +544,13 @@ impl Fake for FakePazarsync {
 
     fn counters(&self) -> Counters {
         self.shared.core.snapshot()
+    }
+
+    fn forget_answers(&self) {
+        self.shared.core.forget_answers();
+    }
+
+    fn set_tripwire(&self, wire: Option<super::Tripwire>) {
+        self.shared.core.set_tripwire(wire);
     }
 }

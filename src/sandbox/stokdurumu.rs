@@ -1,8 +1,16 @@
 //! A faithful fake of stokdurumu REST API v1 (stokdurumu-api.txt and
 //! PROTOCOL.md): bearer key, a daily quota that counts every request and
-//! answers 429 past it, `GET /products` paging (limit max 100), `POST
-//! /stock` (set/add/sub, answering old and new quantity), `{"error": ...}`
-//! shapes, faults, and stock edited by hand in the "panel".
+//! answers 429 past it (days turn at 00:00 Turkey time), `GET /products`
+//! paging (limit max 100), `POST /stock` (set/add/sub, answering old and
+//! new quantity), `GET /stock?product_id=&limit=` (the product's movement
+//! history, newest first, each with its reason), `{"error": ...}` shapes,
+//! faults (before and after a request is carried out), and stock edited by
+//! hand in the "panel".
+//!
+//! The history's shape is not in the seed (it only names the endpoint);
+//! this fake answers `{"movements": [{"id", "product_id", "action", "qty",
+//! "old_qty", "new_qty", "change_qty", "reason", "created_at"}], "meta":
+//! {"total", "limit"}}`, the fields of the documented `POST /stock` answer.
 
 use super::{Core, Counters, Fake, Fault};
 use crate::domain::{ListingRef, ProviderName, format_turkey};
@@ -35,6 +43,22 @@ impl Default for Options {
     }
 }
 
+/// One line of a product's movement history.
+#[derive(Debug, Clone)]
+struct Movement {
+    id: u64,
+    product_id: u64,
+    action: String,
+    qty: i64,
+    old: i64,
+    new: i64,
+    reason: String,
+    at: String,
+}
+
+/// A change made by hand in the panel: (product id, old, new).
+pub type HandEdit = (u64, i64, i64);
+
 #[derive(Debug, Clone)]
 struct Product {
     sku: String,
@@ -46,6 +70,24 @@ struct Product {
 struct Data {
     products: BTreeMap<u64, Product>,
     next_id: u64,
+    history: Vec<Movement>,
+    hand_edits: Vec<HandEdit>,
+}
+
+impl Data {
+    fn log(&mut self, product_id: u64, action: &str, qty: i64, old: i64, new: i64, reason: &str) {
+        let id = self.history.len() as u64 + 1;
+        self.history.push(Movement {
+            id,
+            product_id,
+            action: action.to_string(),
+            qty,
+            old,
+            new,
+            reason: reason.to_string(),
+            at: format_turkey(crate::clock::now_utc()),
+        });
+    }
 }
 
 struct Shared {
@@ -97,10 +139,21 @@ impl FakeStokdurumu {
 
     /// Someone changes the stock by hand in the stokdurumu panel.
     pub fn set_by_hand(&self, id: u64, stock: i64) {
-        if let Some(p) = self.shared.data().products.get_mut(&id) {
-            p.stock = stock;
-            p.updated_at = format_turkey(crate::clock::now_utc());
-        }
+        let mut d = self.shared.data();
+        let Some(p) = d.products.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut p.stock, stock);
+        p.updated_at = format_turkey(crate::clock::now_utc());
+        d.log(id, "set", stock, old, stock, "panelden elle düzeltme");
+        d.hand_edits.push((id, old, stock));
+        drop(d);
+        self.shared.core.changed(&id.to_string());
+    }
+
+    /// Every change made by hand so far, in order.
+    pub fn hand_edits(&self) -> Vec<HandEdit> {
+        self.shared.data().hand_edits.clone()
     }
 
     fn id(l: &ListingRef) -> Option<u64> {
@@ -125,30 +178,31 @@ async fn handle(
     let endpoint = path.trim_start_matches('/').to_string();
     s.core.arrive(&endpoint);
     // Every request counts against the day, reads and refusals included.
-    if let Some(limit) = s.opts.requests_per_day
-        && s.core.counters().requests > limit as usize
-    {
-        s.core.counters().limit_violations += 1;
+    if s.core.over_daily_limit(s.opts.requests_per_day) {
         return err(StatusCode::TOO_MANY_REQUESTS, "Rate limit aşıldı");
     }
-    if let Some(fault) = s.core.faults.take(&endpoint) {
-        match fault {
-            Fault::ServerError => return err(StatusCode::INTERNAL_SERVER_ERROR, "Sunucu hatası"),
-            Fault::Hang(d) => {
-                tokio::time::sleep(d).await;
-                return err(StatusCode::INTERNAL_SERVER_ERROR, "Sunucu hatası");
-            }
-            Fault::Malformed => return (StatusCode::OK, "<html>bakım</html>").into_response(),
-            Fault::RateLimited { retry_after_s } => {
-                let mut r = err(StatusCode::TOO_MANY_REQUESTS, "Rate limit aşıldı");
-                r.headers_mut().insert(
-                    "Retry-After",
-                    retry_after_s.to_string().parse().expect("digits"),
-                );
-                return r;
-            }
+    let lost = match s.core.fault(&endpoint) {
+        Ok(lost) => lost,
+        Err(fault) => {
+            return match fault {
+                Fault::ServerError => err(StatusCode::INTERNAL_SERVER_ERROR, "Sunucu hatası"),
+                Fault::Hang(d) => {
+                    tokio::time::sleep(d).await;
+                    err(StatusCode::INTERNAL_SERVER_ERROR, "Sunucu hatası")
+                }
+                Fault::Malformed => (StatusCode::OK, "<html>bakım</html>").into_response(),
+                Fault::RateLimited { retry_after_s } => {
+                    let mut r = err(StatusCode::TOO_MANY_REQUESTS, "Rate limit aşıldı");
+                    r.headers_mut().insert(
+                        "Retry-After",
+                        retry_after_s.to_string().parse().expect("digits"),
+                    );
+                    r
+                }
+                Fault::Drop | Fault::Lost(_) => super::dropped(),
+            };
         }
-    }
+    };
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -158,11 +212,45 @@ async fn handle(
         return err(StatusCode::UNAUTHORIZED, "Yetkisiz — API anahtarı gerekli");
     }
     let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
-    match (method, endpoint.as_str()) {
+    let resp = match (method, endpoint.as_str()) {
         (Method::GET, "products") => products(&s, &query),
-        (Method::POST, "stock") => stock(&s, &body),
+        (Method::POST, "stock") => stock(&s, &body, lost.is_none()),
+        (Method::GET, "stock") => history(&s, &query),
         _ => err(StatusCode::NOT_FOUND, "Kayıt bulunamadı"),
+    };
+    match lost {
+        Some(l) => s.core.lose(l).await,
+        None => resp,
     }
+}
+
+/// `GET /stock?product_id=&limit=`: one product's movements, newest first.
+fn history(s: &Shared, q: &HashMap<String, String>) -> Response {
+    let Some(id) = q.get("product_id").and_then(|p| p.parse::<u64>().ok()) else {
+        return err(StatusCode::UNPROCESSABLE_ENTITY, "product_id zorunlu");
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 20,
+        Some(Ok(l)) if (1..=100).contains(&l) => l,
+        _ => return err(StatusCode::UNPROCESSABLE_ENTITY, "limit 1..100 olmalı"),
+    };
+    let d = s.data();
+    if !d.products.contains_key(&id) {
+        return err(StatusCode::NOT_FOUND, "Kayıt bulunamadı");
+    }
+    let mine: Vec<&Movement> = d.history.iter().filter(|m| m.product_id == id).collect();
+    let rows: Vec<Value> = mine
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|m| {
+            json!({"id": m.id, "product_id": m.product_id, "action": m.action, "qty": m.qty,
+                   "old_qty": m.old, "new_qty": m.new, "change_qty": m.new - m.old,
+                   "reason": m.reason, "created_at": m.at})
+        })
+        .collect();
+    axum::Json(json!({"movements": rows, "meta": {"total": mine.len(), "limit": limit}}))
+        .into_response()
 }
 
 fn products(s: &Shared, q: &HashMap<String, String>) -> Response {
@@ -197,7 +285,7 @@ fn products(s: &Shared, q: &HashMap<String, String>) -> Response {
     .into_response()
 }
 
-fn stock(s: &Shared, body: &[u8]) -> Response {
+fn stock(s: &Shared, body: &[u8], answered: bool) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return err(StatusCode::BAD_REQUEST, "Geçersiz istek");
     };
@@ -214,6 +302,7 @@ fn stock(s: &Shared, body: &[u8]) -> Response {
     if qty < 0 {
         return err(StatusCode::UNPROCESSABLE_ENTITY, "qty ≥ 0 olmalı");
     }
+    let reason = v.get("reason").and_then(Value::as_str).unwrap_or("");
     s.core.batch(1);
     let mut d = s.data();
     let Some(p) = d.products.get_mut(&id) else {
@@ -233,6 +322,9 @@ fn stock(s: &Shared, body: &[u8]) -> Response {
     };
     p.stock = new;
     p.updated_at = format_turkey(crate::clock::now_utc());
+    d.log(id, action, qty, old, new, reason);
+    drop(d);
+    s.core.wrote(&id.to_string(), old, new, answered);
     axum::Json(json!({
         "success": true, "product_id": id, "action": action,
         "old_qty": old, "new_qty": new, "change_qty": new - old
@@ -335,5 +427,13 @@ impl Fake for FakeStokdurumu {
 
     fn counters(&self) -> Counters {
         self.shared.core.snapshot()
+    }
+
+    fn forget_answers(&self) {
+        self.shared.core.forget_answers();
+    }
+
+    fn set_tripwire(&self, wire: Option<super::Tripwire>) {
+        self.shared.core.set_tripwire(wire);
     }
 }

@@ -55,6 +55,7 @@ impl Env {
             client_id: "test-client".into(),
             client_secret: SECRET.into(),
             requests_per_minute: fake_rpm,
+            ..Options::default()
         })
         .await
         .unwrap();
