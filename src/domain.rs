@@ -145,6 +145,51 @@ pub struct ExternalCount {
     /// Identifies the observation (the provider's change time); part of
     /// the movement's idempotency key.
     pub stamp: String,
+    /// Our writes to the listing since its last confirmation that the
+    /// provider carried out, from its own history. Filled by the engine
+    /// when pushes of ours are unsettled (their answers were lost), so the
+    /// count is not mistaken for a hand edit.
+    pub trail: Option<Trail>,
+}
+
+/// One write of ours the provider carried out: what the listing showed
+/// just before, and what we set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OurWrite {
+    pub tag: String,
+    pub old: i64,
+    pub new: i64,
+}
+
+/// Our writes to one listing that the provider carried out, oldest first,
+/// read from the provider's own history.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Trail {
+    pub writes: Vec<OurWrite>,
+    /// The history reached back past the oldest write asked about, so a
+    /// write missing from it was never carried out.
+    pub complete: bool,
+}
+
+/// What a provider's answer to our write said the listing showed before
+/// it (stokdurumu's `old_qty`): the base for telling hand edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revealed {
+    pub listing: ListingRef,
+    pub old: i64,
+    pub new: i64,
+    /// An earlier attempt of this same call may have been carried out (its
+    /// answer was lost), so `old` may be our own write.
+    pub resent: bool,
+}
+
+/// A push sent whose answer was not recorded: it may or may not have been
+/// carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub qty: i64,
+    pub tag: String,
+    pub sent_at_ms: i64,
 }
 
 /// A listing as a provider's product list shows it (discovery).
@@ -163,6 +208,20 @@ pub struct RemoteListing {
 pub struct StockPush {
     pub listing: ListingRef,
     pub quantity: i64,
+    /// Names this push where the provider keeps it (stokdurumu's reason,
+    /// BaZaaRDan's `external_ref`); set when the push is noted as
+    /// attempted, empty before.
+    pub tag: String,
+}
+
+impl StockPush {
+    pub fn new(listing: ListingRef, quantity: i64) -> StockPush {
+        StockPush {
+            listing,
+            quantity,
+            tag: String::new(),
+        }
+    }
 }
 
 /// How one push of one listing ended.

@@ -81,6 +81,7 @@ fn push(product: u64, qty: i64) -> StockPush {
             variant_id: String::new(),
         },
         quantity: qty,
+        tag: String::new(),
     }
 }
 

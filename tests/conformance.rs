@@ -86,10 +86,7 @@ async fn push(r: &Rig, pushes: &[StockPush]) -> Vec<(ListingRef, PushOutcome)> {
 }
 
 fn to(l: &ListingRef, q: i64) -> StockPush {
-    StockPush {
-        listing: l.clone(),
-        quantity: q,
-    }
+    StockPush::new(l.clone(), q)
 }
 
 async fn auth(kind: ProviderName) {

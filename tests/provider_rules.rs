@@ -25,10 +25,7 @@ async fn adapter(fake: &dyn Fake, table: String) -> (tempfile::TempDir, Ledger, 
 }
 
 fn to(l: &ListingRef, q: i64) -> StockPush {
-    StockPush {
-        listing: l.clone(),
-        quantity: q,
-    }
+    StockPush::new(l.clone(), q)
 }
 
 #[tokio::test]

@@ -16,8 +16,11 @@ pub mod plan;
 pub mod status;
 
 use crate::config::SyncSettings;
-use crate::domain::{ProviderName, PushOutcome, now_ms};
-use crate::ledger::{ApplyReport, DiscoverReport, Ledger, PushRecord};
+use crate::domain::{
+    Attempt, ListingRef, OurWrite, ProviderName, PushOutcome, Revealed, StockPush, Trail, now_ms,
+};
+use crate::failpoint;
+use crate::ledger::{ApplyReport, DiscoverReport, Ledger, PushRecord, Sighting};
 use crate::providers::{PollRequest, Provider, ProviderError};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -150,9 +153,13 @@ impl Engine {
             cursor: state.cursor,
             lookback: self.sync.order_lookback,
         };
-        let changes = p.poll_orders(&req, &self.ledger).await?;
+        let mut changes = p.poll_orders(&req, &self.ledger).await?;
+        failpoint::point("poll.answered").await;
         for a in &changes.anomalies {
             tracing::warn!(provider = %name, item = %a.key, problem = %a.message, "order line kept as an anomaly");
+        }
+        if !changes.external.is_empty() {
+            self.trail_counts(p, &mut changes.external).await?;
         }
         let report = self.ledger.apply_orders(name, &changes, epoch).await?;
         if report.movements > 0 || report.new_items > 0 {
@@ -168,6 +175,108 @@ impl Engine {
         Ok(report)
     }
 
+    /// Counts read from `p` for listings with unsettled pushes get the
+    /// trail of those pushes, so a lost write of ours is not taken for a
+    /// hand edit. A count whose trail cannot be read now is left for the
+    /// next read.
+    async fn trail_counts(
+        &self,
+        p: &dyn Provider,
+        counts: &mut Vec<crate::domain::ExternalCount>,
+    ) -> Result<(), ProviderError> {
+        let unsettled = self.ledger.unsettled(p.name()).await?;
+        if unsettled.is_empty() {
+            return Ok(());
+        }
+        let mut kept = Vec::with_capacity(counts.len());
+        for mut c in counts.drain(..) {
+            if let Some(attempts) = unsettled.get(&c.listing) {
+                let tags: Vec<String> = attempts.iter().map(|a| a.tag.clone()).collect();
+                let since = attempts.first().map_or_else(now_ms, |a| a.sent_at_ms);
+                match self.trail(p, &c.listing, &tags, since).await {
+                    Ok(t) => c.trail = t,
+                    Err(ProviderError::Cancelled) => return Err(ProviderError::Cancelled),
+                    Err(e) => {
+                        tracing::info!(provider = %p.name(), listing = %c.listing, error = %e, "cannot read the history that settles lost answers; the count is read again later");
+                        continue;
+                    }
+                }
+            }
+            kept.push(c);
+        }
+        *counts = kept;
+        Ok(())
+    }
+
+    async fn trail(
+        &self,
+        p: &dyn Provider,
+        listing: &ListingRef,
+        tags: &[String],
+        since_ms: i64,
+    ) -> Result<Option<Trail>, ProviderError> {
+        let t = p.trail(listing, tags, since_ms).await?;
+        if let Some(t) = &t
+            && !t.complete
+        {
+            tracing::warn!(provider = %p.name(), %listing, "the provider's history does not reach back to our unsettled writes; a hand edit before them may be miscounted");
+        }
+        Ok(t)
+    }
+
+    /// What the answer to `push` revealed, as the ledger compares it: exact
+    /// from the answer alone when nothing of ours is unsettled; otherwise
+    /// along our writes in the provider's history (or, when that cannot be
+    /// read, by value).
+    async fn sighting(
+        &self,
+        p: &dyn Provider,
+        push: &StockPush,
+        rev: &Revealed,
+        earlier: &[Attempt],
+    ) -> Sighting {
+        let this = OurWrite {
+            tag: push.tag.clone(),
+            old: rev.old,
+            new: rev.new,
+        };
+        let stamp = format!("push-{}", push.tag);
+        if !rev.resent && earlier.is_empty() {
+            return Sighting {
+                writes: vec![this],
+                stamp,
+                ..Sighting::default()
+            };
+        }
+        let mut tags: Vec<String> = earlier.iter().map(|a| a.tag.clone()).collect();
+        tags.push(push.tag.clone());
+        // The oldest write asked about; for this push alone, its retries
+        // lie within a few minutes.
+        let since = earlier
+            .first()
+            .map_or_else(|| now_ms() - 5 * 60_000, |a| a.sent_at_ms);
+        match self.trail(p, &push.listing, &tags, since).await {
+            Ok(Some(t)) if t.writes.last().is_some_and(|w| w.tag == push.tag) => Sighting {
+                writes: t.writes,
+                stamp,
+                ..Sighting::default()
+            },
+            other => {
+                if let Err(e) = &other {
+                    tracing::info!(provider = %p.name(), listing = %push.listing, error = %e, "cannot read the history that settles lost answers; telling our writes from hand edits by value");
+                }
+                let mut uncertain: Vec<i64> = earlier.iter().map(|a| a.qty).collect();
+                uncertain.push(push.quantity);
+                Sighting {
+                    writes: vec![this],
+                    uncertain,
+                    stamp,
+                    now: None,
+                }
+            }
+        }
+    }
+
     /// Pushes every listing of `p` that differs, batch by batch.
     pub async fn push(
         &self,
@@ -176,26 +285,42 @@ impl Engine {
     ) -> Result<PushReport, ProviderError> {
         let name = p.name();
         let states = self.ledger.listing_states(name).await?;
+        let unsettled = self.ledger.unsettled(name).await?;
         let plan = plan::plan(&states, self.sync.safety_stock);
         let mut report = PushReport {
             planned: plan.pushes.len(),
             ..PushReport::default()
         };
         let mut sent = 0;
-        for batch in p.batches(&plan.pushes) {
+        for mut batch in p.batches(&plan.pushes) {
             if cancel.is_cancelled() {
                 break;
             }
-            self.ledger.mark_attempted(&batch).await?;
+            self.ledger.mark_attempted(&mut batch).await?;
+            failpoint::point("push.noted").await;
             let results = p.push_stock(&batch).await;
+            failpoint::point("push.answered").await;
             for (push, outcome) in batch.iter().zip(&results.outcomes) {
                 sent += 1;
+                let seen = match outcome {
+                    PushOutcome::Confirmed(_) => {
+                        match results.revealed.iter().find(|r| r.listing == push.listing) {
+                            Some(rev) => {
+                                let earlier =
+                                    unsettled.get(&push.listing).map_or(&[][..], Vec::as_slice);
+                                Some(self.sighting(p, push, rev, earlier).await)
+                            }
+                            None => None,
+                        }
+                    }
+                    _ => None,
+                };
                 let record = match outcome {
                     PushOutcome::Confirmed(q) => {
                         report.confirmed += 1;
                         tracing::info!(provider = %name, listing = %push.listing, quantity = q, "push confirmed");
-                        match results.before.iter().find(|b| b.listing == push.listing) {
-                            Some(before) => PushRecord::ConfirmedAfter { qty: *q, before },
+                        match &seen {
+                            Some(sighting) => PushRecord::ConfirmedSeen { qty: *q, sighting },
                             None => PushRecord::Confirmed(*q),
                         }
                     }
@@ -214,6 +339,7 @@ impl Engine {
                     }
                 };
                 report.movements += self.ledger.record_push(&push.listing, record).await?;
+                failpoint::point("push.recorded").await;
             }
             self.health.beat(name);
             if let Some(e) = results.stopped {
@@ -491,7 +617,7 @@ mod tests {
                     .map(|p| PushOutcome::Confirmed(p.quantity))
                     .collect(),
                 stopped: None,
-                before: vec![],
+                revealed: vec![],
             }
         }
         async fn check_credentials(&self) -> Result<(), ProviderError> {

@@ -36,7 +36,9 @@ pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
             continue;
         };
         let want = wanted(qty, safety_stock);
-        if l.confirmed_qty == Some(want) {
+        // An unsettled push may have left another value there: push again
+        // (the answer settles it), even when the confirmed value matches.
+        if l.confirmed_qty == Some(want) && !l.unsettled {
             continue;
         }
         if l.rejected_qty == Some(want) {
@@ -44,10 +46,7 @@ pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
                 .push((l.listing.clone(), Held::Rejected { wanted: want }));
             continue;
         }
-        out.pushes.push(StockPush {
-            listing: l.listing.clone(),
-            quantity: want,
-        });
+        out.pushes.push(StockPush::new(l.listing.clone(), want));
     }
     out
 }
@@ -73,6 +72,7 @@ mod tests {
             ledger_qty: ledger,
             confirmed_qty: confirmed,
             rejected_qty: rejected,
+            unsettled: false,
         }
     }
 
@@ -139,6 +139,21 @@ mod tests {
             assert_eq!(p.pushes.first().map(|s| s.quantity), *push, "case {i}");
             assert_eq!(p.held.first().map(|h| h.1.clone()), *held, "case {i}");
         }
+    }
+
+    /// A push of ours whose answer was lost may have left another value:
+    /// the listing is pushed even when the confirmed value is the wanted
+    /// one (a refused value stays held).
+    #[test]
+    fn an_unsettled_listing_is_pushed_even_when_it_looks_confirmed() {
+        let mut l = listing("1", Some(5), Some(5), None);
+        assert!(plan(std::slice::from_ref(&l), 0).pushes.is_empty());
+        l.unsettled = true;
+        assert_eq!(plan(std::slice::from_ref(&l), 0).pushes[0].quantity, 5);
+        l.rejected_qty = Some(5);
+        let p = plan(&[l], 0);
+        assert!(p.pushes.is_empty());
+        assert_eq!(p.held[0].1, Held::Rejected { wanted: 5 });
     }
 
     #[test]

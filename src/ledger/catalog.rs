@@ -1,10 +1,23 @@
 //! Discovery (linking listings by the SKU a provider prints on them), stock
-//! a provider shows that changed by hand, and pushes in flight.
+//! a provider shows that changed by hand, and pushes whose outcome is
+//! unknown.
+//!
+//! Telling a hand edit from our own write. A listing's `confirmed_qty` is
+//! the value it showed after the last write of ours we heard back about.
+//! Every push is noted in `push_attempts` before it is sent and stays there
+//! until an answer settles it; while a listing has such unsettled pushes,
+//! any of their values may be what it shows (an answer can be lost after
+//! the provider applied the write). So a value the provider reports is
+//! compared not with `confirmed_qty` alone but along our writes the provider
+//! carried out since, read from its own history (`Trail`): a hand edit is
+//! what moved the listing between two of our writes, or after the last.
 
 use super::orders::relink_in;
 use super::stock::{MovementKind, NewMovement, StockChange, apply_movement};
 use super::{Ledger, Result};
-use crate::domain::{ExternalCount, ListingRef, ProviderName, RemoteListing, StockPush, now_ms};
+use crate::domain::{
+    Attempt, ExternalCount, ListingRef, OurWrite, ProviderName, RemoteListing, StockPush, now_ms,
+};
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 use std::collections::{HashMap, HashSet};
@@ -94,8 +107,10 @@ impl Ledger {
                 // anything starts from what the provider shows.
                 sqlx::query(
                     "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?
-                     WHERE provider = ? AND listing_id = ? AND variant_id = ?
-                       AND confirmed_qty IS NULL AND attempted_qty IS NULL",
+                     WHERE provider = ?1 AND listing_id = ?2 AND variant_id = ?3
+                       AND confirmed_qty IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = ?1
+                                       AND a.listing_id = ?2 AND a.variant_id = ?3)",
                 )
                 .bind(r.quantity)
                 .bind(now)
@@ -196,24 +211,104 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Notes the values about to be sent, before sending them.
-    pub async fn mark_attempted(&self, pushes: &[StockPush]) -> Result<()> {
+    /// Notes each push before it is sent, and gives it its tag.
+    pub async fn mark_attempted(&self, pushes: &mut [StockPush]) -> Result<()> {
         let mut tx = self.begin().await?;
-        for push in pushes {
+        let now = now_ms();
+        for push in pushes.iter_mut() {
+            push.tag = format!("{:016x}", fastrand::u64(..));
             sqlx::query(
-                "UPDATE listings SET attempted_qty = ?
-                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                "INSERT INTO push_attempts (provider, listing_id, variant_id, qty, tag, sent_at_ms)
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
-            .bind(push.quantity)
             .bind(push.listing.provider.as_str())
             .bind(&push.listing.listing_id)
             .bind(&push.listing.variant_id)
+            .bind(push.quantity)
+            .bind(&push.tag)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
         Ok(())
     }
+
+    /// Listings of `provider` with pushes whose outcome is unknown, each
+    /// with those pushes, oldest first.
+    pub async fn unsettled(
+        &self,
+        provider: ProviderName,
+    ) -> Result<HashMap<ListingRef, Vec<Attempt>>> {
+        let rows = sqlx::query(
+            "SELECT listing_id, variant_id, qty, tag, sent_at_ms FROM push_attempts
+             WHERE provider = ? ORDER BY id",
+        )
+        .bind(provider.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        let mut out: HashMap<ListingRef, Vec<Attempt>> = HashMap::new();
+        for r in rows {
+            out.entry(ListingRef {
+                provider,
+                listing_id: r.get(0),
+                variant_id: r.get(1),
+            })
+            .or_default()
+            .push(Attempt {
+                qty: r.get(2),
+                tag: r.get(3),
+                sent_at_ms: r.get(4),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What a provider showed of a listing, to compare with what stoksync
+/// knows it set.
+#[derive(Debug, Clone, Default)]
+pub struct Sighting {
+    /// Our writes the provider carried out since the listing's last
+    /// confirmation, oldest first, each with what it showed before.
+    pub writes: Vec<OurWrite>,
+    /// What it shows now, when read (not given after a push: the last
+    /// write's value is).
+    pub now: Option<i64>,
+    /// Values unsettled pushes of ours may have left, when the provider's
+    /// history could not be read: the first value seen is ours if it is one
+    /// of these (or the confirmed one); otherwise the latest of them is
+    /// taken as the base.
+    pub uncertain: Vec<i64>,
+    /// Names the observation in the movement's key.
+    pub stamp: String,
+}
+
+/// Hand-made units in a sighting: what moved the listing between our
+/// writes and after the last, measured from `confirmed`. Returns the units
+/// and the value the listing shows after it all (its new confirmed value).
+pub fn hand_made(confirmed: Option<i64>, s: &Sighting) -> (i64, Option<i64>) {
+    let mut base = confirmed;
+    let mut hand = 0i64;
+    let points = s
+        .writes
+        .iter()
+        .map(|w| (w.old, w.new))
+        .chain(s.now.map(|n| (n, n)));
+    for (i, (seen, after)) in points.enumerate() {
+        if let Some(b) = base {
+            if i == 0 && !s.uncertain.is_empty() {
+                if seen != b && !s.uncertain.contains(&seen) {
+                    let latest = *s.uncertain.last().expect("not empty");
+                    hand = hand.saturating_add(seen.saturating_sub(latest));
+                }
+            } else {
+                hand = hand.saturating_add(seen.saturating_sub(b));
+            }
+        }
+        base = Some(after);
+    }
+    (hand, base)
 }
 
 fn clean(s: &Option<String>) -> Option<&str> {
@@ -228,23 +323,45 @@ fn describe(listing: &str, variant: &str) -> String {
     }
 }
 
-/// Takes what a provider shows for a linked listing. When it differs from
-/// what stoksync last confirmed, and is not the value of a push of ours whose
-/// answer was lost (`attempted_qty`), the difference was made by hand in the
-/// provider's panel: it becomes a movement (once: its key names the
-/// observation) and the shown value becomes the confirmed one.
-///
-/// `before_push` is set when the value came from the answer to our own push
-/// (the stock just before it was set): then the push in flight is this one
-/// and only the confirmed value is the base. Returns movements written.
+/// A count a provider's read showed for a linked listing (stokdurumu's
+/// drift read): with the trail of our unsettled writes when the engine read
+/// one.
+pub(crate) async fn observe_count(conn: &mut SqliteConnection, c: &ExternalCount) -> Result<usize> {
+    let l = &c.listing;
+    let mut sighting = Sighting {
+        now: Some(c.observed),
+        stamp: c.stamp.clone(),
+        ..Sighting::default()
+    };
+    match &c.trail {
+        Some(t) => sighting.writes = t.writes.clone(),
+        None => {
+            sighting.uncertain = sqlx::query_scalar(
+                "SELECT qty FROM push_attempts
+                 WHERE provider = ? AND listing_id = ? AND variant_id = ? ORDER BY id",
+            )
+            .bind(l.provider.as_str())
+            .bind(&l.listing_id)
+            .bind(&l.variant_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        }
+    }
+    observe(conn, l, &sighting).await
+}
+
+/// Takes what a provider showed of a linked listing. Units that moved it
+/// other than by our writes (see [`hand_made`]) were moved by hand in the
+/// provider's panel: they become one `external` movement. The value it
+/// shows after everything becomes the confirmed one, and every unsettled
+/// push of the listing is settled. Returns movements written.
 pub(crate) async fn observe(
     conn: &mut SqliteConnection,
-    c: &ExternalCount,
-    before_push: bool,
+    l: &ListingRef,
+    s: &Sighting,
 ) -> Result<usize> {
-    let l = &c.listing;
     let Some(row) = sqlx::query(
-        "SELECT sku, confirmed_qty, attempted_qty FROM listings
+        "SELECT sku, confirmed_qty FROM listings
          WHERE provider = ? AND listing_id = ? AND variant_id = ?",
     )
     .bind(l.provider.as_str())
@@ -255,34 +372,32 @@ pub(crate) async fn observe(
     else {
         return Ok(0);
     };
-    let (sku, confirmed, attempted): (String, Option<i64>, Option<i64>) =
-        (row.get(0), row.get(1), row.get(2));
-    // Never confirmed: there is no base to measure a hand-made change from.
-    let Some(confirmed) = confirmed else {
-        return Ok(0);
-    };
-    if c.observed == confirmed {
-        return Ok(0);
-    }
+    let (sku, confirmed): (String, Option<i64>) = (row.get(0), row.get(1));
+    let (hand, shows) = hand_made(confirmed, s);
     let mut written = 0;
-    if before_push || attempted != Some(c.observed) {
+    if hand != 0 {
+        // Unique per observation: an observation is applied in the same
+        // transaction that moves the confirmed value past it, so it can
+        // never be applied twice, while two hand edits can look alike.
         let key = format!(
-            "{}/manual/{}/{}/{}",
+            "{}/manual/{}/{}/{}-{:08x}",
             l.provider,
             listing_key(l),
-            c.stamp,
-            c.observed
+            s.stamp,
+            now_ms(),
+            fastrand::u32(..)
         );
         let reason = format!(
-            "changed by hand in {}: {} -> {} on listing {}",
-            l.provider, confirmed, c.observed, l
+            "changed by hand in {}: {hand:+} on listing {l} (it shows {})",
+            l.provider,
+            shows.map_or("?".to_string(), |v| v.to_string())
         );
         let applied = apply_movement(
             conn,
             NewMovement {
                 key: &key,
                 sku: &sku,
-                change: StockChange::By(c.observed - confirmed),
+                change: StockChange::By(hand),
                 kind: MovementKind::External,
                 source: l.provider.as_str(),
                 reason: &reason,
@@ -291,20 +406,126 @@ pub(crate) async fn observe(
         .await?;
         written = usize::from(applied.is_some());
     }
+    if let Some(v) = shows {
+        sqlx::query(
+            "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?
+             WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+        )
+        .bind(v)
+        .bind(now_ms())
+        .bind(l.provider.as_str())
+        .bind(&l.listing_id)
+        .bind(&l.variant_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    settle(conn, l).await?;
+    Ok(written)
+}
+
+/// Forgets the unsettled pushes of `l`: an answer or an observation has
+/// accounted for them.
+pub(crate) async fn settle(conn: &mut SqliteConnection, l: &ListingRef) -> Result<()> {
     sqlx::query(
-        "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?, attempted_qty = NULL
-         WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+        "DELETE FROM push_attempts WHERE provider = ? AND listing_id = ? AND variant_id = ?",
     )
-    .bind(c.observed)
-    .bind(now_ms())
     .bind(l.provider.as_str())
     .bind(&l.listing_id)
     .bind(&l.variant_id)
     .execute(&mut *conn)
     .await?;
-    Ok(written)
+    Ok(())
 }
 
 fn listing_key(l: &ListingRef) -> String {
     describe(&l.listing_id, &l.variant_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(old: i64, new: i64) -> OurWrite {
+        OurWrite {
+            tag: "t".into(),
+            old,
+            new,
+        }
+    }
+
+    #[test]
+    fn hand_edits_are_what_moved_a_listing_between_our_writes() {
+        // (confirmed, writes, now, uncertain) -> (hand, shows)
+        type Case = (
+            Option<i64>,
+            Vec<OurWrite>,
+            Option<i64>,
+            Vec<i64>,
+            (i64, Option<i64>),
+        );
+        let cases: Vec<Case> = vec![
+            // a plain answer: before 8 where we had 10 -> -2 by hand
+            (Some(10), vec![w(8, 15)], None, vec![], (-2, Some(15))),
+            // our lost write landed, the retry saw it: nothing by hand
+            (
+                Some(10),
+                vec![w(10, 15), w(15, 15)],
+                None,
+                vec![],
+                (0, Some(15)),
+            ),
+            // a hand edit between our lost write and its retry
+            (
+                Some(10),
+                vec![w(10, 15), w(13, 15)],
+                None,
+                vec![],
+                (-2, Some(15)),
+            ),
+            // a hand edit before our write that was then lost
+            (
+                Some(10),
+                vec![w(9, 15), w(15, 15)],
+                None,
+                vec![],
+                (-1, Some(15)),
+            ),
+            // a read after our lost write, and after a later hand edit
+            (Some(10), vec![w(10, 15)], Some(15), vec![], (0, Some(15))),
+            (Some(10), vec![w(10, 15)], Some(12), vec![], (-3, Some(12))),
+            // a read with nothing of ours in between
+            (Some(10), vec![], Some(7), vec![], (-3, Some(7))),
+            // never confirmed: no base for the first comparison
+            (
+                None,
+                vec![w(3, 15), w(14, 15)],
+                None,
+                vec![],
+                (-1, Some(15)),
+            ),
+            (None, vec![], Some(4), vec![], (0, Some(4))),
+            // no history: a value one of our unsettled pushes may have left
+            // is ours; another is measured from the latest of them
+            (Some(10), vec![w(15, 20)], None, vec![15, 20], (0, Some(20))),
+            (Some(10), vec![w(10, 20)], None, vec![15, 20], (0, Some(20))),
+            (
+                Some(10),
+                vec![w(18, 20)],
+                None,
+                vec![15, 20],
+                (-2, Some(20)),
+            ),
+            (Some(10), vec![], Some(15), vec![15], (0, Some(15))),
+            (Some(10), vec![], Some(13), vec![15], (-2, Some(13))),
+        ];
+        for (i, (confirmed, writes, now, uncertain, want)) in cases.into_iter().enumerate() {
+            let s = Sighting {
+                writes,
+                now,
+                uncertain,
+                stamp: String::new(),
+            };
+            assert_eq!(hand_made(confirmed, &s), want, "case {i}");
+        }
+    }
 }

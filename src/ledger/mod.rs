@@ -13,11 +13,11 @@ mod catalog;
 mod orders;
 mod stock;
 
-pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink};
+pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_made};
 pub use orders::{ApplyReport, KnownItem};
 pub use stock::{MovementKind, StockChange};
 
-use crate::domain::{ExternalCount, ListingRef, ProviderName, now_ms};
+use crate::domain::{ListingRef, ProviderName, now_ms};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -94,6 +94,9 @@ pub struct ListingState {
     pub ledger_qty: Option<i64>,
     pub confirmed_qty: Option<i64>,
     pub rejected_qty: Option<i64>,
+    /// Pushes of ours to it are unsettled (an answer was lost): it may show
+    /// any of their values, so `confirmed_qty` alone cannot be trusted.
+    pub unsettled: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -128,11 +131,11 @@ pub struct AnomalyRow {
 /// What the push of one listing ended as, to record.
 pub enum PushRecord<'a> {
     Confirmed(i64),
-    /// Confirmed, and the provider said what it showed just before (a
-    /// difference from the last confirmed value was made by hand).
-    ConfirmedAfter {
+    /// Confirmed, and the provider said what the listing showed before (a
+    /// difference not made by our writes was made by hand).
+    ConfirmedSeen {
         qty: i64,
-        before: &'a ExternalCount,
+        sighting: &'a Sighting,
     },
     Rejected {
         wanted: i64,
@@ -290,7 +293,9 @@ impl Ledger {
     /// Every listing of `provider` with its SKU's ledger quantity.
     pub async fn listing_states(&self, provider: ProviderName) -> Result<Vec<ListingState>> {
         let rows = sqlx::query(
-            "SELECT l.listing_id, l.variant_id, l.sku, s.quantity, l.confirmed_qty, l.rejected_qty
+            "SELECT l.listing_id, l.variant_id, l.sku, s.quantity, l.confirmed_qty, l.rejected_qty,
+                    EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = l.provider
+                            AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id)
              FROM listings l LEFT JOIN stock s ON s.sku = l.sku
              WHERE l.provider = ? ORDER BY l.listing_id, l.variant_id",
         )
@@ -309,31 +314,35 @@ impl Ledger {
                 ledger_qty: r.get(3),
                 confirmed_qty: r.get(4),
                 rejected_qty: r.get(5),
+                unsettled: r.get::<i64, _>(6) != 0,
             })
             .collect())
     }
 
     /// Records how a push ended; returns the movements it wrote (a change
-    /// made by hand that the provider's answer revealed).
+    /// made by hand that the provider's answer revealed). A confirmed push
+    /// settles every unsettled push of the listing; a refused or failed one
+    /// leaves them (a refusal says nothing of earlier lost answers).
     pub async fn record_push(&self, listing: &ListingRef, record: PushRecord<'_>) -> Result<usize> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let mut movements = 0;
         let q = match record {
-            PushRecord::Confirmed(qty) | PushRecord::ConfirmedAfter { qty, .. } => {
-                if let PushRecord::ConfirmedAfter { before, .. } = record {
-                    movements = catalog::observe(&mut tx, before, true).await?;
+            PushRecord::Confirmed(qty) | PushRecord::ConfirmedSeen { qty, .. } => {
+                if let PushRecord::ConfirmedSeen { sighting, .. } = record {
+                    movements = catalog::observe(&mut tx, listing, sighting).await?;
                 }
+                catalog::settle(&mut tx, listing).await?;
                 sqlx::query(
                     "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?, rejected_qty = NULL,
-                            last_error = NULL, attempted_qty = NULL
+                            last_error = NULL
                      WHERE provider = ? AND listing_id = ? AND variant_id = ?",
                 )
                 .bind(qty)
                 .bind(now)
             }
             PushRecord::Rejected { wanted, reason } => sqlx::query(
-                "UPDATE listings SET rejected_qty = ?, last_error = ?, attempted_qty = NULL
+                "UPDATE listings SET rejected_qty = ?, last_error = ?
                  WHERE provider = ? AND listing_id = ? AND variant_id = ?",
             )
             .bind(wanted)

@@ -151,7 +151,7 @@ impl Ledger {
             .await?;
         }
         for c in &changes.external {
-            report.movements += super::catalog::observe(&mut tx, c, false).await?;
+            report.movements += super::catalog::observe_count(&mut tx, c).await?;
         }
         if let Some(cursor) = &changes.cursor {
             sqlx::query("UPDATE provider_state SET cursor = ? WHERE provider = ?")

@@ -11,8 +11,8 @@ pub mod stokdurumu;
 
 use crate::config::Config;
 use crate::domain::{
-    ExternalCount, ItemEffect, ListingRef, OrderChanges, ProviderName, PushOutcome, RemoteListing,
-    StockPush,
+    ItemEffect, ListingRef, OrderChanges, ProviderName, PushOutcome, RemoteListing, Revealed,
+    StockPush, Trail,
 };
 use crate::http::RetryPolicy;
 use crate::ledger::{KnownItem, Ledger, LedgerError};
@@ -58,7 +58,7 @@ pub struct PushResults {
     /// What listings showed just before this push set them, when the
     /// provider says so and its stock can change by hand (stokdurumu's
     /// `old_qty`): a difference from the last confirmed value is a movement.
-    pub before: Vec<ExternalCount>,
+    pub revealed: Vec<Revealed>,
 }
 
 /// Where to start polling.
@@ -144,6 +144,20 @@ pub trait Provider: Send + Sync {
     /// `batch[i]`; when the provider as a whole failed (auth, rate limit)
     /// `stopped` says why and the pushes past `outcomes` were not sent.
     async fn push_stock(&self, batch: &[StockPush]) -> PushResults;
+
+    /// Our writes to `listing` tagged with one of `tags` (sent since
+    /// `since_ms`) that the provider carried out, oldest first, from its own
+    /// history; `None` when it keeps none we can read. Asked only when
+    /// answers were lost for a provider that reveals hand edits
+    /// ([`PushResults::revealed`]), to tell our own writes from them.
+    async fn trail(
+        &self,
+        _listing: &ListingRef,
+        _tags: &[String],
+        _since_ms: i64,
+    ) -> Result<Option<Trail>, ProviderError> {
+        Ok(None)
+    }
 
     /// One cheap authenticated call that proves the credentials.
     async fn check_credentials(&self) -> Result<(), ProviderError>;

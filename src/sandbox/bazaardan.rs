@@ -335,7 +335,9 @@ async fn handle(
     let endpoint = path.trim_start_matches('/').to_string();
     let arrived = s.core.arrive(&endpoint);
 
-    if s.core.over_minute_limit(arrived, s.opts.requests_per_minute) {
+    if s.core
+        .over_minute_limit(arrived, s.opts.requests_per_minute)
+    {
         return rate_limited(s.core.window_secs());
     }
 
@@ -362,7 +364,16 @@ async fn handle(
             };
         }
     };
-    let resp = route(&s, &method, &uri, path, &endpoint, &headers, &body, lost.is_none());
+    let resp = route(
+        &s,
+        &method,
+        &uri,
+        path,
+        &endpoint,
+        &headers,
+        &body,
+        lost.is_none(),
+    );
     match lost {
         Some(l) => s.core.lose(l).await,
         None => resp,
@@ -584,7 +595,8 @@ fn stock_update(s: &Shared, body: &[u8], answered: bool) -> Response {
     }
     let old = std::mem::replace(&mut listing.stock, stock);
     drop(d);
-    s.core.wrote(&key(product_id, variant), old, stock, answered);
+    s.core
+        .wrote(&key(product_id, variant), old, stock, answered);
     ok(json!({
         "product_id": product_id,
         "variant_combination_id": variant,

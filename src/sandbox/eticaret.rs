@@ -185,6 +185,7 @@ impl FakeEticaret {
     }
 
     /// Every order: (id, status, lines (code, barcode, quantity)).
+    #[allow(clippy::type_complexity)]
     pub fn orders(&self) -> Vec<(u64, i64, Vec<(String, String, f64)>)> {
         self.shared
             .data()
@@ -204,15 +205,16 @@ fn listing(code: &str, barcode: &str) -> ListingRef {
 }
 
 fn move_stock(d: &mut Data, code: &str, barcode: &str, by: f64) {
-    d.touched.push(if d
-        .products
-        .get(code)
-        .is_some_and(|p| p.variants.iter().any(|v| v.0 == barcode))
-    {
-        format!("{code}/{barcode}")
-    } else {
-        code.to_string()
-    });
+    d.touched.push(
+        if d.products
+            .get(code)
+            .is_some_and(|p| p.variants.iter().any(|v| v.0 == barcode))
+        {
+            format!("{code}/{barcode}")
+        } else {
+            code.to_string()
+        },
+    );
     if let Some(p) = d.products.get_mut(code) {
         if let Some(v) = p.variants.iter_mut().find(|v| v.0 == barcode) {
             v.1 = (v.1 + by).max(0.0);
@@ -274,7 +276,16 @@ async fn handle(
             };
         }
     };
-    let resp = route(&s, &method, &path, &endpoint, &uri, &headers, &body, lost.is_none());
+    let resp = route(
+        &s,
+        &method,
+        &path,
+        &endpoint,
+        &uri,
+        &headers,
+        &body,
+        lost.is_none(),
+    );
     match lost {
         Some(l) => s.core.lose(l).await,
         None => resp,

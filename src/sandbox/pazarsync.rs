@@ -251,8 +251,10 @@ async fn fault_answer(s: &Shared, fault: Fault) -> Response {
                 "rate_limited",
                 "Too many requests",
             );
-            r.headers_mut()
-                .insert("Retry-After", retry_after_s.max(1).min(s.core.window_secs()).into());
+            r.headers_mut().insert(
+                "Retry-After",
+                retry_after_s.max(1).min(s.core.window_secs()).into(),
+            );
             r
         }
         Fault::Drop | Fault::Lost(_) => super::dropped(),

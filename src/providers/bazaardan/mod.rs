@@ -110,10 +110,12 @@ impl Bazaardan {
             product_id,
             variant_combination_id: variant,
             stock: push.quantity,
-            external_ref: Some(format!(
-                "stoksync-{}",
-                crate::clock::now_utc().timestamp_millis()
-            )),
+            // The push's tag, so BaZaaRDan's records name the write.
+            external_ref: Some(if push.tag.is_empty() {
+                format!("stoksync-{}", crate::clock::now_utc().timestamp_millis())
+            } else {
+                format!("stoksync-{}", push.tag)
+            }),
         };
         match self.client.stock_update(&body).await {
             Ok(done) if done.new_stock == push.quantity => {

@@ -397,6 +397,7 @@ mod tests {
                 variant_id: barcode.into(),
             },
             quantity: q,
+            tag: String::new(),
         }
     }
 

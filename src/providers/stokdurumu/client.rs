@@ -4,7 +4,7 @@
 
 use super::wire::{ErrorBody, ProductsPage, StockChange, StockChanged};
 use crate::config::Secret;
-use crate::http::{ProviderHttp, Reply, Verdict};
+use crate::http::{ProviderHttp, Reply, Sends, Verdict};
 use crate::providers::ProviderError;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -33,19 +33,36 @@ impl Client {
         self.call("products", Method::GET, &path, None).await
     }
 
+    /// Sets a product's stock; `tag` goes into the movement's reason, so
+    /// the product's history shows which write of ours it was. `sends`
+    /// counts attempts that may have been carried out unanswered.
     pub async fn set_stock(
         &self,
         product_id: u64,
         qty: i64,
+        tag: &str,
+        sends: &Sends,
     ) -> Result<StockChanged, ProviderError> {
+        let reason = reason_for(tag);
         let body = serde_json::to_vec(&StockChange {
             product_id,
             action: "set",
             qty,
-            reason: "stoksync",
+            reason: &reason,
         })
         .expect("plain struct serializes");
-        self.call("stock", Method::POST, "/stock", Some(body)).await
+        self.call_tracked("stock", Method::POST, "/stock", Some(body), sends)
+            .await
+    }
+
+    /// The product's stock history, newest first, as the server sends it.
+    pub async fn history(
+        &self,
+        product_id: u64,
+        limit: u32,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let path = format!("/stock?product_id={product_id}&limit={limit}");
+        self.call("history", Method::GET, &path, None).await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -54,6 +71,18 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> Result<T, ProviderError> {
+        self.call_tracked(op, method, path, body, &Sends::default())
+            .await
+    }
+
+    async fn call_tracked<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        sends: &Sends,
     ) -> Result<T, ProviderError> {
         let url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
             ProviderError::Config(format!("bad stokdurumu URL {}{path}: {e}", self.base))
@@ -75,7 +104,18 @@ impl Client {
         };
         // A 402 (plan limit) pauses the provider until 00:00 Turkey time:
         // the HTTP layer does that for every `QuotaExhausted`.
-        self.http.execute(op, build, interpret::<T>).await
+        self.http
+            .execute_tracked(op, build, interpret::<T>, sends)
+            .await
+    }
+}
+
+/// The reason a push of ours carries: `stoksync #TAG`.
+pub fn reason_for(tag: &str) -> String {
+    if tag.is_empty() {
+        "stoksync".to_string()
+    } else {
+        format!("stoksync #{tag}")
     }
 }
 

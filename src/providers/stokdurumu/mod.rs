@@ -8,6 +8,11 @@
 //!   differs from what stoksync last confirmed, someone changed it by hand,
 //!   and the difference becomes a movement. So every push also reads drift,
 //!   for free, and a hand-made change is never overwritten unseen.
+//! - Each push carries a tag in its reason (`stoksync #TAG`). When an answer
+//!   is lost after stokdurumu applied the push, the retry's `old_qty` is our
+//!   own earlier write, not a hand edit; the product's history
+//!   (`GET /stock?product_id=`) tells which of our tagged writes landed and
+//!   what the product showed before each (see [`Provider::trail`]).
 //! - Products no push touches are read (`GET /products`, 100 a page) only as
 //!   often as the budget allows: a fifth of the day's quota (at least 20) is
 //!   kept for pushes, and the rest is spread evenly over the time left until
@@ -19,10 +24,11 @@ pub mod wire;
 
 use crate::config::{StokdurumuConfig, SyncSettings};
 use crate::domain::{
-    ExternalCount, ListingRef, OrderChanges, ProviderName, PushOutcome, RemoteListing, StockPush,
-    next_turkey_midnight, turkey_day, turkey_midnight_before,
+    ExternalCount, ListingRef, OrderChanges, OurWrite, ProviderName, PushOutcome, RemoteListing,
+    Revealed, StockPush, Trail, next_turkey_midnight, parse_provider_time, turkey_day,
+    turkey_midnight_before,
 };
-use crate::http::{ProviderHttp, RetryPolicy};
+use crate::http::{ProviderHttp, RetryPolicy, Sends};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
@@ -38,6 +44,10 @@ use wire::Product;
 
 /// A poll that pages further than this is a provider fault.
 const MAX_PAGES: u32 = 10_000;
+/// History lines read to settle lost answers: the endpoint's page maximum
+/// (as for every stokdurumu list). Our unsettled writes are seconds old, so
+/// far fewer than this lie after them unless the panel is very busy.
+const HISTORY_LIMIT: u32 = 100;
 
 pub struct Stokdurumu {
     client: client::Client,
@@ -187,6 +197,7 @@ fn to_counts(products: &[Product]) -> Vec<ExternalCount> {
                 listing: listing(p.id),
                 observed: p.stock_qty.as_i64()?,
                 stamp: p.updated_at.clone().unwrap_or_else(|| "read".into()),
+                trail: None,
             })
         })
         .collect()
@@ -240,19 +251,22 @@ impl Provider for Stokdurumu {
                 )));
                 continue;
             };
-            match self.client.set_stock(id, push.quantity).await {
+            let sends = Sends::default();
+            match self
+                .client
+                .set_stock(id, push.quantity, &push.tag, &sends)
+                .await
+            {
                 Ok(done)
                     if done.new_qty.as_i64() == Some(push.quantity)
                         && done.success != Some(false) =>
                 {
                     if let Some(old) = done.old_qty.as_i64() {
-                        out.before.push(ExternalCount {
+                        out.revealed.push(Revealed {
                             listing: push.listing.clone(),
-                            observed: old,
-                            stamp: format!(
-                                "before-set-{}",
-                                crate::clock::now_utc().timestamp_millis()
-                            ),
+                            old,
+                            new: push.quantity,
+                            resent: sends.maybe_applied() > 0,
                         });
                     }
                     out.outcomes.push(PushOutcome::Confirmed(push.quantity));
@@ -271,6 +285,27 @@ impl Provider for Stokdurumu {
             }
         }
         out
+    }
+
+    async fn trail(
+        &self,
+        l: &ListingRef,
+        tags: &[String],
+        since_ms: i64,
+    ) -> Result<Option<Trail>, ProviderError> {
+        let Ok(id) = l.listing_id.parse::<u64>() else {
+            return Ok(None);
+        };
+        let answer = match self.client.history(id, HISTORY_LIMIT).await {
+            Ok(a) => a,
+            // No such endpoint on this server, or not for this product.
+            Err(ProviderError::Rejected(why)) => {
+                tracing::warn!(provider = "stokdurumu", listing = %l, reason = %why, "the stock history cannot be read; telling our own lost writes from hand edits by value only");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(trail_from(&answer, tags, since_ms))
     }
 
     /// Products linked by `sku`. The counts read here also serve the next
@@ -299,6 +334,50 @@ impl Provider for Stokdurumu {
     }
 }
 
+/// Our tagged writes in a history answer, oldest first; `None` when the
+/// answer is not a history.
+pub fn trail_from(answer: &serde_json::Value, tags: &[String], since_ms: i64) -> Option<Trail> {
+    let lines = wire::history_lines(answer)?;
+    let parsed: Vec<wire::HistoryLine> = lines
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect();
+    let mut ordered: Vec<&wire::HistoryLine> = parsed.iter().collect();
+    if ordered.iter().all(|h| h.id.is_some()) {
+        ordered.sort_by_key(|h| h.id);
+    } else {
+        // Newest first, as a history is listed.
+        ordered.reverse();
+    }
+    let writes = ordered
+        .iter()
+        .filter_map(|h| {
+            let reason = h.reason.as_deref()?;
+            let tag = tags
+                .iter()
+                .find(|t| !t.is_empty() && reason.contains(&format!("#{t}")))?;
+            Some(OurWrite {
+                tag: tag.clone(),
+                old: h.old_qty.as_ref()?.as_i64()?,
+                new: h.new_qty.as_ref()?.as_i64()?,
+            })
+        })
+        .collect();
+    // Fewer lines than asked for: this is all of it. Otherwise the oldest
+    // line must predate the oldest write asked about (to the second, with
+    // a second of slack for the clocks).
+    let all = (lines.len() as u32) < HISTORY_LIMIT;
+    let reaches_back = ordered
+        .first()
+        .and_then(|h| h.created_at.as_deref())
+        .and_then(parse_provider_time)
+        .is_some_and(|t| t.timestamp_millis() + 1000 < since_ms);
+    Some(Trail {
+        writes,
+        complete: all || reaches_back,
+    })
+}
+
 pub fn validate_listing(l: &ListingRef) -> Result<(), String> {
     if !l.variant_id.is_empty() {
         return Err("stokdurumu products have no variants; leave variant_id empty".into());
@@ -316,6 +395,50 @@ mod tests {
     use super::*;
 
     const H: u64 = 3600;
+
+    #[test]
+    fn a_trail_is_our_tagged_writes_oldest_first() {
+        let tags = vec!["aa".to_string(), "bb".to_string()];
+        let history = serde_json::json!({"movements": [
+            {"id": 5, "old_qty": 13, "new_qty": 15, "reason": "stoksync #bb", "created_at": "2026-05-08 18:00:03"},
+            {"id": 4, "old_qty": 15, "new_qty": 13, "reason": "panelden", "created_at": "2026-05-08 18:00:02"},
+            {"id": 3, "old_qty": 10, "new_qty": 15, "reason": "stoksync #aa", "created_at": "2026-05-08 18:00:01"},
+            {"id": 2, "old_qty": 9, "new_qty": 10, "reason": "stoksync #zz", "created_at": "2026-05-08 17:00:00"},
+            {"id": 1, "reason": "odd line without quantities"}
+        ]});
+        let t = trail_from(&history, &tags, 0).unwrap();
+        let got: Vec<(String, i64, i64)> = t
+            .writes
+            .into_iter()
+            .map(|w| (w.tag, w.old, w.new))
+            .collect();
+        assert_eq!(got, [("aa".into(), 10, 15), ("bb".into(), 13, 15)]);
+        assert!(t.complete, "fewer lines than the limit: all of it");
+        // A bare array, newest first, without ids, works the same.
+        let bare = serde_json::json!([
+            {"old_qty": 13, "new_qty": 15, "reason": "stoksync #bb"},
+            {"old_qty": 10, "new_qty": 15, "reason": "stoksync #aa"}
+        ]);
+        assert_eq!(trail_from(&bare, &tags, 0).unwrap().writes.len(), 2);
+        // Not a history at all.
+        assert!(trail_from(&serde_json::json!({"error": "x"}), &tags, 0).is_none());
+        // A full page that starts after the oldest write asked about.
+        let lines: Vec<serde_json::Value> = (0..HISTORY_LIMIT)
+            .map(|i| serde_json::json!({"id": 1000 - i, "old_qty": 1, "new_qty": 2, "reason": "panel", "created_at": "2026-05-08 18:00:00"}))
+            .collect();
+        let early = crate::domain::parse_provider_time("2026-05-08 17:30:00")
+            .unwrap()
+            .timestamp_millis();
+        assert!(trail_from(&serde_json::json!(lines), &tags, early).is_some_and(|t| !t.complete));
+        let late = crate::domain::parse_provider_time("2026-05-08 19:00:00")
+            .unwrap()
+            .timestamp_millis();
+        assert!(
+            trail_from(&serde_json::json!(lines), &tags, late)
+                .unwrap()
+                .complete
+        );
+    }
 
     #[test]
     fn drift_reads_fit_the_plan() {

@@ -45,3 +45,32 @@ pub struct StockChanged {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// One line of a product's stock history (`GET /stock?product_id=&limit=`).
+/// The seed names the endpoint but not its answer, so this takes the
+/// fields of the documented `POST /stock` answer and lets every one be
+/// missing; a line without both quantities is of no use and skipped.
+#[derive(Debug, Deserialize)]
+pub struct HistoryLine {
+    #[serde(default)]
+    pub id: Option<u64>,
+    #[serde(default)]
+    pub old_qty: Option<serde_json::Number>,
+    #[serde(default)]
+    pub new_qty: Option<serde_json::Number>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+/// The lines of a history answer: a bare array, or the first array under
+/// one of the names such an answer uses.
+pub fn history_lines(v: &serde_json::Value) -> Option<&Vec<serde_json::Value>> {
+    if let Some(a) = v.as_array() {
+        return Some(a);
+    }
+    ["movements", "history", "data", "items", "stock", "logs"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(serde_json::Value::as_array))
+}
