@@ -71,19 +71,35 @@ fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), Cs
     for rec in rdr.records() {
         match rec {
             Ok(r) => {
-                let line = r.position().map_or(0, |p| p.line() as usize);
+                let line = r.position().map_or(0, |p| start_line(text, p));
                 if r.iter().all(str::is_empty) {
                     continue;
                 }
                 out.push((line, r.iter().map(str::to_string).collect()));
             }
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line() as usize);
+                let line = e.position().map_or(0, |p| start_line(text, p));
                 errors.push((line, e.to_string()));
             }
         }
     }
     Ok((out, errors))
+}
+
+/// The line a record starts on. csv gives the position where reading it
+/// began: before the blank lines it skipped, and with a CRLF's `\n` not yet
+/// counted. The line breaks from there to the record are added.
+fn start_line(text: &str, pos: &csv::Position) -> usize {
+    let from = usize::try_from(pos.byte()).unwrap_or(usize::MAX);
+    let skipped = text
+        .as_bytes()
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|b| matches!(b, b'\n' | b'\r'))
+        .filter(|&&b| b == b'\n')
+        .count();
+    pos.line() as usize + skipped
 }
 
 /// `sku,quantity`: an ERP count per SKU (a whole number, 0 or more).
@@ -199,6 +215,25 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("already given on line 2"), "{err}");
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines_and_crlf() {
+        for text in [
+            "sku,quantity\nA,5\n\n\nB,-1\n\nC,x\n",
+            "sku,quantity\r\nA,5\r\n\r\n\r\nB,-1\r\n\r\nC,x\r\n",
+            "\u{feff}sku,quantity\nA,5\r\n\n\r\nB,-1\n\r\nC,x",
+        ] {
+            let f = file(text);
+            let err = read_stock(f.path()).unwrap_err();
+            let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+            assert_eq!(lines, vec![5, 7], "{text:?}: {err}");
+        }
+        let f =
+            file("sku,provider,listing_id,variant_id\r\n\r\nA,ebay,1,\r\n\r\nB,bazaardan,x,\r\n");
+        let err = read_mappings(f.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![3, 5], "{err}");
     }
 
     #[test]
