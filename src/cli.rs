@@ -5,7 +5,7 @@ use crate::config::{Config, ConfigError};
 use crate::daemon::Daemon;
 use crate::domain::{ms_to_utc, now_ms};
 use crate::engine::{Engine, status};
-use crate::ledger::{Ledger, StockChange};
+use crate::ledger::{Ledger, LedgerError, StockChange};
 use crate::lock::InstanceLock;
 use crate::notify::Notifier;
 use crate::{csvin, providers};
@@ -143,9 +143,21 @@ pub enum StockCommand {
 #[derive(Subcommand, Debug)]
 pub enum MappingCommand {
     /// Link listings from a CSV file with header `sku,provider,listing_id,variant_id`.
-    Import { file: PathBuf },
-    /// Every link, with what the provider last confirmed, and the listings
-    /// discovery could not link.
+    ///
+    /// All rows or none. A row is refused when its SKU has no stock in the
+    /// ledger (import the stock first), or when its listing is linked to
+    /// another SKU (unless --relink). A row that repeats a listing's current
+    /// link is accepted and moves nothing.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Move listings linked to another SKU to the SKU of their row
+        /// (each move is reported and journaled; `mapping list` shows it).
+        #[arg(long)]
+        relink: bool,
+    },
+    /// Every link, with what the provider last confirmed, the listings
+    /// discovery could not link, and the latest links moved by --relink.
     List {
         #[arg(long)]
         json: bool,
@@ -482,6 +494,10 @@ async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCod
     })
 }
 
+/// How many link moves `mapping list` shows: enough to review a relink
+/// import, short enough to keep the list readable.
+const RECENT_LINK_CHANGES: i64 = 20;
+
 fn cli_key(what: &str) -> String {
     format!("erp/cli/{what}/{}-{:08x}", now_ms(), fastrand::u32(..))
 }
@@ -625,12 +641,29 @@ async fn mapping(
                 ExitCode::from(1)
             });
         }
-        MappingCommand::Import { file } => {
-            let rows = csvin::read_mappings(&file).map_err(anyhow::Error::from)?;
-            ledger
-                .import_mappings(&rows)
-                .await
-                .context("importing mappings")?;
+        MappingCommand::Import { file, relink } => {
+            let (rows, mut errors) = csvin::parse_mappings(&file).map_err(anyhow::Error::from)?;
+            if !errors.is_empty() {
+                // Nothing is imported; report the rows the ledger would
+                // refuse too, so the file is mended in one go.
+                let refused = ledger
+                    .check_links(&rows, relink)
+                    .await
+                    .context("checking mappings")?;
+                errors.extend(refused);
+                return Err(anyhow::Error::from(csvin::CsvErrors::new(&file, errors)).into());
+            }
+            let source = format!("mapping import {}", file.display());
+            let report = match ledger.import_links(&rows, relink, &source).await {
+                Ok(r) => r,
+                Err(LedgerError::Refused(errors)) => {
+                    return Err(anyhow::Error::from(csvin::CsvErrors::new(&file, errors)).into());
+                }
+                Err(e) => return Err(anyhow::Error::from(e).context("importing mappings").into()),
+            };
+            for m in &report.moved {
+                println!("moved {} from {} to {}", m.listing(), m.old_sku, m.new_sku);
+            }
             let linked = ledger
                 .relink_pending()
                 .await
@@ -647,6 +680,10 @@ async fn mapping(
                 .await
                 .context("reading the catalog")?;
             let duplicates = ledger.duplicate_links().await.context("reading mappings")?;
+            let moves = ledger
+                .link_changes(RECENT_LINK_CHANGES)
+                .await
+                .context("reading link changes")?;
             if json {
                 println!(
                     "{}",
@@ -654,6 +691,7 @@ async fn mapping(
                         "links": rows,
                         "not_linked": problems,
                         "sku_linked_twice": duplicates,
+                        "link_changes": moves,
                     }))
                     .context("encoding")?
                 );
@@ -682,6 +720,19 @@ async fn mapping(
                         d.provider,
                         d.listings.join(", ")
                     );
+                }
+                if !moves.is_empty() {
+                    println!("# latest links moved, newest first:");
+                    for m in &moves {
+                        println!(
+                            "#   {} moved {} from {} to {} ({})",
+                            ms_to_utc(m.at_ms).to_rfc3339(),
+                            m.listing(),
+                            m.old_sku,
+                            m.new_sku,
+                            m.source
+                        );
+                    }
                 }
                 for m in rows {
                     println!(

@@ -65,6 +65,81 @@ impl fmt::Display for Secret {
 
 type Str = Spanned<String>;
 
+/// A credential as written. Only a string is kept: any other value is
+/// dropped while the file is parsed, because serde's own error ("invalid
+/// type: integer `987654321`, expected a string") would print it.
+enum RawSecret {
+    Text(String),
+    NotText,
+}
+
+type SecretStr = Spanned<RawSecret>;
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawSecretVisitor)
+    }
+}
+
+struct RawSecretVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawSecretVisitor {
+    type Value = RawSecret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<RawSecret, E> {
+        Ok(RawSecret::Text(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<RawSecret, E> {
+        Ok(RawSecret::Text(v))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_unit<E>(self) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_none<E>(self) -> Result<RawSecret, E> {
+        Ok(RawSecret::NotText)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawSecret, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(RawSecret::NotText)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<RawSecret, A::Error> {
+        while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(RawSecret::NotText)
+    }
+    /// Tables, and datetimes (which the toml crate hands over as a map).
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<RawSecret, A::Error> {
+        while a
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(RawSecret::NotText)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -99,7 +174,7 @@ struct RawSync {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<Str>,
-    token: Option<Str>,
+    token: Option<SecretStr>,
 }
 
 #[derive(Deserialize, Default)]
@@ -116,7 +191,7 @@ struct RawProviders {
 struct RawBazaardan {
     base_url: Str,
     client_id: Str,
-    client_secret: Str,
+    client_secret: SecretStr,
     requests_per_minute: Option<Spanned<u32>>,
 }
 
@@ -124,7 +199,7 @@ struct RawBazaardan {
 #[serde(deny_unknown_fields)]
 struct RawStokdurumu {
     base_url: Str,
-    api_key: Str,
+    api_key: SecretStr,
     requests_per_day: Option<Spanned<RawDaily>>,
 }
 
@@ -132,8 +207,8 @@ struct RawStokdurumu {
 #[serde(deny_unknown_fields)]
 struct RawEticaret {
     base_url: Str,
-    api_key: Str,
-    api_secret: Str,
+    api_key: SecretStr,
+    api_secret: SecretStr,
     requests_per_minute: Option<Spanned<u32>>,
 }
 
@@ -142,7 +217,7 @@ struct RawEticaret {
 struct RawPazarsync {
     base_url: Str,
     client_id: Str,
-    client_secret: Str,
+    client_secret: SecretStr,
     requests_per_minute: Option<Spanned<u32>>,
     requests_per_day: Option<Spanned<RawDaily>>,
 }
@@ -371,15 +446,15 @@ impl Config {
 
         let mut http = HttpSettings::default();
         if let Some(v) = &raw.http.token {
-            let t = cx.string(v, "http.token")?;
-            if t.len() < 16 {
+            let t = cx.secret(v, "http.token")?;
+            if t.expose().len() < 16 {
                 return Err(cx.err(
                     v.span(),
                     "http.token",
                     "must be at least 16 characters (it guards stock changes)",
                 ));
             }
-            http.token = Some(Secret(t));
+            http.token = Some(t);
         }
         if let Some(v) = &raw.http.listen {
             let s = cx.string(v, "http.listen")?;
@@ -419,9 +494,7 @@ impl Config {
             Some(b) => Some(BazaardanConfig {
                 base_url: cx.url(&b.base_url, "providers.bazaardan.base_url")?,
                 client_id: cx.string(&b.client_id, "providers.bazaardan.client_id")?,
-                client_secret: Secret(
-                    cx.string(&b.client_secret, "providers.bazaardan.client_secret")?,
-                ),
+                client_secret: cx.secret(&b.client_secret, "providers.bazaardan.client_secret")?,
                 requests_per_minute: cx.rate(
                     &b.requests_per_minute,
                     "providers.bazaardan.requests_per_minute",
@@ -434,7 +507,7 @@ impl Config {
             None => None,
             Some(s) => Some(StokdurumuConfig {
                 base_url: cx.url(&s.base_url, "providers.stokdurumu.base_url")?,
-                api_key: Secret(cx.string(&s.api_key, "providers.stokdurumu.api_key")?),
+                api_key: cx.secret(&s.api_key, "providers.stokdurumu.api_key")?,
                 requests_per_day: cx.daily(
                     &s.requests_per_day,
                     "providers.stokdurumu.requests_per_day",
@@ -446,8 +519,8 @@ impl Config {
             None => None,
             Some(e) => Some(EticaretConfig {
                 base_url: cx.url(&e.base_url, "providers.eticaret.base_url")?,
-                api_key: Secret(cx.string(&e.api_key, "providers.eticaret.api_key")?),
-                api_secret: Secret(cx.string(&e.api_secret, "providers.eticaret.api_secret")?),
+                api_key: cx.secret(&e.api_key, "providers.eticaret.api_key")?,
+                api_secret: cx.secret(&e.api_secret, "providers.eticaret.api_secret")?,
                 requests_per_minute: cx.rate(
                     &e.requests_per_minute,
                     "providers.eticaret.requests_per_minute",
@@ -461,9 +534,7 @@ impl Config {
             Some(z) => Some(PazarsyncConfig {
                 base_url: cx.url(&z.base_url, "providers.pazarsync.base_url")?,
                 client_id: cx.string(&z.client_id, "providers.pazarsync.client_id")?,
-                client_secret: Secret(
-                    cx.string(&z.client_secret, "providers.pazarsync.client_secret")?,
-                ),
+                client_secret: cx.secret(&z.client_secret, "providers.pazarsync.client_secret")?,
                 requests_per_minute: cx.rate(
                     &z.requests_per_minute,
                     "providers.pazarsync.requests_per_minute",
@@ -533,6 +604,20 @@ impl Cx<'_> {
     /// The string with `${VAR}` substituted.
     fn string(&self, v: &Str, key: &str) -> Result<String, ConfigError> {
         substitute(v.get_ref(), self.env).map_err(|m| self.err(v.span(), key, m))
+    }
+
+    /// A credential with `${VAR}` substituted. No error shows its text.
+    fn secret(&self, v: &SecretStr, key: &str) -> Result<Secret, ConfigError> {
+        match v.get_ref() {
+            RawSecret::Text(s) => expand(s, self.env, Quote::Never)
+                .map(Secret)
+                .map_err(|m| self.err(v.span(), key, m)),
+            RawSecret::NotText => Err(self.err(
+                v.span(),
+                key,
+                "must be a string (write it in quotes, or better \"${VAR}\"); its value is not shown",
+            )),
+        }
     }
 
     fn duration(&self, v: &Str, key: &str) -> Result<Duration, ConfigError> {
@@ -622,14 +707,23 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// `${cred:NAME}`: the file NAME in `$CREDENTIALS_DIRECTORY`, where
 /// systemd's `LoadCredential=` puts secrets; one trailing newline is dropped.
-fn credential(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn credential(
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    quote: Quote,
+) -> Result<String, String> {
     let valid = !name.is_empty()
         && !name.starts_with('.')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !valid {
-        return Err(format!("`${{cred:{name}}}` is not a valid credential name"));
+        return Err(match quote {
+            Quote::Allowed => format!("`${{cred:{name}}}` is not a valid credential name"),
+            Quote::Never => format!(
+                "a `${{cred:...}}` in it is not a valid credential name (letters, digits, `_`, `-`, `.`); {HIDDEN}"
+            ),
+        });
     }
     let dir = env("CREDENTIALS_DIRECTORY").ok_or_else(|| {
         format!(
@@ -661,6 +755,21 @@ fn credential(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
 /// Replaces every `${NAME}` with the variable's value and `${cred:NAME}`
 /// with a systemd credential. `$$` is a literal `$`.
 fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand(s, env, Quote::Allowed)
+}
+
+/// Whether an error may quote a malformed `${...}`. In a secret written
+/// literally, the text between the braces is part of the secret.
+#[derive(Clone, Copy)]
+enum Quote {
+    Allowed,
+    Never,
+}
+
+/// The end of every error about a secret's text.
+const HIDDEN: &str = "write `$$` for a literal `$`; its value is not shown";
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>, quote: Quote) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -670,12 +779,13 @@ fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
             out.push('$');
             rest = tail;
         } else if let Some(tail) = after.strip_prefix('{') {
-            let end = tail
-                .find('}')
-                .ok_or_else(|| "`${` without a closing `}`".to_string())?;
+            let end = tail.find('}').ok_or_else(|| match quote {
+                Quote::Allowed => "`${` without a closing `}`".to_string(),
+                Quote::Never => format!("a `${{` in it has no closing `}}`; {HIDDEN}"),
+            })?;
             let name = &tail[..end];
             if let Some(cred) = name.strip_prefix("cred:") {
-                out.push_str(&credential(cred, env)?);
+                out.push_str(&credential(cred, env, quote)?);
                 rest = &tail[end + 1..];
                 continue;
             }
@@ -683,7 +793,12 @@ fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(format!("`${{{name}}}` is not a valid variable name"));
+                return Err(match quote {
+                    Quote::Allowed => format!("`${{{name}}}` is not a valid variable name"),
+                    Quote::Never => format!(
+                        "a `${{...}}` in it is not a valid variable name (letters, digits, `_`, not starting with a digit); {HIDDEN}"
+                    ),
+                });
             }
             let value =
                 env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
@@ -853,6 +968,126 @@ mod tests {
         let none = |_: &str| None;
         let e = substitute("${cred:bz_secret}", &none).unwrap_err();
         assert!(e.contains("CREDENTIALS_DIRECTORY"), "{e}");
+    }
+
+    /// Every key whose value is a credential.
+    const SECRET_KEYS: &[&str] = &[
+        "providers.bazaardan.client_secret",
+        "providers.stokdurumu.api_key",
+        "providers.eticaret.api_key",
+        "providers.eticaret.api_secret",
+        "providers.pazarsync.client_secret",
+        "http.token",
+    ];
+
+    /// A valid config with every provider, where `key` is set to the TOML
+    /// text `value`; returns the text and the line of `key`.
+    fn config_with(key: &str, value: &str) -> (String, usize) {
+        let tables: &[(&str, &[(&str, &str)])] = &[
+            ("ledger", &[("database", "\"x.db\"")]),
+            ("http", &[("token", "\"0123456789abcdef\"")]),
+            (
+                "providers.bazaardan",
+                &[
+                    ("base_url", "\"https://b.test\""),
+                    ("client_id", "\"id\""),
+                    ("client_secret", "\"s\""),
+                ],
+            ),
+            (
+                "providers.stokdurumu",
+                &[("base_url", "\"https://s.test\""), ("api_key", "\"k\"")],
+            ),
+            (
+                "providers.eticaret",
+                &[
+                    ("base_url", "\"https://e.test\""),
+                    ("api_key", "\"k\""),
+                    ("api_secret", "\"s\""),
+                ],
+            ),
+            (
+                "providers.pazarsync",
+                &[
+                    ("base_url", "\"https://p.test\""),
+                    ("client_id", "\"id\""),
+                    ("client_secret", "\"s\""),
+                ],
+            ),
+        ];
+        let mut lines = Vec::new();
+        let mut at = None;
+        for (table, fields) in tables {
+            lines.push(format!("[{table}]"));
+            for (field, default) in *fields {
+                if format!("{table}.{field}") == key {
+                    lines.push(format!("{field} = {value}"));
+                    at = Some(lines.len());
+                } else {
+                    lines.push(format!("{field} = {default}"));
+                }
+            }
+        }
+        (lines.join("\n") + "\n", at.expect("a known secret key"))
+    }
+
+    #[test]
+    fn a_secret_that_is_not_a_string_is_named_by_key_and_never_shown() {
+        let (ok, _) = config_with("http.token", "\"0123456789abcdef\"");
+        parse(&ok).expect("the base config is valid");
+        // Each TOML type, with the parts of its text that must not appear.
+        let values: &[(&str, &[&str])] = &[
+            ("987654321", &["987654321"]),
+            ("12345.678", &["12345", ".678"]),
+            ("true", &["boolean", "`true`"]),
+            ("[111222333]", &["111222333", "sequence", "array"]),
+            ("{x = 444555666}", &["444555666", "map", "table"]),
+            ("1979-05-27T07:32:00Z", &["1979", "07:32", "datetime"]),
+        ];
+        for key in SECRET_KEYS {
+            for (value, hidden) in values {
+                let (text, line) = config_with(key, value);
+                let err = parse(&text).expect_err(&text).to_string();
+                assert!(
+                    err.contains(&format!("stoksync.toml:{line}: `{key}`: must be a string")),
+                    "{key} = {value}: {err:?} should name the key and line {line}"
+                );
+                assert!(err.contains("not shown"), "{err:?}");
+                assert!(!err.contains("invalid type"), "{key} = {value}: {err:?}");
+                for h in *hidden {
+                    assert!(!err.contains(h), "{key} = {value}: {err:?} shows {h:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_malformed_reference_in_a_secret_is_not_echoed() {
+        // A literal secret that happens to contain `${`: the text around and
+        // inside it is part of the secret.
+        for value in [r#""pa55${w0-rd}x""#, r#""pa55${cred:../w0rd}x""#] {
+            for key in SECRET_KEYS {
+                let (text, line) = config_with(key, value);
+                let err = parse(&text).expect_err(&text).to_string();
+                assert!(
+                    err.contains(&format!("stoksync.toml:{line}: `{key}`")),
+                    "{err:?}"
+                );
+                assert!(
+                    !err.contains("w0") && !err.contains("pa55"),
+                    "{key} = {value}: {err:?}"
+                );
+                assert!(
+                    err.contains("$$"),
+                    "says how to write a literal `$`: {err:?}"
+                );
+            }
+        }
+        // Elsewhere the reference is quoted, to help find it.
+        let (text, _) = config_with("providers.bazaardan.client_secret", "\"s\"");
+        let text = text.replace("client_id = \"id\"", "client_id = \"${w0-rd}\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("${w0-rd}"), "{err:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! nothing, so nothing is half-imported.
 
 use crate::domain::{ListingRef, ProviderName};
+use crate::ledger::LinkRow;
 use crate::providers::validate_listing;
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,6 +17,15 @@ pub struct CsvErrors {
 }
 
 impl CsvErrors {
+    /// The errors of the file at `path`, in line order.
+    pub fn new(path: &Path, mut errors: Vec<(usize, String)>) -> CsvErrors {
+        errors.sort_by_key(|e| e.0);
+        CsvErrors {
+            file: path.display().to_string(),
+            errors,
+        }
+    }
+
     fn render(&self) -> String {
         let mut s = format!(
             "{}: {} bad row(s), nothing imported",
@@ -34,6 +44,9 @@ impl CsvErrors {
 }
 
 type Rows = Vec<(usize, Vec<String>)>;
+
+/// Errors of a file, each with its line.
+pub type LineErrors = Vec<(usize, String)>;
 
 /// Rows of a CSV file with the given header, each with its line number,
 /// and the lines that are not rows of that shape. `Err` only when the file
@@ -71,19 +84,35 @@ fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), Cs
     for rec in rdr.records() {
         match rec {
             Ok(r) => {
-                let line = r.position().map_or(0, |p| p.line() as usize);
+                let line = r.position().map_or(0, |p| start_line(text, p));
                 if r.iter().all(str::is_empty) {
                     continue;
                 }
                 out.push((line, r.iter().map(str::to_string).collect()));
             }
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line() as usize);
+                let line = e.position().map_or(0, |p| start_line(text, p));
                 errors.push((line, e.to_string()));
             }
         }
     }
     Ok((out, errors))
+}
+
+/// The line a record starts on. csv gives the position where reading it
+/// began: before the blank lines it skipped, and with a CRLF's `\n` not yet
+/// counted. The line breaks from there to the record are added.
+fn start_line(text: &str, pos: &csv::Position) -> usize {
+    let from = usize::try_from(pos.byte()).unwrap_or(usize::MAX);
+    let skipped = text
+        .as_bytes()
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|b| matches!(b, b'\n' | b'\r'))
+        .filter(|&&b| b == b'\n')
+        .count();
+    pos.line() as usize + skipped
 }
 
 /// `sku,quantity`: an ERP count per SKU (a whole number, 0 or more).
@@ -113,8 +142,17 @@ pub fn read_stock(path: &Path) -> Result<Vec<(String, i64)>, CsvErrors> {
     finish(path, out, errors)
 }
 
-/// `sku,provider,listing_id,variant_id` (variant_id may be empty).
-pub fn read_mappings(path: &Path) -> Result<Vec<(String, ListingRef)>, CsvErrors> {
+/// `sku,provider,listing_id,variant_id` (variant_id may be empty), each row
+/// with its line.
+pub fn read_mappings(path: &Path) -> Result<Vec<LinkRow>, CsvErrors> {
+    let (out, errors) = parse_mappings(path)?;
+    finish(path, out, errors)
+}
+
+/// The rows of a mapping file that are well formed, and the bad rows'
+/// errors: the ledger's own checks can then be reported beside them.
+/// `Err` only when the file cannot be read or its header is wrong.
+pub fn parse_mappings(path: &Path) -> Result<(Vec<LinkRow>, LineErrors), CsvErrors> {
     let (rows, mut errors) = rows(path, &["sku", "provider", "listing_id", "variant_id"])?;
     let mut out = Vec::new();
     let mut seen: HashMap<ListingRef, usize> = HashMap::new();
@@ -150,24 +188,20 @@ pub fn read_mappings(path: &Path) -> Result<Vec<(String, ListingRef)>, CsvErrors
             ));
             continue;
         }
-        out.push((sku.clone(), listing));
+        out.push(LinkRow {
+            line,
+            sku: sku.clone(),
+            listing,
+        });
     }
-    finish(path, out, errors)
+    Ok((out, errors))
 }
 
-fn finish<T>(
-    path: &Path,
-    out: Vec<T>,
-    mut errors: Vec<(usize, String)>,
-) -> Result<Vec<T>, CsvErrors> {
-    errors.sort_by_key(|e| e.0);
+fn finish<T>(path: &Path, out: Vec<T>, errors: Vec<(usize, String)>) -> Result<Vec<T>, CsvErrors> {
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(CsvErrors {
-            file: path.display().to_string(),
-            errors,
-        })
+        Err(CsvErrors::new(path, errors))
     }
 }
 
@@ -202,6 +236,25 @@ mod tests {
     }
 
     #[test]
+    fn line_numbers_count_blank_lines_and_crlf() {
+        for text in [
+            "sku,quantity\nA,5\n\n\nB,-1\n\nC,x\n",
+            "sku,quantity\r\nA,5\r\n\r\n\r\nB,-1\r\n\r\nC,x\r\n",
+            "\u{feff}sku,quantity\nA,5\r\n\n\r\nB,-1\n\r\nC,x",
+        ] {
+            let f = file(text);
+            let err = read_stock(f.path()).unwrap_err();
+            let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+            assert_eq!(lines, vec![5, 7], "{text:?}: {err}");
+        }
+        let f =
+            file("sku,provider,listing_id,variant_id\r\n\r\nA,ebay,1,\r\n\r\nB,bazaardan,x,\r\n");
+        let err = read_mappings(f.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![3, 5], "{err}");
+    }
+
+    #[test]
     fn wrong_header_is_refused() {
         let f = file("sku;quantity\nA;5\n");
         assert!(
@@ -221,8 +274,16 @@ mod tests {
         let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
         assert_eq!(lines, vec![4, 5, 6], "{err}");
         let good =
-            file("sku,provider,listing_id,variant_id\nA,bazaardan,356,778\nB,bazaardan,357,\n");
+            file("sku,provider,listing_id,variant_id\nA,bazaardan,356,778\n\nB,bazaardan,357,\n");
         let rows = read_mappings(good.path()).unwrap();
-        assert_eq!(rows[1].1.variant_id, "");
+        assert_eq!(rows[1].listing.variant_id, "");
+        let lines: Vec<usize> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 4], "the ledger names rows by these lines");
+
+        // The well-formed rows of a bad file come with its errors.
+        let (rows, errors) = parse_mappings(f.path()).unwrap();
+        let lines: Vec<usize> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 3]);
+        assert_eq!(errors.len(), 3);
     }
 }

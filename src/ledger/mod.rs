@@ -10,10 +10,12 @@
 //!   same transaction, so applying an event twice changes nothing.
 
 mod catalog;
+mod links;
 mod orders;
 mod stock;
 
 pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_made};
+pub use links::{LinkChange, LinkReport, LinkRow};
 pub use orders::{ApplyReport, KnownItem};
 pub use stock::{MovementKind, StockChange};
 
@@ -34,6 +36,9 @@ pub enum LedgerError {
     Db(#[from] sqlx::Error),
     #[error("{0}")]
     Invalid(String),
+    /// Rows of an import refused, each with its line; nothing was imported.
+    #[error("{} row(s) refused, nothing imported:{}", .0.len(), .0.iter().map(|(l, m)| format!("\n  line {l}: {m}")).collect::<String>())]
+    Refused(Vec<(usize, String)>),
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -245,27 +250,6 @@ impl Ledger {
     }
 
     // ---- listings -------------------------------------------------------
-
-    /// Links listings to SKUs (operator mapping). All rows or none.
-    pub async fn import_mappings(&self, rows: &[(String, ListingRef)]) -> Result<usize> {
-        let mut tx = self.begin().await?;
-        for (sku, l) in rows {
-            sqlx::query(
-                "INSERT INTO listings (provider, listing_id, variant_id, sku, origin)
-                 VALUES (?, ?, ?, ?, 'mapping')
-                 ON CONFLICT (provider, listing_id, variant_id)
-                 DO UPDATE SET sku = excluded.sku, origin = 'mapping', rejected_qty = NULL",
-            )
-            .bind(l.provider.as_str())
-            .bind(&l.listing_id)
-            .bind(&l.variant_id)
-            .bind(sku)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(rows.len())
-    }
 
     pub async fn list_mappings(&self) -> Result<Vec<MappingRow>> {
         let rows = sqlx::query(
