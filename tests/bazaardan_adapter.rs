@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use stoksync::config::{BazaardanConfig, Secret, SyncSettings};
 use stoksync::domain::{ItemEffect, ListingRef, ProviderName, PushOutcome, StockPush};
-use stoksync::http::{ProviderHttp, RetryPolicy, Verdict};
+use stoksync::http::{Net, ProviderHttp, RetryPolicy, Verdict};
 use stoksync::ledger::Ledger;
 use stoksync::limit::Limiter;
 use stoksync::providers::bazaardan::{Bazaardan, auth};
@@ -49,15 +49,8 @@ async fn rig(restock_returns: bool, clock_offset_s: i64) -> Rig {
         ..RetryPolicy::default()
     };
     let clock: auth::Clock = Arc::new(move || chrono::Utc::now().timestamp() + clock_offset_s);
-    let adapter = Bazaardan::with_clock(
-        &cfg,
-        &sync,
-        ledger.clone(),
-        policy,
-        CancellationToken::new(),
-        clock,
-    )
-    .unwrap();
+    let net = Net::new(sync.request_timeout, policy, CancellationToken::new()).unwrap();
+    let adapter = Bazaardan::with_clock(&cfg, &sync, ledger.clone(), &net, clock).unwrap();
     Rig {
         _dir: dir,
         ledger,

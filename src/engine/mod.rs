@@ -226,15 +226,17 @@ impl Engine {
 
     /// What the answer to `push` revealed, as the ledger compares it: exact
     /// from the answer alone when nothing of ours is unsettled; otherwise
-    /// along our writes in the provider's history (or, when that cannot be
-    /// read, by value).
+    /// along our writes in the provider's history. `None` when that history
+    /// cannot be read now (a stop, a fault): then nothing is guessed, the
+    /// listing stays unsettled and a later answer or read settles it. Only a
+    /// provider that keeps no history at all is compared by value.
     async fn sighting(
         &self,
         p: &dyn Provider,
         push: &StockPush,
         rev: &Revealed,
         earlier: &[Attempt],
-    ) -> Sighting {
+    ) -> Option<Sighting> {
         let this = OurWrite {
             tag: push.tag.clone(),
             old: rev.old,
@@ -242,11 +244,11 @@ impl Engine {
         };
         let stamp = format!("push-{}", push.tag);
         if !rev.resent && earlier.is_empty() {
-            return Sighting {
+            return Some(Sighting {
                 writes: vec![this],
                 stamp,
                 ..Sighting::default()
-            };
+            });
         }
         let mut tags: Vec<String> = earlier.iter().map(|a| a.tag.clone()).collect();
         tags.push(push.tag.clone());
@@ -256,23 +258,28 @@ impl Engine {
             .first()
             .map_or_else(|| now_ms() - 5 * 60_000, |a| a.sent_at_ms);
         match self.trail(p, &push.listing, &tags, since).await {
-            Ok(Some(t)) if t.writes.last().is_some_and(|w| w.tag == push.tag) => Sighting {
+            Ok(Some(t)) if t.writes.last().is_some_and(|w| w.tag == push.tag) => Some(Sighting {
                 writes: t.writes,
                 stamp,
                 ..Sighting::default()
-            },
-            other => {
-                if let Err(e) = &other {
-                    tracing::info!(provider = %p.name(), listing = %push.listing, error = %e, "cannot read the history that settles lost answers; telling our writes from hand edits by value");
-                }
+            }),
+            Ok(Some(_)) => {
+                tracing::info!(provider = %p.name(), listing = %push.listing, "the provider's history does not show the write it just confirmed yet; settled later");
+                None
+            }
+            Ok(None) => {
                 let mut uncertain: Vec<i64> = earlier.iter().map(|a| a.qty).collect();
                 uncertain.push(push.quantity);
-                Sighting {
+                Some(Sighting {
                     writes: vec![this],
                     uncertain,
                     stamp,
                     now: None,
-                }
+                })
+            }
+            Err(e) => {
+                tracing::info!(provider = %p.name(), listing = %push.listing, error = %e, "cannot read the history that settles lost answers now; settled later");
+                None
             }
         }
     }
@@ -302,16 +309,14 @@ impl Engine {
             failpoint::point("push.answered").await;
             for (push, outcome) in batch.iter().zip(&results.outcomes) {
                 sent += 1;
-                let seen = match outcome {
-                    PushOutcome::Confirmed(_) => {
-                        match results.revealed.iter().find(|r| r.listing == push.listing) {
-                            Some(rev) => {
-                                let earlier =
-                                    unsettled.get(&push.listing).map_or(&[][..], Vec::as_slice);
-                                Some(self.sighting(p, push, rev, earlier).await)
-                            }
-                            None => None,
-                        }
+                // What the answer revealed (stokdurumu), compared now or,
+                // when our own earlier writes cannot be told apart yet,
+                // left unsettled for later.
+                let revealed = results.revealed.iter().find(|r| r.listing == push.listing);
+                let seen = match (outcome, revealed) {
+                    (PushOutcome::Confirmed(_), Some(rev)) => {
+                        let earlier = unsettled.get(&push.listing).map_or(&[][..], Vec::as_slice);
+                        Some(self.sighting(p, push, rev, earlier).await)
                     }
                     _ => None,
                 };
@@ -320,7 +325,10 @@ impl Engine {
                         report.confirmed += 1;
                         tracing::info!(provider = %name, listing = %push.listing, quantity = q, "push confirmed");
                         match &seen {
-                            Some(sighting) => PushRecord::ConfirmedSeen { qty: *q, sighting },
+                            Some(Some(sighting)) => PushRecord::ConfirmedSeen { qty: *q, sighting },
+                            Some(None) => PushRecord::Failed(
+                                "confirmed, but not yet told apart from hand edits; settled by the next answer or read",
+                            ),
                             None => PushRecord::Confirmed(*q),
                         }
                     }

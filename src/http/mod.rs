@@ -56,6 +56,41 @@ impl Default for RetryPolicy {
 /// Rate-limit answers waited out inside one call before giving up on it.
 const MAX_RATE_LIMITED_PER_CALL: u32 = 5;
 
+/// What the providers of one daemon share: one HTTP client (one TLS
+/// setup, whose root certificates take tens of milliseconds to load, and
+/// one pool of kept-alive connections), the retry policy, the stop signal.
+#[derive(Clone)]
+pub struct Net {
+    pub client: reqwest::Client,
+    pub policy: RetryPolicy,
+    pub cancel: CancellationToken,
+}
+
+impl Net {
+    pub fn new(
+        timeout: Duration,
+        policy: RetryPolicy,
+        cancel: CancellationToken,
+    ) -> Result<Net, ProviderError> {
+        Ok(Net {
+            client: client_builder(timeout)
+                .build()
+                .map_err(|e| ProviderError::Config(format!("cannot build the HTTP client: {e}")))?,
+            policy,
+            cancel,
+        })
+    }
+}
+
+/// How stoksync's HTTP client is built: per-attempt timeout, a shorter
+/// connect timeout, its user agent.
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("stoksync/", env!("CARGO_PKG_VERSION")))
+}
+
 /// HTTP for one provider.
 pub struct ProviderHttp {
     client: reqwest::Client,
@@ -92,25 +127,29 @@ pub fn until_daily_reset() -> Duration {
 }
 
 impl ProviderHttp {
+    /// An HTTP path with a client of its own (tests; a daemon shares one
+    /// [`Net`] between its providers).
     pub fn new(
         limiter: Arc<Limiter>,
         timeout: Duration,
         policy: RetryPolicy,
         cancel: CancellationToken,
     ) -> Result<ProviderHttp, ProviderError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("stoksync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(ProviderHttp {
-            client,
+        Ok(ProviderHttp::on(
+            &Net::new(timeout, policy, cancel)?,
             limiter,
-            policy,
-            cancel,
+        ))
+    }
+
+    /// The HTTP path of one provider over the daemon's shared client.
+    pub fn on(net: &Net, limiter: Arc<Limiter>) -> ProviderHttp {
+        ProviderHttp {
+            client: net.client.clone(),
+            limiter,
+            policy: net.policy.clone(),
+            cancel: net.cancel.clone(),
             daily_429: false,
-        })
+        }
     }
 
     /// For providers whose 429 means "daily quota used up" (stokdurumu): a

@@ -247,6 +247,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_database_refuses_to_change_or_remove_a_movement() {
+        let (_dir, ledger) = temp_ledger().await;
+        ledger
+            .erp_movement("SKU-1", StockChange::To(10), "count", "k1")
+            .await
+            .unwrap();
+        for sql in ["UPDATE movements SET delta = 99", "DELETE FROM movements"] {
+            let err = sqlx::query(sql).execute(&ledger.write).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        assert_eq!(ledger.history("SKU-1").await.unwrap()[0].delta, 10);
+    }
+
+    #[tokio::test]
     async fn bad_rows_change_nothing() {
         let (_dir, ledger) = temp_ledger().await;
         let rows = vec![("A".to_string(), 5), ("B".to_string(), -1)];

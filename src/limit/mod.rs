@@ -32,6 +32,9 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 pub const WINDOW_MARGIN: Duration = Duration::from_millis(500);
 /// A provider pause longer than this is not waited out inside a call.
 pub const LONG_PAUSE: Duration = Duration::from_secs(120);
+/// How far our clock and a provider's may disagree about when a day ends:
+/// requests in the last seconds of a day also count against the next.
+pub const DAY_SKEW: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
@@ -134,7 +137,9 @@ impl DailyQuota {
 
     /// Spends one request of today's budget. The first call of a day reads
     /// what the request log holds since 00:00 Turkey time (so a restart
-    /// continues the count); later calls count in memory.
+    /// continues the count), and counts the last [`DAY_SKEW`] of yesterday
+    /// too: a request sent just before midnight may reach the provider just
+    /// after it, by its clock. Later calls count in memory.
     async fn take(
         &self,
         ledger: &Ledger,
@@ -149,7 +154,10 @@ impl DailyQuota {
         let used = match cached {
             Some(n) => n,
             None => ledger
-                .requests_since(provider, day_start.timestamp_millis())
+                .requests_since(
+                    provider,
+                    day_start.timestamp_millis() - DAY_SKEW.as_millis() as i64,
+                )
                 .await
                 .map(|n| n as u32)
                 // Unreadable log: assume the worst rather than overspend.

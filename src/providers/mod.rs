@@ -14,7 +14,7 @@ use crate::domain::{
     ItemEffect, ListingRef, OrderChanges, ProviderName, PushOutcome, RemoteListing, Revealed,
     StockPush, Trail,
 };
-use crate::http::RetryPolicy;
+use crate::http::{Net, RetryPolicy};
 use crate::ledger::{KnownItem, Ledger, LedgerError};
 use crate::limit::Limiter;
 use async_trait::async_trait;
@@ -246,21 +246,36 @@ pub fn build_all(
     ledger: &Ledger,
     cancel: &CancellationToken,
 ) -> Result<Vec<Arc<dyn Provider>>, ProviderError> {
-    let policy = RetryPolicy {
+    let policy = retry_policy(config);
+    let net = Net::new(config.sync.request_timeout, policy, cancel.clone())?;
+    build_all_on(config, ledger, &net)
+}
+
+/// The retry policy the config asks for.
+pub fn retry_policy(config: &Config) -> RetryPolicy {
+    RetryPolicy {
         max_attempts: config.sync.max_attempts,
         base: config.sync.timing.retry_base,
         cap: config.sync.timing.retry_cap,
         ..RetryPolicy::default()
-    };
+    }
+}
+
+/// As [`build_all`], over a [`Net`] the caller built (the simulator shares
+/// one HTTP client between the many lives of a daemon it runs).
+pub fn build_all_on(
+    config: &Config,
+    ledger: &Ledger,
+    net: &Net,
+) -> Result<Vec<Arc<dyn Provider>>, ProviderError> {
     let mut out: Vec<Arc<dyn Provider>> = Vec::new();
-    let (sync, l, c) = (&config.sync, ledger, cancel);
+    let (sync, l) = (&config.sync, ledger);
     if let Some(b) = &config.bazaardan {
         out.push(Arc::new(bazaardan::Bazaardan::new(
             b,
             sync,
             l.clone(),
-            policy.clone(),
-            c.clone(),
+            net,
         )?));
     }
     if let Some(s) = &config.stokdurumu {
@@ -268,26 +283,18 @@ pub fn build_all(
             s,
             sync,
             l.clone(),
-            policy.clone(),
-            c.clone(),
+            net,
         )?));
     }
     if let Some(e) = &config.eticaret {
-        out.push(Arc::new(eticaret::Eticaret::new(
-            e,
-            sync,
-            l.clone(),
-            policy.clone(),
-            c.clone(),
-        )?));
+        out.push(Arc::new(eticaret::Eticaret::new(e, sync, l.clone(), net)?));
     }
     if let Some(z) = &config.pazarsync {
         out.push(Arc::new(pazarsync::Pazarsync::new(
             z,
             sync,
             l.clone(),
-            policy,
-            c.clone(),
+            net,
         )?));
     }
     Ok(out)

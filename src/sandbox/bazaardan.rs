@@ -328,6 +328,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _busy = s.core.enter();
     let Some(path) = uri.path().strip_prefix(BASE_PATH) else {
         s.core.arrive("?");
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown path");
@@ -520,7 +521,15 @@ fn orders(s: &Shared, q: &HashMap<String, String>) -> Response {
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|(id, i)| item_json(*id, i, false))
+        .map(|(id, i)| {
+            s.core.served(
+                &id.to_string(),
+                &i.status,
+                matches!(i.status.as_str(), "cancelled" | "returned"),
+                &key(i.product_id, i.variant),
+            );
+            item_json(*id, i, false)
+        })
         .collect();
     let returned = page.len();
     ok(json!({
@@ -538,7 +547,15 @@ fn order_detail(s: &Shared, q: &HashMap<String, String>) -> Response {
         );
     };
     match s.data().items.get(&id) {
-        Some(i) => ok(item_json(id, i, true)),
+        Some(i) => {
+            s.core.served(
+                &id.to_string(),
+                &i.status,
+                matches!(i.status.as_str(), "cancelled" | "returned"),
+                &key(i.product_id, i.variant),
+            );
+            ok(item_json(id, i, true))
+        }
         None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "Order item not found"),
     }
 }
@@ -700,5 +717,13 @@ impl super::Fake for FakeBazaardan {
 
     fn set_tripwire(&self, wire: Option<super::Tripwire>) {
         self.shared.core.set_tripwire(wire);
+    }
+
+    fn busy(&self) -> usize {
+        self.shared.core.busy()
+    }
+
+    fn arrivals_ms(&self) -> Vec<i64> {
+        self.shared.core.arrivals.walls()
     }
 }

@@ -244,6 +244,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _busy = s.core.enter();
     let Some(path) = uri.path().strip_prefix(BASE_PATH) else {
         return answer("AUTH005", "Geçersiz metot", Value::Null);
     };
@@ -357,6 +358,23 @@ fn route(
             let Some((id, o)) = id.and_then(|id| d.orders.get(&id).map(|o| (id, o))) else {
                 return answer("ORDERSHOW001", "Hatalı sipariş ID", Value::Null);
             };
+            for (n, (code, barcode, _)) in o.lines.iter().enumerate() {
+                let variant = d
+                    .products
+                    .get(code)
+                    .is_some_and(|p| p.variants.iter().any(|v| &v.0 == barcode));
+                let listing = if variant {
+                    format!("{code}/{barcode}")
+                } else {
+                    code.clone()
+                };
+                s.core.served(
+                    &format!("{id}/{n}"),
+                    &o.status.to_string(),
+                    matches!(o.status, 4 | 5),
+                    &listing,
+                );
+            }
             let products: Vec<Value> = o
                 .lines
                 .iter()
@@ -616,5 +634,13 @@ impl Fake for FakeEticaret {
 
     fn set_tripwire(&self, wire: Option<super::Tripwire>) {
         self.shared.core.set_tripwire(wire);
+    }
+
+    fn busy(&self) -> usize {
+        self.shared.core.busy()
+    }
+
+    fn arrivals_ms(&self) -> Vec<i64> {
+        self.shared.core.arrivals.walls()
     }
 }

@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What a fake counted, the same for every provider.
@@ -86,6 +85,10 @@ pub trait Fake: Send + Sync {
     /// Runs `wire` after each write of ours is carried out (the simulator
     /// kills the daemon there), or stops doing so.
     fn set_tripwire(&self, wire: Option<Tripwire>);
+    /// Requests being handled right now.
+    fn busy(&self) -> usize;
+    /// When each request arrived, by the wall clock (Unix ms).
+    fn arrivals_ms(&self) -> Vec<i64>;
 }
 
 /// One listing as a fake shows it.
@@ -134,6 +137,21 @@ pub(crate) struct Core {
     /// Called after every write of ours is carried out (the simulator's
     /// "kill the daemon now").
     tripwire: Mutex<Option<Tripwire>>,
+    /// Requests being handled now.
+    busy: std::sync::atomic::AtomicUsize,
+    /// Per order line: the status the client was last shown.
+    served: Mutex<HashMap<String, String>>,
+    /// Per listing, the last things that happened to it (for reports).
+    story: Mutex<HashMap<String, VecDeque<String>>>,
+}
+
+/// Marks a request as being handled until dropped.
+pub(crate) struct Busy<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What the simulator runs when a fake carries out a write.
@@ -155,11 +173,61 @@ impl Core {
             day: Mutex::new(None),
             known: Mutex::new(HashMap::new()),
             tripwire: Mutex::new(None),
+            busy: std::sync::atomic::AtomicUsize::new(0),
+            served: Mutex::new(HashMap::new()),
+            story: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records a request to `endpoint`; returns its arrival time.
-    pub fn arrive(&self, endpoint: &str) -> Instant {
+    fn tell(&self, listing: &str, what: String) {
+        let mut s = self.story.lock().unwrap_or_else(|e| e.into_inner());
+        let t = s.entry(listing.to_string()).or_default();
+        if t.len() == 8 {
+            t.pop_front();
+        }
+        t.push_back(format!("{} {what}", crate::clock::now_ms() % 100_000));
+    }
+
+    fn story_of(&self, listing: &str) -> Vec<String> {
+        self.story
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(listing)
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// An order line on `listing` is shown to the client in `status`. The
+    /// first time it is shown, or shown in a status that may have moved
+    /// the marketplace's own stock (`moves`: a cancellation, a return),
+    /// the client learns something happened to the listing: a write it
+    /// makes then is not a wasted one.
+    pub fn served(&self, line: &str, status: &str, moves: bool, listing: &str) {
+        let fresh = {
+            let mut s = self.served.lock().unwrap_or_else(|e| e.into_inner());
+            match s.insert(line.to_string(), status.to_string()) {
+                None => true,
+                Some(was) => was != status && moves,
+            }
+        };
+        if fresh {
+            self.tell(listing, format!("line {line} shown as {status}"));
+            self.changed(listing);
+        }
+    }
+
+    /// A request is being handled until the guard drops.
+    pub fn enter(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy(&self.busy)
+    }
+
+    pub fn busy(&self) -> usize {
+        self.busy.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records a request to `endpoint`; returns its arrival time (Unix ms).
+    pub fn arrive(&self, endpoint: &str) -> i64 {
         let at = self.arrivals.record();
         let mut c = self.counters();
         c.requests += 1;
@@ -169,7 +237,7 @@ impl Core {
 
     /// Whether more than `limit` requests arrived in the window up to `at`
     /// (counted as a violation).
-    pub fn over_minute_limit(&self, at: Instant, limit: Option<u32>) -> bool {
+    pub fn over_minute_limit(&self, at: i64, limit: Option<u32>) -> bool {
         let over = limit.is_some_and(|l| self.arrivals.in_last(at, self.window) > l as usize);
         if over {
             self.counters().limit_violations += 1;
@@ -239,17 +307,26 @@ impl Core {
     /// its answer is about to be lost.
     pub fn wrote(&self, listing: &str, old: i64, new: i64, answered: bool) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        if old == new && known.get(listing) == Some(&true) {
+        let wasted = old == new && known.get(listing) == Some(&true);
+        known.insert(listing.to_string(), answered);
+        drop(known);
+        if wasted {
+            let story = self.story_of(listing);
             let mut c = self.counters();
             c.noop_writes += 1;
             if c.noop_examples.len() < 10 {
                 c.noop_examples.push(format!(
-                    "{listing} set to {new}, the value our last answered write left there"
+                    "{listing} set to {new}, the value our last answered write left there (before: {story:?})"
                 ));
             }
         }
-        known.insert(listing.to_string(), answered);
-        drop(known);
+        self.tell(
+            listing,
+            format!(
+                "our write {old}->{new}{}",
+                if answered { "" } else { " (answer lost)" }
+            ),
+        );
         let wire = self
             .tripwire
             .lock()
@@ -267,6 +344,7 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(listing);
+        self.tell(listing, "changed by others".into());
     }
 
     /// The client may not have received any answer given so far (it was
@@ -386,41 +464,60 @@ impl FaultQueue {
     }
 }
 
-/// Arrival times of every request, to check a client's limiter from the
-/// server's side.
+/// Arrival times of every request by the wall clock (Unix ms), to check a
+/// client's limiter from the server's side. The wall clock, not a monotonic
+/// one: the simulator moves its worlds' calendars forward (a night passes),
+/// and a provider's windows pass with them.
 #[derive(Default)]
 pub struct Arrivals {
-    times: Mutex<Vec<Instant>>,
+    walls: Mutex<Vec<i64>>,
 }
 
 impl Arrivals {
-    pub fn record(&self) -> Instant {
-        let now = Instant::now();
-        self.times
+    /// Records an arrival now; returns its time.
+    pub fn record(&self) -> i64 {
+        let now = crate::clock::now_ms();
+        self.walls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(now);
         now
     }
 
+    /// Every arrival (Unix ms), in order.
+    pub fn walls(&self) -> Vec<i64> {
+        self.walls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn count(&self) -> usize {
-        self.times.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.walls.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Requests inside the busiest window of `period`.
     pub fn max_in_any_window(&self, period: Duration) -> usize {
-        crate::limit::max_in_any_window(
-            &self.times.lock().unwrap_or_else(|e| e.into_inner()),
-            period,
+        max_in_any_window_ms(
+            &self.walls.lock().unwrap_or_else(|e| e.into_inner()),
+            period.as_millis() as i64,
         )
     }
 
-    /// Requests in the last `period` before `now`.
-    pub fn in_last(&self, now: Instant, period: Duration) -> usize {
-        let t = self.times.lock().unwrap_or_else(|e| e.into_inner());
-        t.iter()
-            .rev()
-            .take_while(|&&x| now.duration_since(x) < period)
-            .count()
+    /// Requests in the last `period` up to `now` (Unix ms).
+    pub fn in_last(&self, now: i64, period: Duration) -> usize {
+        let p = period.as_millis() as i64;
+        let t = self.walls.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter().rev().take_while(|&&x| now - x < p).count()
     }
+}
+
+/// The most of `sorted` (Unix ms) inside any window of `period_ms`.
+pub fn max_in_any_window_ms(sorted: &[i64], period_ms: i64) -> usize {
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..sorted.len() {
+        while sorted[hi] - sorted[lo] >= period_ms {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
 }

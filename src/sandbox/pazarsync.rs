@@ -171,6 +171,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _busy = s.core.enter();
     let path = uri.path().to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let endpoint = match parts.as_slice() {
@@ -215,7 +216,10 @@ async fn handle(
     };
     // Every answer carries the limit headers.
     if let Some(limit) = s.opts.requests_per_minute {
-        let used = s.core.arrivals.in_last(Instant::now(), s.core.window);
+        let used = s
+            .core
+            .arrivals
+            .in_last(crate::clock::now_ms(), s.core.window);
         let h = resp.headers_mut();
         h.insert("X-RateLimit-Limit", limit.into());
         h.insert(
@@ -346,14 +350,20 @@ fn route(
         (Method::GET, "products") => paged(
             d.products
                 .iter()
-                .map(|(id, p)| json!({"id": id, "sku": p.sku, "name": "Ürün", "stock": p.stock,
-                                      "price": 10.0, "status": "active"}))
+                .map(|(id, p)| {
+                    json!({"id": id, "sku": p.sku, "name": "Ürün", "stock": p.stock,
+                                      "price": 10.0, "status": "active"})
+                })
                 .collect(),
         ),
         (Method::GET, "orders") => {
             let from = q.get("from_date").map(|f| parse_provider_time(f));
             if let Some(None) = from {
-                return err(StatusCode::BAD_REQUEST, "bad_request", "from_date must be ISO 8601");
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "from_date must be ISO 8601",
+                );
             }
             let from = from.flatten();
             let mut rows: Vec<(&String, &Order)> = d
@@ -364,26 +374,42 @@ fn route(
             rows.sort_by_key(|(id, o)| (o.created_at, (*id).clone()));
             paged(
                 rows.iter()
-                    .map(|(id, o)| json!({"id": id, "order_number": format!("ORD{id}"), "marketplace": "web",
+                    .map(|(id, o)| {
+                        json!({"id": id, "order_number": format!("ORD{id}"), "marketplace": "web",
                         "status": o.status, "items_count": o.items.len(),
-                        "created_at": iso(o.created_at), "updated_at": iso(o.updated_at)}))
+                        "created_at": iso(o.created_at), "updated_at": iso(o.updated_at)})
+                    })
                     .collect(),
             )
         }
         (Method::GET, "orders/{id}") => match d.orders.get(parts[3]) {
             None => err(StatusCode::NOT_FOUND, "not_found", "Order not found"),
-            Some(o) => axum::Json(json!({
+            Some(o) => {
+                for (iid, pid, _, _) in &o.items {
+                    s.core.served(
+                        &format!("{}/{iid}", parts[3]),
+                        &o.status,
+                        matches!(o.status.as_str(), "cancelled" | "returned"),
+                        pid,
+                    );
+                }
+                axum::Json(json!({
                 "id": parts[3], "order_number": format!("ORD{}", parts[3]), "status": o.status,
                 "items": o.items.iter().map(|(iid, pid, sku, q)| json!({"id": iid, "product_id": pid,
                     "sku": sku, "name": "Ürün", "quantity": q})).collect::<Vec<_>>(),
                 "created_at": iso(o.created_at), "updated_at": iso(o.updated_at)
             }))
-            .into_response(),
+            .into_response()
+            }
         },
         (Method::PUT, "products/{id}/stock") => {
             s.core.batch(1);
             let Some(stock) = v.get("stock").and_then(Value::as_i64).filter(|s| *s >= 0) else {
-                return err(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "stock must be a non-negative integer");
+                return err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_error",
+                    "stock must be a non-negative integer",
+                );
             };
             match d.products.get_mut(parts[3]) {
                 None => err(StatusCode::NOT_FOUND, "not_found", "Product not found"),
@@ -404,15 +430,26 @@ fn route(
             };
             s.core.batch(items.len());
             if items.len() > 100 {
-                return err(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "at most 100 items");
+                return err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_error",
+                    "at most 100 items",
+                );
             }
             let (mut updated, mut errors, mut writes) = (0, Vec::new(), Vec::new());
             for it in items {
                 let stock = it.get("stock").and_then(Value::as_i64).filter(|s| *s >= 0);
-                let id = it.get("product_id").and_then(Value::as_str).map(str::to_string).or_else(|| {
-                    let sku = it.get("sku").and_then(Value::as_str)?;
-                    d.products.iter().find(|(_, p)| p.sku == sku).map(|(id, _)| id.clone())
-                });
+                let id = it
+                    .get("product_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .or_else(|| {
+                        let sku = it.get("sku").and_then(Value::as_str)?;
+                        d.products
+                            .iter()
+                            .find(|(_, p)| p.sku == sku)
+                            .map(|(id, _)| id.clone())
+                    });
                 match (id.clone().and_then(|id| d.products.get_mut(&id)), stock) {
                     (Some(p), Some(st)) => {
                         let old = std::mem::replace(&mut p.stock, st);
@@ -434,7 +471,8 @@ fn route(
             for (id, old, new) in writes {
                 s.core.wrote(&id, old, new, answered);
             }
-            axum::Json(json!({"updated": updated, "failed": errors.len(), "errors": errors})).into_response()
+            axum::Json(json!({"updated": updated, "failed": errors.len(), "errors": errors}))
+                .into_response()
         }
         _ => err(StatusCode::NOT_FOUND, "not_found", "Unknown endpoint"),
     }
@@ -554,5 +592,13 @@ impl Fake for FakePazarsync {
 
     fn set_tripwire(&self, wire: Option<super::Tripwire>) {
         self.shared.core.set_tripwire(wire);
+    }
+
+    fn busy(&self) -> usize {
+        self.shared.core.busy()
+    }
+
+    fn arrivals_ms(&self) -> Vec<i64> {
+        self.shared.core.arrivals.walls()
     }
 }

@@ -151,6 +151,18 @@ impl FakeStokdurumu {
         self.shared.core.changed(&id.to_string());
     }
 
+    /// Every stock change of a product, oldest first: (action, old, new,
+    /// reason).
+    pub fn movements_of(&self, id: u64) -> Vec<(String, i64, i64, String)> {
+        self.shared
+            .data()
+            .history
+            .iter()
+            .filter(|m| m.product_id == id)
+            .map(|m| (m.action.clone(), m.old, m.new, m.reason.clone()))
+            .collect()
+    }
+
     /// Every change made by hand so far, in order.
     pub fn hand_edits(&self) -> Vec<HandEdit> {
         self.shared.data().hand_edits.clone()
@@ -172,6 +184,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _busy = s.core.enter();
     let Some(path) = uri.path().strip_prefix(BASE_PATH) else {
         return err(StatusCode::NOT_FOUND, "Kayıt bulunamadı");
     };
@@ -435,5 +448,13 @@ impl Fake for FakeStokdurumu {
 
     fn set_tripwire(&self, wire: Option<super::Tripwire>) {
         self.shared.core.set_tripwire(wire);
+    }
+
+    fn busy(&self) -> usize {
+        self.shared.core.busy()
+    }
+
+    fn arrivals_ms(&self) -> Vec<i64> {
+        self.shared.core.arrivals.walls()
     }
 }

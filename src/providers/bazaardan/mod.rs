@@ -13,7 +13,7 @@ use crate::domain::{
     Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, StockPush,
     format_turkey, parse_provider_time,
 };
-use crate::http::{ProviderHttp, RetryPolicy};
+use crate::http::{Net, ProviderHttp};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
@@ -22,7 +22,6 @@ use crate::providers::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 use wire::{OrderRow, StockUpdate};
 
 /// A poll that pages further than this is treated as a provider fault
@@ -39,18 +38,16 @@ impl Bazaardan {
         cfg: &BazaardanConfig,
         sync: &SyncSettings,
         ledger: Ledger,
-        policy: RetryPolicy,
-        cancel: CancellationToken,
+        net: &Net,
     ) -> Result<Bazaardan, ProviderError> {
-        Self::with_clock(cfg, sync, ledger, policy, cancel, auth::system_clock())
+        Self::with_clock(cfg, sync, ledger, net, auth::system_clock())
     }
 
     pub fn with_clock(
         cfg: &BazaardanConfig,
         sync: &SyncSettings,
         ledger: Ledger,
-        policy: RetryPolicy,
-        cancel: CancellationToken,
+        net: &Net,
         clock: auth::Clock,
     ) -> Result<Bazaardan, ProviderError> {
         let limiter = Arc::new(Limiter::with_timing(
@@ -60,7 +57,7 @@ impl Bazaardan {
             ledger,
             &sync.timing,
         ));
-        let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?;
+        let http = ProviderHttp::on(net, limiter);
         let signer = auth::Signer::new(cfg.client_id.clone(), cfg.client_secret.clone(), clock);
         Ok(Bazaardan {
             client: client::Client::new(http, cfg.base_url.clone(), signer),

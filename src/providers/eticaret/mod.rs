@@ -21,7 +21,7 @@ use crate::domain::{
     Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, RemoteListing,
     SeenOrder, StockPush, format_turkey, parse_provider_time,
 };
-use crate::http::{ProviderHttp, RetryPolicy};
+use crate::http::{Net, ProviderHttp};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
@@ -31,7 +31,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 use wire::{OrderLine, OrderRow, ProductRow, StockEntry, UpdateStocks, VariantStock, whole};
 
 const MAX_PAGES: u64 = 10_000;
@@ -46,8 +45,7 @@ impl Eticaret {
         cfg: &EticaretConfig,
         sync: &SyncSettings,
         ledger: Ledger,
-        policy: RetryPolicy,
-        cancel: CancellationToken,
+        net: &Net,
     ) -> Result<Eticaret, ProviderError> {
         let limiter = Arc::new(Limiter::with_timing(
             ProviderName::Eticaret,
@@ -56,7 +54,7 @@ impl Eticaret {
             ledger,
             &sync.timing,
         ));
-        let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?;
+        let http = ProviderHttp::on(net, limiter);
         Ok(Eticaret {
             client: client::Client::new(
                 http,

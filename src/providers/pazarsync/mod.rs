@@ -22,7 +22,7 @@ use crate::domain::{
     Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, RemoteListing,
     SeenOrder, StockPush, ms_to_utc, now_ms, parse_provider_time,
 };
-use crate::http::{ProviderHttp, RetryPolicy};
+use crate::http::{Net, ProviderHttp};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
@@ -33,7 +33,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use wire::{Batch, BatchItem, OrderDetail, OrderRow, Product};
 
 const MAX_PAGES: u64 = 10_000;
@@ -87,8 +86,7 @@ impl Pazarsync {
         cfg: &PazarsyncConfig,
         sync: &SyncSettings,
         ledger: Ledger,
-        policy: RetryPolicy,
-        cancel: CancellationToken,
+        net: &Net,
     ) -> Result<Pazarsync, ProviderError> {
         let limiter = Arc::new(Limiter::with_timing(
             ProviderName::Pazarsync,
@@ -97,7 +95,7 @@ impl Pazarsync {
             ledger,
             &sync.timing,
         ));
-        let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?;
+        let http = ProviderHttp::on(net, limiter);
         Ok(Pazarsync {
             client: client::Client::new(
                 http,

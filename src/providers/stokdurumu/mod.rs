@@ -28,7 +28,7 @@ use crate::domain::{
     Revealed, StockPush, Trail, next_turkey_midnight, parse_provider_time, turkey_day,
     turkey_midnight_before,
 };
-use crate::http::{ProviderHttp, RetryPolicy, Sends};
+use crate::http::{Net, ProviderHttp, Sends};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
@@ -39,7 +39,6 @@ use chrono::NaiveDate;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use wire::Product;
 
 /// A poll that pages further than this is a provider fault.
@@ -65,8 +64,7 @@ impl Stokdurumu {
         cfg: &StokdurumuConfig,
         sync: &SyncSettings,
         ledger: Ledger,
-        policy: RetryPolicy,
-        cancel: CancellationToken,
+        net: &Net,
     ) -> Result<Stokdurumu, ProviderError> {
         let limiter = Arc::new(Limiter::with_timing(
             ProviderName::Stokdurumu,
@@ -75,7 +73,7 @@ impl Stokdurumu {
             ledger,
             &sync.timing,
         ));
-        let http = ProviderHttp::new(limiter, sync.request_timeout, policy, cancel)?.daily_429();
+        let http = ProviderHttp::on(net, limiter).daily_429();
         Ok(Stokdurumu {
             client: client::Client::new(http, cfg.base_url.clone(), cfg.api_key.clone()),
             last_read: Mutex::new((None, 1)),
