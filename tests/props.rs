@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use std::path::Path;
 use stoksync::config::Config;
+use stoksync::csvin::{read_mappings, read_stock};
 
 /// `default` cases, or `PROPTEST_CASES` when set.
 fn cases(default: u32) -> ProptestConfig {
@@ -343,4 +344,365 @@ proptest! {
         let e = parse_config(&text).unwrap_err();
         prop_assert!(!e.to_string().contains(&digits), "secret echoed: {}", e);
     }
+}
+
+// ---------------------------------------------------------------------------
+// The CSV importers
+// ---------------------------------------------------------------------------
+
+fn write_temp(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), bytes).unwrap();
+    f
+}
+
+/// What every CSV error must do: name the file, and a line of it for every
+/// complaint.
+fn check_csv_error(path: &Path, bytes: &[u8], e: &stoksync::csvin::CsvErrors) {
+    let shown = e.to_string();
+    let file = path.display().to_string();
+    assert!(shown.starts_with(&format!("{file}: ")), "{shown:?}");
+    assert!(!e.errors.is_empty(), "{shown:?}");
+    let lines = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+    for (line, msg) in &e.errors {
+        assert!(
+            (1..=lines).contains(line),
+            "line {line} is not in a file of {lines} lines: {shown:?}"
+        );
+        assert!(!msg.trim().is_empty(), "{shown:?}");
+        assert!(shown.contains(&format!("line {line}: ")), "{shown:?}");
+    }
+}
+
+/// A cell as an ERP or a spreadsheet might write it, good or not.
+fn cell() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[A-Za-z0-9-]{1,12}",
+        1 => Just(String::new()),
+        1 => Just(" padded ".to_string()),
+        1 => Just("\"quoted, with comma\"".to_string()),
+        1 => Just("\"line\nbreak\"".to_string()),
+        1 => Just("\"unclosed".to_string()),
+        1 => Just("a\"b".to_string()),
+        1 => Just("x;y".to_string()),
+        1 => Just("\u{feff}bom".to_string()),
+        1 => Just("99999999999999999999".to_string()),
+        1 => Just("-9223372036854775808".to_string()),
+        1 => Just("-5".to_string()),
+        1 => Just("1.5".to_string()),
+        1 => Just("1e3".to_string()),
+        1 => Just("+7".to_string()),
+        1 => Just("\t".to_string()),
+        1 => Just("KALEM\u{7}".to_string()),
+        1 => Just("\u{a0}NBSP".to_string()),
+        1 => Just("ÇİĞÖŞÜ-ıçğ".to_string()),
+        1 => Just("bazaardan".to_string()),
+        1 => Just("eticaret".to_string()),
+        1 => Just("stokdurumu".to_string()),
+        1 => Just("pazarsync".to_string()),
+        1 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => any::<u64>().prop_map(|n| n.to_string()),
+        1 => "\\PC{0,20}",
+    ]
+}
+
+/// A CSV of `header` and rows of `cells`, with separators and line ends
+/// chosen at random: what lands in the importers.
+fn csv_text(header: &'static str) -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<bool>(),
+        prop::collection::vec(
+            (
+                prop::collection::vec(cell(), 0..6),
+                prop_oneof![Just(","), Just(";"), Just(", ")],
+                prop_oneof![Just("\n"), Just("\r\n"), Just("\r"), Just("\n\n")],
+            ),
+            0..12,
+        ),
+    )
+        .prop_map(move |(bom, rows)| {
+            let mut s = String::new();
+            if bom {
+                s.push('\u{feff}');
+            }
+            s.push_str(header);
+            s.push('\n');
+            for (cells, sep, end) in rows {
+                s.push_str(&cells.join(sep));
+                s.push_str(end);
+            }
+            s.into_bytes()
+        })
+}
+
+/// Bytes that are not UTF-8, placed in an otherwise good file.
+fn with_bad_bytes(header: &'static str) -> impl Strategy<Value = (Vec<u8>, usize)> {
+    (
+        0usize..5,
+        prop_oneof![
+            Just(vec![0xffu8]),
+            Just(vec![0xc3u8]),
+            Just(vec![0xed, 0xa0, 0x80])
+        ],
+    )
+        .prop_map(move |(row, bad)| {
+            let mut text = format!("{header}\n").into_bytes();
+            for i in 0..5 {
+                text.extend_from_slice(format!("SKU-{i},").as_bytes());
+                if i == row {
+                    text.extend_from_slice(&bad);
+                }
+                text.extend_from_slice(b"1\n");
+            }
+            (text, row + 2)
+        })
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn stock_csv_of_any_bytes_never_panics(bytes in prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..400),
+        csv_text("sku,quantity"),
+    ]) {
+        let f = write_temp(&bytes);
+        if let Err(e) = read_stock(f.path()) {
+            check_csv_error(f.path(), &bytes, &e);
+        }
+    }
+
+    #[test]
+    fn mapping_csv_of_any_bytes_never_panics(bytes in prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..400),
+        csv_text("sku,provider,listing_id,variant_id"),
+    ]) {
+        let f = write_temp(&bytes);
+        if let Err(e) = read_mappings(f.path()) {
+            check_csv_error(f.path(), &bytes, &e);
+        }
+    }
+
+    /// Bytes that are not UTF-8 are refused with the line they are on.
+    #[test]
+    fn bytes_that_are_not_utf8_are_named_by_line((bytes, line) in with_bad_bytes("sku,quantity")) {
+        let f = write_temp(&bytes);
+        let e = read_stock(f.path()).unwrap_err();
+        check_csv_error(f.path(), &bytes, &e);
+        prop_assert_eq!(e.errors[0].0, line, "{}", e);
+    }
+}
+
+/// A SKU as the ledger stores it: not empty, no surrounding white space
+/// (Unicode's, not just ASCII's), no control characters.
+fn ledger_valid_sku(s: &str) -> bool {
+    !s.is_empty() && s.trim() == s && !s.chars().any(char::is_control)
+}
+
+/// SKUs of every script, some with characters the ledger refuses.
+fn any_sku() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => "[A-Za-z0-9][A-Za-z0-9 ._/-]{0,14}[A-Za-z0-9]",
+        3 => "\\PC{1,16}",
+        1 => Just("ÇAY-BARDAĞI-6'lı".to_string()),
+        1 => Just("a,b".to_string()),
+        1 => Just("say \"hi\"".to_string()),
+        1 => Just("two\nlines".to_string()),
+        1 => "[A-Z]{1,8}".prop_map(|s| format!("{s}\u{1}")),
+    ]
+    // The reader trims white space (Unicode's) around every cell.
+    .prop_filter("no white space around", |s| !s.is_empty() && s.trim() == s)
+}
+
+fn write_csv(header: &[&str], rows: &[Vec<String>], crlf: bool, bom: bool) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(if crlf {
+            csv::Terminator::CRLF
+        } else {
+            csv::Terminator::Any(b'\n')
+        })
+        .from_writer(Vec::new());
+    w.write_record(header).unwrap();
+    for r in rows {
+        w.write_record(r).unwrap();
+    }
+    let mut out = if bom {
+        "\u{feff}".as_bytes().to_vec()
+    } else {
+        Vec::new()
+    };
+    out.extend(w.into_inner().unwrap());
+    out
+}
+
+/// One bad row, and how its complaint should read.
+#[derive(Debug, Clone)]
+enum BadStockRow {
+    Negative(i64),
+    NotWhole(String),
+    EmptySku,
+    Duplicate,
+    WrongFieldCount,
+    ControlInSku,
+}
+
+fn bad_stock_row() -> impl Strategy<Value = BadStockRow> {
+    prop_oneof![
+        (i64::MIN..0).prop_map(BadStockRow::Negative),
+        prop_oneof![
+            Just("1.5".to_string()),
+            Just("1e3".to_string()),
+            Just("99999999999999999999".to_string()),
+            Just("".to_string()),
+            Just("beş".to_string()),
+            Just("0x10".to_string()),
+            Just("NaN".to_string()),
+        ]
+        .prop_map(BadStockRow::NotWhole),
+        Just(BadStockRow::EmptySku),
+        Just(BadStockRow::Duplicate),
+        Just(BadStockRow::WrongFieldCount),
+        Just(BadStockRow::ControlInSku),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(128))]
+
+    /// Good rows written by a real CSV writer read back exactly, and the
+    /// ledger takes whatever the reader accepted; a SKU the ledger would
+    /// refuse is refused by the reader, with its line.
+    #[test]
+    fn stock_csv_round_trips(
+        rows in prop::collection::btree_map(any_sku(), 0..=i64::MAX, 0..20),
+        crlf in any::<bool>(),
+        bom in any::<bool>(),
+    ) {
+        let rows: Vec<(String, i64)> = rows.into_iter().collect();
+        let cells: Vec<Vec<String>> = rows.iter().map(|(s, q)| vec![s.clone(), q.to_string()]).collect();
+        let bytes = write_csv(&["sku", "quantity"], &cells, crlf, bom);
+        let f = write_temp(&bytes);
+        let all_valid = rows.iter().all(|(s, _)| ledger_valid_sku(s));
+        match read_stock(f.path()) {
+            Ok(got) => {
+                prop_assert!(all_valid, "accepted SKUs the ledger refuses: {:?}", rows);
+                prop_assert_eq!(&got, &rows);
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    let dir = tempfile::tempdir().unwrap();
+                    let ledger = stoksync::ledger::Ledger::open(&dir.path().join("l.db")).await.unwrap();
+                    ledger.import_stock(&got, "b", "props").await.unwrap();
+                    for (sku, q) in &got {
+                        assert_eq!(ledger.stock_of(sku).await.unwrap(), Some(*q), "{sku:?}");
+                    }
+                    ledger.close().await;
+                });
+            }
+            Err(e) => {
+                check_csv_error(f.path(), &bytes, &e);
+                prop_assert!(!all_valid, "good rows refused: {}", e);
+            }
+        }
+    }
+
+    /// One bad row among good ones: nothing is imported, and the complaint
+    /// names that row's line.
+    #[test]
+    fn one_bad_stock_row_spoils_the_file_and_is_named(
+        n in 1usize..10,
+        at in any::<prop::sample::Index>(),
+        bad in bad_stock_row(),
+    ) {
+        let mut lines: Vec<String> = (0..n).map(|i| format!("SKU-{i},{}", i * 7)).collect();
+        let i = at.index(n + 1);
+        let row = match &bad {
+            BadStockRow::Negative(q) => format!("BAD,{q}"),
+            BadStockRow::NotWhole(q) => format!("BAD,{q}"),
+            BadStockRow::EmptySku => ",4".to_string(),
+            BadStockRow::Duplicate => "SKU-0,1".to_string(),
+            BadStockRow::WrongFieldCount => "BAD,1,extra".to_string(),
+            BadStockRow::ControlInSku => "BA\u{7}D,1".to_string(),
+        };
+        // A duplicate must come after the row it repeats.
+        let i = if matches!(bad, BadStockRow::Duplicate) { i.max(1) } else { i };
+        lines.insert(i, row);
+        let text = format!("sku,quantity\n{}\n", lines.join("\n"));
+        let f = write_temp(text.as_bytes());
+        let e = read_stock(f.path()).unwrap_err();
+        check_csv_error(f.path(), text.as_bytes(), &e);
+        let line = i + 2;
+        prop_assert!(e.errors.iter().any(|(l, _)| *l == line), "line {} not named: {}", line, e);
+    }
+
+    /// Mapping rows valid for their provider read back exactly.
+    #[test]
+    fn mapping_csv_round_trips(
+        rows in prop::collection::btree_map(
+            (0usize..4, "[0-9]{1,9}", "[A-Za-z0-9_-]{1,12}", prop_oneof![Just(String::new()), "[0-9]{1,6}".prop_map(String::from)]),
+            any_sku().prop_filter("ledger-valid", |s| ledger_valid_sku(s)),
+            0..15,
+        ),
+        crlf in any::<bool>(),
+    ) {
+        use stoksync::domain::{ListingRef, ProviderName};
+        let rows: Vec<(String, ListingRef)> = rows
+            .into_iter()
+            .map(|((p, num, code, variant), sku)| {
+                let provider = ProviderName::ALL[p];
+                let (listing_id, variant_id) = match provider {
+                    ProviderName::Bazaardan => (num, variant),
+                    ProviderName::Stokdurumu => (num, String::new()),
+                    ProviderName::Eticaret => (code, variant),
+                    ProviderName::Pazarsync => (format!("prod_{code}"), String::new()),
+                };
+                (sku, ListingRef { provider, listing_id, variant_id })
+            })
+            .collect();
+        let mut unique = std::collections::HashSet::new();
+        let rows: Vec<_> = rows.into_iter().filter(|(_, l)| unique.insert(l.clone())).collect();
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(s, l)| vec![s.clone(), l.provider.to_string(), l.listing_id.clone(), l.variant_id.clone()])
+            .collect();
+        let bytes = write_csv(&["sku", "provider", "listing_id", "variant_id"], &cells, crlf, false);
+        let f = write_temp(&bytes);
+        let got = read_mappings(f.path()).unwrap_or_else(|e| panic!("{e}"));
+        prop_assert_eq!(got, rows);
+    }
+}
+
+// Minimal inputs the CSV properties found.
+
+#[test]
+fn a_byte_that_is_not_utf8_is_named_by_line() {
+    let f = write_temp(&[0x80]);
+    let e = read_stock(f.path()).unwrap_err();
+    assert_eq!(e.errors[0].0, 1, "{e}");
+    assert!(e.to_string().contains("UTF-8"), "{e}");
+    let bytes = b"sku,quantity\nA,1\nB,\xff\n";
+    let f = write_temp(bytes);
+    let e = read_stock(f.path()).unwrap_err();
+    assert_eq!(e.errors[0].0, 3, "{e}");
+}
+
+#[test]
+fn a_sku_the_ledger_refuses_is_refused_with_its_line() {
+    let f = write_temp(b"sku,quantity\nA,1\n\"two\nlines\",0\nBA\x07D,1\n");
+    let e = read_stock(f.path()).unwrap_err();
+    let lines: Vec<usize> = e.errors.iter().map(|e| e.0).collect();
+    assert_eq!(lines, [3, 5], "{e}");
+    let f = write_temp(b"sku,provider,listing_id,variant_id\n\"A\nB\",bazaardan,1,\n");
+    let e = read_mappings(f.path()).unwrap_err();
+    assert_eq!(e.errors[0].0, 2, "{e}");
+}
+
+#[test]
+fn a_quantity_too_large_says_so() {
+    let f = write_temp(b"sku,quantity\nA,99999999999999999999\nB,-99999999999999999999\n");
+    let e = read_stock(f.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("line 2: quantity `99999999999999999999` for `A` is too large"),
+        "{e}"
+    );
+    assert!(e.contains("line 3:") && e.contains("is negative"), "{e}");
 }
