@@ -7,7 +7,7 @@
 //! cargo test --test props` soaks longer.
 
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 use std::path::Path;
 use stoksync::config::Config;
 use stoksync::csvin::{read_mappings, read_stock};
@@ -705,4 +705,505 @@ fn a_quantity_too_large_says_so() {
         "{e}"
     );
     assert!(e.contains("line 3:") && e.contains("is negative"), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// The ERP API
+// ---------------------------------------------------------------------------
+
+mod erp {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use stoksync::engine::Engine;
+    use stoksync::ledger::Ledger;
+    use stoksync::server::{AppState, serve};
+    use tokio_util::sync::CancellationToken;
+
+    /// The daemon's HTTP side over a fresh ledger holding `KALEM-1 = 12`.
+    pub struct Api {
+        pub base: String,
+        pub ledger: Ledger,
+        client: reqwest::Client,
+        stop: CancellationToken,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Api {
+        pub async fn start(client: reqwest::Client) -> Api {
+            let dir = tempfile::tempdir().unwrap();
+            let text = "[ledger]\ndatabase = \"ledger.db\"\n[http]\nlisten = \"127.0.0.1:0\"\n";
+            let config = Config::parse(text, &dir.path().join("s.toml"), &|_| None).unwrap();
+            let ledger = Ledger::open(&config.database).await.unwrap();
+            ledger
+                .import_stock(&[("KALEM-1".to_string(), 12)], "seed", "seed")
+                .await
+                .unwrap();
+            let engine = Arc::new(Engine::new(ledger.clone(), Vec::new(), config.sync.clone()));
+            let state = AppState {
+                config: Arc::new(config),
+                ledger: ledger.clone(),
+                engine,
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let stop = CancellationToken::new();
+            tokio::spawn(serve(listener, state, stop.clone()));
+            Api {
+                base,
+                ledger,
+                client,
+                stop,
+                _dir: dir,
+            }
+        }
+
+        pub async fn snapshot(&self) -> (Vec<stoksync::ledger::StockRow>, i64) {
+            (
+                self.ledger.list_stock().await.unwrap(),
+                self.ledger.movement_count().await.unwrap(),
+            )
+        }
+
+        pub async fn stop(self) {
+            self.stop.cancel();
+            self.ledger.close().await;
+        }
+    }
+
+    /// Percent-encodes every byte but the unreserved ones.
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for &b in bytes {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub enum Route {
+        Set,
+        Adjust,
+        Get,
+        List,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Call {
+        pub route: Route,
+        pub sku: Vec<u8>,
+        pub body: Vec<u8>,
+        pub key: Option<Vec<u8>>,
+        pub content_type: Option<&'static str>,
+    }
+
+    fn number() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::json;
+        prop_oneof![
+            12 => (-1000i64..1000).prop_map(|n| json!(n)),
+            1 => any::<i64>().prop_map(|n| json!(n)),
+            1 => Just(json!(u64::MAX)),
+            1 => Just(json!(1.5)),
+            1 => Just(json!(-0.0)),
+            1 => Just(json!(1e300)),
+            1 => Just(json!("12")),
+            1 => Just(json!(null)),
+            1 => Just(json!([1])),
+            1 => Just(json!(true)),
+        ]
+    }
+
+    fn reason() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::json;
+        prop_oneof![
+            12 => "[a-zçğış]{1,20}".prop_map(|s| json!(s)),
+            1 => Just(json!("")),
+            1 => Just(json!("   ")),
+            1 => Just(json!(null)),
+            1 => Just(json!(5)),
+            1 => "\\PC{0,2000}".prop_map(|s| json!(s)),
+            1 => Just(json!("a\u{0}b")),
+        ]
+    }
+
+    /// A body as JSON text, with a field missing, doubled or extra now and then.
+    fn body(field: &'static str) -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            6 => (number(), reason(), 0u8..6).prop_map(move |(n, r, shape)| {
+                let text = match shape {
+                    0 => format!("{{\"{field}\": {n}}}"),
+                    1 => format!("{{\"reason\": {r}}}"),
+                    2 => format!("{{\"{field}\": {n}, \"reason\": {r}, \"extra\": 1}}"),
+                    3 => format!("{{\"{field}\": {n}, \"{field}\": {n}, \"reason\": {r}}}"),
+                    _ => format!("{{\"{field}\": {n}, \"reason\": {r}}}"),
+                };
+                text.into_bytes()
+            }),
+            1 => prop::collection::vec(any::<u8>(), 0..200),
+            1 => "\\PC{0,200}".prop_map(String::into_bytes),
+            1 => Just(b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[".to_vec()),
+            1 => (1usize..50_000).prop_map(move |n| format!("{{\"{field}\": 1, \"reason\": \"{}\"}}", "x".repeat(n)).into_bytes()),
+            1 => Just(b"{\"quantity\": 1, \"reason\": \"\xff\xfe\"}".to_vec()),
+            1 => Just(Vec::new()),
+        ]
+    }
+
+    fn sku() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => Just(b"KALEM-1".to_vec()),
+            2 => Just(b"DEFTER-1".to_vec()),
+            2 => "\\PC{1,30}".prop_map(String::into_bytes),
+            1 => prop::collection::vec(any::<u8>(), 1..30),
+            1 => Just(b" KALEM-1".to_vec()),
+            1 => Just(b"a/b".to_vec()),
+            1 => Just(b"\xff".to_vec()),
+            1 => Just(vec![b'x'; 300]),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = Option<Vec<u8>>> {
+        prop_oneof![
+            3 => Just(None),
+            3 => prop_oneof![Just(b"k1".to_vec()), Just(b"k2".to_vec())].prop_map(Some),
+            1 => Just(Some(Vec::new())),
+            1 => Just(Some(b"   ".to_vec())),
+            1 => Just(Some(vec![b'k'; 201])),
+            1 => Just(Some(b"caf\xe9".to_vec())),
+            1 => "[!-~]{1,60}".prop_map(|s| Some(s.into_bytes())),
+        ]
+    }
+
+    pub fn call() -> impl Strategy<Value = Call> {
+        (
+            prop_oneof![
+                4 => Just(Route::Set),
+                4 => Just(Route::Adjust),
+                2 => Just(Route::Get),
+                1 => Just(Route::List),
+            ],
+            sku(),
+            body("quantity"),
+            body("delta"),
+            key(),
+            prop_oneof![
+                Just(None),
+                Just(Some("application/json")),
+                Just(Some("text/plain")),
+                Just(Some("application/json; charset=latin1")),
+            ],
+        )
+            .prop_map(|(route, sku, set, adjust, key, content_type)| Call {
+                route,
+                sku,
+                body: if route == Route::Adjust { adjust } else { set },
+                key,
+                content_type,
+            })
+    }
+
+    /// What the API answered.
+    #[derive(Debug)]
+    pub struct Answer {
+        pub status: u16,
+        pub json: serde_json::Value,
+    }
+
+    pub async fn send(api: &Api, c: &Call) -> Result<Answer, String> {
+        let client = &api.client;
+        let sku = encode(&c.sku);
+        let (method, url) = match c.route {
+            Route::Set => (reqwest::Method::PUT, format!("{}/v1/stock/{sku}", api.base)),
+            Route::Adjust => (
+                reqwest::Method::POST,
+                format!("{}/v1/stock/{sku}/adjust", api.base),
+            ),
+            Route::Get => (reqwest::Method::GET, format!("{}/v1/stock/{sku}", api.base)),
+            Route::List => (reqwest::Method::GET, format!("{}/v1/stock", api.base)),
+        };
+        let mut req = client.request(method, &url).body(c.body.clone());
+        if let Some(k) = &c.key {
+            match reqwest::header::HeaderValue::from_bytes(k) {
+                Ok(v) => req = req.header("Idempotency-Key", v),
+                Err(_) => return Err("unsendable header".into()),
+            }
+        }
+        if let Some(t) = c.content_type {
+            req = req.header("Content-Type", t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("no answer from {url} (did the handler panic?): {e}"))?;
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let json = serde_json::from_str(&text)
+            .map_err(|_| format!("HTTP {status} ({ctype}) is not JSON: {text:?}"))?;
+        if !ctype.starts_with("application/json") {
+            return Err(format!(
+                "HTTP {status} has content-type {ctype:?}: {text:?}"
+            ));
+        }
+        Ok(Answer { status, json })
+    }
+
+    /// What a well-formed body asks for, when it is one.
+    pub fn wanted(c: &Call) -> Option<(i64, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&c.body).ok()?;
+        let o = v.as_object()?;
+        if o.len() != 2 {
+            return None;
+        }
+        let field = if c.route == Route::Adjust {
+            "delta"
+        } else {
+            "quantity"
+        };
+        Some((
+            o.get(field)?.as_i64()?,
+            o.get("reason")?.as_str()?.to_string(),
+        ))
+    }
+
+    /// Keys as the server sees them (trimmed), and the SKU each was used for.
+    pub type Keys = HashMap<String, String>;
+
+    pub fn key_text(c: &Call) -> Option<Option<String>> {
+        match &c.key {
+            None => Some(None),
+            Some(k) => {
+                let s = std::str::from_utf8(k).ok()?.trim().to_string();
+                (!s.is_empty() && s.len() <= 200 && s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+                    .then_some(Some(s))
+            }
+        }
+    }
+}
+
+/// A few calls with arbitrary paths, bodies and headers: every answer is
+/// 200 or a 400/404/422 JSON error, a refused call changes nothing, an
+/// accepted one changes exactly what it says, and a key already used
+/// applies nothing again (and is refused for another SKU).
+#[test]
+fn erp_api_answers_every_request_with_json_and_changes_only_what_it_says() {
+    use erp::*;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // One client for every case: building one loads the TLS roots (~0.1 s).
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let strategy = prop::collection::vec(erp::call(), 1..5);
+    let mut runner = proptest::test_runner::TestRunner::new(cases(64));
+    let result = runner.run(&strategy, |calls| {
+        rt.block_on(async {
+            let api = Api::start(client.clone()).await;
+            let mut keys = Keys::new();
+            for c in &calls {
+                let sku = String::from_utf8(c.sku.clone()).ok();
+                let before_sku = match &sku {
+                    Some(s) => api.ledger.stock_of(s).await.unwrap(),
+                    None => None,
+                };
+                // A set below a very negative balance overflows the
+                // journal's delta in the ledger: a known defect, see
+                // `erp_set_after_a_huge_negative_adjust_is_refused`.
+                if let (Route::Set, Some((q, _)), Some(b)) = (c.route, wanted(c), before_sku)
+                    && q.checked_sub(b).is_none()
+                {
+                    break;
+                }
+                let before = api.snapshot().await;
+                let a = match send(&api, c).await {
+                    Ok(a) => a,
+                    Err(e) if e == "unsendable header" => continue,
+                    Err(e) => return Err(TestCaseError::fail(format!("{c:?}: {e}"))),
+                };
+                let after = api.snapshot().await;
+                prop_assert!(
+                    [200, 400, 404, 422].contains(&a.status),
+                    "{c:?}: HTTP {} {}",
+                    a.status,
+                    a.json
+                );
+                if a.status != 200 {
+                    let msg = a.json["error"].as_str().unwrap_or_default();
+                    prop_assert!(!msg.trim().is_empty(), "{:?}: {}", c, a.json);
+                    prop_assert_eq!(before, after, "{:?}: a refused call changed the ledger", c);
+                    continue;
+                }
+                match c.route {
+                    Route::Get | Route::List => {
+                        prop_assert_eq!(before, after, "{:?}: a read changed the ledger", c);
+                        if c.route == Route::Get {
+                            prop_assert_eq!(a.json["quantity"].as_i64(), before_sku, "{:?}", c);
+                        }
+                    }
+                    Route::Set | Route::Adjust => {
+                        let sku = sku.clone().expect("a 200 for a SKU that is not UTF-8");
+                        let (n, reason) = wanted(c).expect("a 200 for a malformed body");
+                        prop_assert!(!reason.trim().is_empty(), "{:?}", c);
+                        let key = key_text(c).expect("a 200 for a malformed key");
+                        let applied = a.json["applied"].as_bool().unwrap();
+                        let now = api.ledger.stock_of(&sku).await.unwrap();
+                        prop_assert_eq!(a.json["quantity"].as_i64(), now, "{:?}", c);
+                        if applied {
+                            let expect = match c.route {
+                                Route::Set => n,
+                                _ => before_sku.unwrap_or(0) + n,
+                            };
+                            prop_assert_eq!(now, Some(expect), "{:?}", c);
+                            prop_assert_eq!(after.1, before.1 + 1, "{:?}: one movement", c);
+                            if let Some(k) = key.clone() {
+                                prop_assert!(
+                                    !keys.contains_key(&k),
+                                    "{:?}: key {} applied twice",
+                                    c,
+                                    k
+                                );
+                                keys.insert(k, sku.clone());
+                            }
+                        } else {
+                            prop_assert_eq!(before, after, "{:?}: not applied but changed", c);
+                            let k = key.expect("not applied without a key");
+                            prop_assert_eq!(
+                                keys.get(&k),
+                                Some(&sku),
+                                "{:?}: key {} was not used for this SKU before",
+                                c,
+                                k
+                            );
+                        }
+                    }
+                }
+            }
+            api.stop().await;
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+// Minimal inputs the ERP API property found.
+
+fn erp_call(route: erp::Route, sku: &[u8], body: &str, key: Option<&str>) -> erp::Call {
+    erp::Call {
+        route,
+        sku: sku.to_vec(),
+        body: body.as_bytes().to_vec(),
+        key: key.map(|k| k.as_bytes().to_vec()),
+        content_type: Some("application/json"),
+    }
+}
+
+fn with_api(f: impl AsyncFnOnce(&erp::Api)) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let api = erp::Api::start(reqwest::Client::new()).await;
+        f(&api).await;
+        api.stop().await;
+    });
+}
+
+#[test]
+fn a_sku_in_the_path_that_is_not_utf8_is_a_json_400() {
+    with_api(async |api| {
+        for route in [erp::Route::Set, erp::Route::Adjust, erp::Route::Get] {
+            let c = erp_call(
+                route,
+                b"\xff",
+                r#"{"quantity": 1, "delta": 1, "reason": "x"}"#,
+                None,
+            );
+            let a = erp::send(api, &c).await.unwrap();
+            assert_eq!(a.status, 400, "{route:?}: {}", a.json);
+            assert!(
+                a.json["error"].as_str().unwrap().contains("UTF-8"),
+                "{}",
+                a.json
+            );
+        }
+    });
+}
+
+#[test]
+fn a_key_used_for_another_sku_is_a_json_422_and_changes_nothing() {
+    with_api(async |api| {
+        let body = r#"{"quantity": 1, "reason": "x"}"#;
+        let first = erp_call(erp::Route::Set, b"KALEM-1", body, Some("k2"));
+        assert_eq!(erp::send(api, &first).await.unwrap().status, 200);
+        let before = api.snapshot().await;
+        // Once for a SKU the ledger does not hold (it answered 503), once
+        // for one it does (it answered that SKU's count, "not applied").
+        api.ledger
+            .import_stock(&[("DEFTER-1".to_string(), 4)], "seed2", "seed")
+            .await
+            .unwrap();
+        let before_defter = api.snapshot().await;
+        assert_ne!(before, before_defter);
+        for sku in [&b"YOK-1"[..], b"DEFTER-1"] {
+            let c = erp_call(erp::Route::Set, sku, body, Some("k2"));
+            let a = erp::send(api, &c).await.unwrap();
+            assert_eq!(a.status, 422, "{}", a.json);
+            assert!(
+                a.json["error"].as_str().unwrap().contains("`KALEM-1`"),
+                "{}",
+                a.json
+            );
+            assert_eq!(api.snapshot().await, before_defter);
+        }
+        // The same key for the same SKU is a replay, as before.
+        let a = erp::send(api, &first).await.unwrap();
+        assert_eq!((a.status, a.json["applied"].as_bool()), (200, Some(false)));
+    });
+}
+
+#[test]
+fn a_body_over_the_limit_is_a_json_413() {
+    with_api(async |api| {
+        let body = format!(r#"{{"quantity": 1, "reason": "{}"}}"#, "x".repeat(3 << 20));
+        let c = erp_call(erp::Route::Set, b"KALEM-1", &body, None);
+        let a = erp::send(api, &c).await.unwrap();
+        assert_eq!(a.status, 413, "{}", a.json);
+        assert!(a.json["error"].is_string(), "{}", a.json);
+    });
+}
+
+/// The ledger computes the journal's delta as `after - before` unchecked:
+/// a set after a balance near `i64::MIN` overflows (a panic in debug
+/// builds, a wrong delta in release). The fix belongs in
+/// `ledger::stock::apply_movement` (`after.checked_sub(before)`).
+#[test]
+#[ignore = "ledger defect: apply_movement's unchecked delta; src/ledger is being rewritten elsewhere"]
+fn erp_set_after_a_huge_negative_adjust_is_refused() {
+    with_api(async |api| {
+        let down = format!(r#"{{"delta": {}, "reason": "x"}}"#, i64::MIN + 20);
+        let a = erp::send(api, &erp_call(erp::Route::Adjust, b"KALEM-1", &down, None))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{}", a.json);
+        let before = api.snapshot().await;
+        let up = format!(r#"{{"quantity": {}, "reason": "x"}}"#, i64::MAX);
+        let a = erp::send(api, &erp_call(erp::Route::Set, b"KALEM-1", &up, None)).await;
+        let a = a.expect("an answer, not a dropped connection");
+        assert_eq!(a.status, 422, "{}", a.json);
+        assert_eq!(api.snapshot().await, before);
+    });
 }
