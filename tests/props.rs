@@ -1207,3 +1207,740 @@ fn erp_set_after_a_huge_negative_adjust_is_refused() {
         assert_eq!(api.snapshot().await, before);
     });
 }
+
+// ---------------------------------------------------------------------------
+// The wire parsers, through the real adapters
+// ---------------------------------------------------------------------------
+
+/// A loopback server that answers what each case scripts, and JSON that
+/// is valid, hostile, or not JSON at all.
+mod wire {
+    use super::*;
+    use serde_json::{Value, json};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone)]
+    pub struct Answer {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl std::fmt::Debug for Answer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let body = String::from_utf8_lossy(&self.body);
+            let shown: String = body.chars().take(400).collect();
+            write!(f, "HTTP {} {:?} {shown:?}", self.status, self.headers)?;
+            if body.chars().count() > 400 {
+                write!(f, " (+{} bytes)", self.body.len() - shown.len())?;
+            }
+            Ok(())
+        }
+    }
+
+    impl Answer {
+        pub fn ok(v: Value) -> Answer {
+            Answer {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: v.to_string().into_bytes(),
+            }
+        }
+
+        /// Whether this answer makes the adapter pause (so the next case
+        /// needs a fresh one).
+        pub fn pauses(&self) -> bool {
+            matches!(self.status, 402 | 429)
+                || self
+                    .headers
+                    .iter()
+                    .any(|(k, _)| k.starts_with("x-ratelimit"))
+                || self.body.windows(7).any(|w| w == b"AUTH004")
+        }
+    }
+
+    /// The request's path and query, and its body.
+    pub type Responder = Arc<dyn Fn(&str, &[u8]) -> Answer + Send + Sync>;
+
+    struct Rule {
+        prefix: String,
+        queue: Vec<Answer>,
+        then: Responder,
+    }
+
+    /// What the server answers: per path prefix, a queue of answers and
+    /// then a responder.
+    #[derive(Clone, Default)]
+    pub struct Script(Arc<Mutex<Vec<Rule>>>);
+
+    impl Script {
+        pub fn set(&self, rules: Vec<(&str, Vec<Answer>, Responder)>) {
+            *self.0.lock().unwrap() = rules
+                .into_iter()
+                .map(|(p, queue, then)| Rule {
+                    prefix: p.to_string(),
+                    queue: queue.into_iter().rev().collect(),
+                    then,
+                })
+                .collect();
+        }
+
+        fn answer(&self, path: &str, body: &[u8]) -> Answer {
+            let mut rules = self.0.lock().unwrap();
+            match rules.iter_mut().find(|r| path.starts_with(&r.prefix)) {
+                Some(r) => match r.queue.pop() {
+                    Some(a) => a,
+                    None => (r.then)(path, body),
+                },
+                None => Answer {
+                    status: 404,
+                    headers: Vec::new(),
+                    body: b"no rule".to_vec(),
+                },
+            }
+        }
+    }
+
+    /// Serves `script` on loopback; returns the base URL.
+    pub async fn serve(script: Script) -> String {
+        use axum::body::Bytes;
+        use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
+        use axum::response::IntoResponse;
+        let app = axum::Router::new().fallback(move |uri: Uri, body: Bytes| {
+            let script = script.clone();
+            async move {
+                let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+                let a = script.answer(&path, &body);
+                let mut r = (
+                    StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK),
+                    a.body,
+                )
+                    .into_response();
+                for (k, v) in a.headers {
+                    if let (Ok(k), Ok(v)) = (
+                        HeaderName::try_from(k.as_str()),
+                        HeaderValue::from_bytes(v.as_bytes()),
+                    ) {
+                        r.headers_mut().insert(k, v);
+                    }
+                }
+                r
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    pub fn always(f: impl Fn(&str, &[u8]) -> Answer + Send + Sync + 'static) -> Responder {
+        Arc::new(f)
+    }
+
+    /// Text that no `serde_json::Value` can hold, spliced in after
+    /// serializing: bad numbers, bad UTF-8, nesting past any limit.
+    const RAW: [&[u8]; 9] = [
+        b"NaN",
+        b"-Infinity",
+        b"1e999",
+        b"-0",
+        b"00012",
+        b"\"\xff\xfe\"",
+        b"\"\\ud800\"",
+        b"123456789012345678901234567890",
+        b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    ];
+
+    fn raw_marker(i: usize) -> String {
+        format!("\u{0}RAW{i}")
+    }
+
+    /// The JSON text of `v`, with raw markers replaced.
+    pub fn render(v: &Value) -> Vec<u8> {
+        let mut text = v.to_string().into_bytes();
+        for (i, raw) in RAW.iter().enumerate() {
+            let marker = format!("\"\\u0000RAW{i}\"").into_bytes();
+            while let Some(at) = text.windows(marker.len()).position(|w| w == marker) {
+                text.splice(at..at + marker.len(), raw.iter().copied());
+            }
+        }
+        text
+    }
+
+    /// A value where another was expected.
+    pub fn hostile_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!(null)),
+            Just(json!(true)),
+            Just(json!(-1)),
+            Just(json!(0)),
+            Just(json!(i64::MIN)),
+            Just(json!(u64::MAX)),
+            Just(json!(1.5)),
+            Just(json!(-0.5)),
+            Just(json!(2.0)),
+            Just(json!(1e300)),
+            Just(json!(9.3e18)),
+            Just(json!("")),
+            Just(json!("12")),
+            Just(json!("NaN")),
+            Just(json!("2026-13-45 99:99:99")),
+            Just(json!("AUTH004")),
+            Just(json!("SUCCESS")),
+            Just(json!([])),
+            Just(json!({})),
+            Just(json!([[[[[[1]]]]]])),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            "\\PC{0,40}".prop_map(|s| json!(s)),
+            (1usize..100_000).prop_map(|n| json!("x".repeat(n))),
+            (0..RAW.len()).prop_map(|i| json!(raw_marker(i))),
+        ]
+    }
+
+    /// Any JSON at all.
+    pub fn any_json() -> impl Strategy<Value = Value> {
+        hostile_leaf().prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// One change to a JSON tree, at the node with pre-order index `at`.
+    #[derive(Debug, Clone)]
+    pub enum Edit {
+        Replace(prop::sample::Index, Value),
+        Remove(prop::sample::Index),
+        Wrap(prop::sample::Index),
+    }
+
+    pub fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            4 => (any::<prop::sample::Index>(), hostile_leaf()).prop_map(|(i, v)| Edit::Replace(i, v)),
+            1 => (any::<prop::sample::Index>(), any_json()).prop_map(|(i, v)| Edit::Replace(i, v)),
+            2 => any::<prop::sample::Index>().prop_map(Edit::Remove),
+            1 => any::<prop::sample::Index>().prop_map(Edit::Wrap),
+        ]
+    }
+
+    fn count(v: &Value) -> usize {
+        1 + match v {
+            Value::Array(a) => a.iter().map(count).sum(),
+            Value::Object(o) => o.values().map(count).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The node with pre-order index `n` (0 is the root), and its parent's
+    /// key when it has one.
+    fn nth(v: &mut Value, mut n: usize) -> Option<&mut Value> {
+        fn go<'a>(v: &'a mut Value, n: &mut usize) -> Option<&'a mut Value> {
+            if *n == 0 {
+                return Some(v);
+            }
+            *n -= 1;
+            match v {
+                Value::Array(a) => a.iter_mut().find_map(|c| go(c, n)),
+                Value::Object(o) => o.values_mut().find_map(|c| go(c, n)),
+                _ => None,
+            }
+        }
+        go(v, &mut n)
+    }
+
+    pub fn apply(v: &mut Value, e: &Edit) {
+        let size = count(v);
+        match e {
+            Edit::Replace(i, new) => {
+                if let Some(node) = nth(v, i.index(size)) {
+                    *node = new.clone();
+                }
+            }
+            Edit::Wrap(i) => {
+                if let Some(node) = nth(v, i.index(size)) {
+                    *node = json!([node.take()]);
+                }
+            }
+            Edit::Remove(i) => {
+                // Removes a key of the object at that node, or an element.
+                if let Some(node) = nth(v, i.index(size)) {
+                    match node {
+                        Value::Object(o) if !o.is_empty() => {
+                            let k = o.keys().nth(i.index(o.len())).cloned().unwrap();
+                            o.remove(&k);
+                        }
+                        Value::Array(a) if !a.is_empty() => {
+                            a.remove(i.index(a.len()));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// A body built from `template`: as is, edited, any JSON, or bytes.
+    pub fn body(template: Value) -> impl Strategy<Value = Vec<u8>> {
+        let edited = template.clone();
+        prop_oneof![
+            1 => Just(render(&template)),
+            6 => prop::collection::vec(edit(), 1..4).prop_map(move |edits| {
+                let mut v = edited.clone();
+                for e in &edits {
+                    apply(&mut v, e);
+                }
+                render(&v)
+            }),
+            1 => any_json().prop_map(|v| render(&v)),
+            1 => prop::collection::vec(any::<u8>(), 0..64),
+            1 => Just(b"<html><body>502 Bad Gateway</body></html>".to_vec()),
+        ]
+    }
+
+    /// An answer around `body`: mostly 200, any status now and then, with
+    /// the headers providers send (some of them odd).
+    pub fn answer(template: Value, error_body: Value) -> impl Strategy<Value = Answer> {
+        let status = prop_oneof![
+            12 => Just(200u16),
+            1 => Just(201),
+            1 => Just(204),
+            1 => Just(400),
+            1 => Just(401),
+            1 => Just(402),
+            1 => Just(403),
+            1 => Just(404),
+            1 => Just(422),
+            1 => Just(429),
+            1 => Just(500),
+            1 => Just(503),
+        ];
+        let headers = prop_oneof![
+            8 => Just(Vec::new()),
+            1 => Just(vec![("retry-after".to_string(), "0".to_string())]),
+            1 => Just(vec![("retry-after".to_string(), "soon".to_string())]),
+            1 => Just(vec![
+                ("x-ratelimit-remaining".to_string(), "0".to_string()),
+                ("x-ratelimit-reset".to_string(), "1".to_string()),
+            ]),
+            1 => Just(vec![("content-type".to_string(), "text/html".to_string())]),
+        ];
+        (status, headers, body(template), body(error_body)).prop_map(
+            |(status, headers, ok, err)| Answer {
+                status,
+                headers,
+                body: if (200..300).contains(&status) {
+                    ok
+                } else {
+                    err
+                },
+            },
+        )
+    }
+
+    /// Percent-decodes a path segment or query value.
+    pub fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%'
+                && i + 2 < b.len()
+                && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The value of `name` in the query of `path`.
+    pub fn query<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+        path.split_once('?')?
+            .1
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    }
+}
+
+mod rig {
+    use super::wire::{self, Answer, Responder, Script};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use stoksync::config::{
+        BazaardanConfig, EticaretConfig, PazarsyncConfig, Secret, StokdurumuConfig, SyncSettings,
+    };
+    use stoksync::domain::ProviderName;
+    use stoksync::http::RetryPolicy;
+    use stoksync::ledger::Ledger;
+    use stoksync::providers::{
+        Provider, ProviderError, bazaardan, eticaret, pazarsync, stokdurumu,
+    };
+    use tokio_util::sync::CancellationToken;
+
+    /// One provider's adapter against the script server, rebuilt only when
+    /// a case left it paused (building one costs ~0.1 s: TLS roots).
+    pub struct Rig {
+        pub rt: tokio::runtime::Runtime,
+        pub script: Script,
+        pub ledger: Ledger,
+        base: String,
+        kind: ProviderName,
+        adapter: Option<Arc<dyn Provider>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        pub fn new(kind: ProviderName) -> Rig {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let script = Script::default();
+            let (base, ledger) = rt.block_on(async {
+                let base = wire::serve(script.clone()).await;
+                let ledger = Ledger::open(&dir.path().join("l.db")).await.unwrap();
+                (base, ledger)
+            });
+            Rig {
+                rt,
+                script,
+                ledger,
+                base,
+                kind,
+                adapter: None,
+                _dir: dir,
+            }
+        }
+
+        /// The adapter, as the daemon builds it but with limits out of the
+        /// way and no backoff worth waiting for.
+        pub fn adapter(&mut self) -> Arc<dyn Provider> {
+            if let Some(a) = &self.adapter {
+                return a.clone();
+            }
+            let sync = SyncSettings {
+                request_timeout: Duration::from_secs(10),
+                max_attempts: 2,
+                ..SyncSettings::default()
+            };
+            let policy = RetryPolicy {
+                max_attempts: 2,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(2),
+                max_inline_wait: Duration::ZERO,
+            };
+            let (l, c, base) = (
+                self.ledger.clone(),
+                CancellationToken::new(),
+                self.base.clone(),
+            );
+            let a: Arc<dyn Provider> = self.rt.block_on(async {
+                match self.kind {
+                    ProviderName::Bazaardan => Arc::new(
+                        bazaardan::Bazaardan::new(
+                            &BazaardanConfig {
+                                base_url: base,
+                                client_id: "id".into(),
+                                client_secret: Secret::new("secret"),
+                                requests_per_minute: 100_000,
+                            },
+                            &sync,
+                            l,
+                            policy,
+                            c,
+                        )
+                        .unwrap(),
+                    ) as Arc<dyn Provider>,
+                    ProviderName::Stokdurumu => Arc::new(
+                        stokdurumu::Stokdurumu::new(
+                            &StokdurumuConfig {
+                                base_url: base,
+                                api_key: Secret::new("sk_test"),
+                                requests_per_day: None,
+                            },
+                            &sync,
+                            l,
+                            policy,
+                            c,
+                        )
+                        .unwrap(),
+                    ),
+                    ProviderName::Eticaret => Arc::new(
+                        eticaret::Eticaret::new(
+                            &EticaretConfig {
+                                base_url: base,
+                                api_key: Secret::new("key"),
+                                api_secret: Secret::new("secret"),
+                                requests_per_minute: 100_000,
+                            },
+                            &sync,
+                            l,
+                            policy,
+                            c,
+                        )
+                        .unwrap(),
+                    ),
+                    ProviderName::Pazarsync => Arc::new(
+                        pazarsync::Pazarsync::new(
+                            &PazarsyncConfig {
+                                base_url: base,
+                                client_id: "id".into(),
+                                client_secret: Secret::new("secret"),
+                                requests_per_minute: 100_000,
+                                requests_per_day: None,
+                            },
+                            &sync,
+                            l,
+                            policy,
+                            c,
+                        )
+                        .unwrap(),
+                    ),
+                }
+            });
+            self.adapter = Some(a.clone());
+            a
+        }
+
+        /// Scripts the server; drops the adapter after the case if any
+        /// answer would leave it paused.
+        pub fn script(&mut self, rules: Vec<(&str, Vec<Answer>, Responder)>) -> bool {
+            let pauses = rules.iter().any(|r| r.1.iter().any(Answer::pauses));
+            self.script.set(rules);
+            pauses
+        }
+
+        /// The adapter for the next call of a case: a fresh one if the last
+        /// call met a rate limit (the limiter would hold the next call for
+        /// a minute, correctly, but far too long for a test).
+        pub fn next(&mut self) -> Arc<dyn Provider> {
+            if let Some(a) = &self.adapter
+                && a.limiter().stats().rate_limited_answers > 0
+            {
+                self.adapter = None;
+            }
+            self.adapter()
+        }
+
+        pub fn done(&mut self, paused: bool) {
+            if paused {
+                self.adapter = None;
+            }
+        }
+    }
+
+    /// What every error from an adapter must be: not a configuration or
+    /// ledger error (the config and ledger are fine), and when it is about
+    /// an answer, naming the endpoint that gave it.
+    pub fn check_error(e: &ProviderError, endpoints: &[&str]) -> Result<(), String> {
+        let named = |m: &str| endpoints.iter().any(|ep| m.contains(ep));
+        match e {
+            ProviderError::RateLimited { .. } => Ok(()),
+            ProviderError::QuotaExhausted(m) if !m.trim().is_empty() => Ok(()),
+            ProviderError::Transient(m)
+            | ProviderError::Rejected(m)
+            | ProviderError::Unauthenticated(m)
+                if named(m) =>
+            {
+                Ok(())
+            }
+            other => Err(format!(
+                "{other:?} ({other}) does not name one of {endpoints:?}"
+            )),
+        }
+    }
+}
+
+mod bz {
+    use super::wire::{Answer, always, query};
+    use serde_json::{Value, json};
+
+    pub fn row(id: u64) -> Value {
+        json!({
+            "order_item_id": id,
+            "order_no": format!("BZ-{id}"),
+            "status": "accepted",
+            "quantity": 2,
+            "created_at": "2026-05-08 18:00:00",
+            "updated_at": "2026-05-08 18:30:00",
+            "product": {"product_id": 356, "sku": "KALEM-1"}
+        })
+    }
+
+    pub fn page(rows: Vec<Value>) -> Value {
+        json!({"ok": true, "data": {"orders": rows, "pagination": {"has_more": false, "limit": 100, "offset": 0}}})
+    }
+
+    pub fn detail(id: u64) -> Value {
+        let mut r = row(id);
+        r["variant_combination_id"] = json!(778);
+        json!({"ok": true, "data": r})
+    }
+
+    pub fn stock_answer(product_id: Value, stock: Value) -> Value {
+        json!({"ok": true, "data": {"product_id": product_id, "variant_combination_id": null, "old_stock": 1, "new_stock": stock, "updated": true}})
+    }
+
+    pub fn error() -> Value {
+        json!({"ok": false, "error": {"code": "VALIDATION_ERROR", "message": "stock must be >= 0"}})
+    }
+
+    /// The rest of the conversation, answered as the seed says.
+    pub fn good_orders() -> super::wire::Responder {
+        always(|_, _| Answer::ok(page(Vec::new())))
+    }
+
+    pub fn good_detail() -> super::wire::Responder {
+        always(|path, _| {
+            let id = query(path, "order_item_id")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            Answer::ok(detail(id))
+        })
+    }
+
+    pub fn good_stock() -> super::wire::Responder {
+        always(|_, body| {
+            let v: Value = serde_json::from_slice(body).unwrap_or_default();
+            Answer::ok(stock_answer(v["product_id"].clone(), v["stock"].clone()))
+        })
+    }
+}
+
+fn push_to(
+    provider: stoksync::domain::ProviderName,
+    id: &str,
+    variant: &str,
+    q: i64,
+) -> stoksync::domain::StockPush {
+    stoksync::domain::StockPush {
+        listing: stoksync::domain::ListingRef {
+            provider,
+            listing_id: id.into(),
+            variant_id: variant.into(),
+        },
+        quantity: q,
+    }
+}
+
+/// What a push call may come back with: an outcome per listing sent, a
+/// confirmation only of the value sent, and a stop that names the endpoint.
+fn check_push(
+    batch: &[stoksync::domain::StockPush],
+    r: &stoksync::providers::PushResults,
+    endpoints: &[&str],
+) -> Result<(), TestCaseError> {
+    use stoksync::domain::PushOutcome;
+    prop_assert!(r.outcomes.len() <= batch.len());
+    match &r.stopped {
+        None => prop_assert_eq!(r.outcomes.len(), batch.len(), "{:?}", r),
+        Some(e) => rig::check_error(e, endpoints).map_err(TestCaseError::fail)?,
+    }
+    for (p, o) in batch.iter().zip(&r.outcomes) {
+        match o {
+            PushOutcome::Confirmed(q) => prop_assert_eq!(*q, p.quantity, "{:?}", r),
+            PushOutcome::Rejected(m) | PushOutcome::Failed(m) => {
+                prop_assert!(!m.trim().is_empty(), "{:?}", r)
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a poll may come back with.
+fn check_poll(
+    r: &Result<stoksync::domain::OrderChanges, stoksync::providers::ProviderError>,
+    endpoints: &[&str],
+) -> Result<(), TestCaseError> {
+    match r {
+        Ok(c) => {
+            for i in &c.items {
+                prop_assert!(i.quantity >= 0 && !i.key.is_empty(), "{:?}", i);
+            }
+            for a in &c.anomalies {
+                prop_assert!(!a.key.is_empty() && !a.message.trim().is_empty(), "{:?}", a);
+            }
+            Ok(())
+        }
+        Err(e) => rig::check_error(e, endpoints).map_err(TestCaseError::fail),
+    }
+}
+
+fn poll_request(cursor: Option<&str>) -> stoksync::providers::PollRequest {
+    stoksync::providers::PollRequest {
+        cursor: cursor.map(str::to_string),
+        lookback: std::time::Duration::from_secs(300),
+    }
+}
+
+/// Runs `strategy` through `body`, with the failure (and its minimal
+/// input) as the panic message.
+fn run_prop<S: Strategy>(
+    default_cases: u32,
+    strategy: S,
+    mut body: impl FnMut(S::Value) -> Result<(), TestCaseError>,
+) where
+    S::Value: std::fmt::Debug,
+{
+    let mut runner = proptest::test_runner::TestRunner::new(cases(default_cases));
+    let body = std::cell::RefCell::new(&mut body);
+    if let Err(e) = runner.run(&strategy, |v| (body.borrow_mut())(v)) {
+        panic!("{e}");
+    }
+}
+
+/// BaZaaRDan answers of any shape: the poll, a push and the credential
+/// check each end in a result or a clear error, never a panic.
+#[test]
+fn bazaardan_answers_of_any_shape() {
+    use stoksync::domain::ProviderName::Bazaardan;
+    let mut rig = rig::Rig::new(Bazaardan);
+    let answers =
+        |tpl: serde_json::Value| prop::collection::vec(wire::answer(tpl, bz::error()), 0..3);
+    let strategy = (
+        answers(bz::page(vec![bz::row(1), bz::row(2)])),
+        answers(bz::detail(1)),
+        answers(bz::stock_answer(
+            serde_json::json!(356),
+            serde_json::json!(5),
+        )),
+    );
+    run_prop(96, strategy, |(orders, details, stocks)| {
+        let paused = rig.script(vec![
+            ("/orders.php", orders, bz::good_orders()),
+            ("/order_detail.php", details, bz::good_detail()),
+            ("/stock_update.php", stocks, bz::good_stock()),
+        ]);
+        let batch = [
+            push_to(Bazaardan, "356", "", 5),
+            push_to(Bazaardan, "357", "778", 7),
+        ];
+        let a = rig.next();
+        let poll = rig
+            .rt
+            .block_on(a.poll_orders(&poll_request(Some("2026-05-08 00:00:00")), &rig.ledger));
+        let a = rig.next();
+        let push = rig.rt.block_on(a.push_stock(&batch));
+        let a = rig.next();
+        let check = rig.rt.block_on(a.check_credentials());
+        rig.done(paused);
+        check_poll(&poll, &["orders.php", "order_detail.php"])?;
+        check_push(&batch, &push, &["stock_update.php"])?;
+        if let Err(e) = check {
+            rig::check_error(&e, &["orders.php"]).map_err(TestCaseError::fail)?;
+        }
+        Ok(())
+    });
+}

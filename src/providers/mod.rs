@@ -202,6 +202,22 @@ impl Statuses {
     }
 }
 
+/// Names the endpoint in an error about one of its answers. The retry loop
+/// names it in `Transient`; a refusal needs it too, or "HTTP 400 without an
+/// error body" leaves the operator guessing which call failed. (Push errors
+/// become the outcome of a listing, which says where.)
+pub(crate) fn at_endpoint(op: &'static str) -> impl Fn(ProviderError) -> ProviderError {
+    move |e| match e {
+        ProviderError::Rejected(m) if !m.contains(op) => {
+            ProviderError::Rejected(format!("{op}: {m}"))
+        }
+        ProviderError::Unauthenticated(m) if !m.contains(op) => {
+            ProviderError::Unauthenticated(format!("{op}: {m}"))
+        }
+        e => e,
+    }
+}
+
 /// A push error that concerns only the listing (refused, or may not have
 /// landed) becomes its outcome; anything else stops the provider's round.
 pub fn listing_outcome(e: ProviderError) -> Result<PushOutcome, ProviderError> {

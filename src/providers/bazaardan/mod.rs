@@ -224,7 +224,7 @@ impl Provider for Bazaardan {
                     Err(ProviderError::Rejected(why)) => {
                         changes.anomalies.push(Anomaly {
                             key: key.clone(),
-                            message: format!("order_detail.php refused ({why}); variant unknown"),
+                            message: format!("refused: {why}; variant unknown"),
                         });
                         continue;
                     }

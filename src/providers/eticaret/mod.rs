@@ -204,7 +204,7 @@ impl Provider for Eticaret {
                 Ok(show) => self.lines(&show.order, &show.products, &mut out),
                 Err(ProviderError::Rejected(why)) => out.anomalies.push(Anomaly {
                     key: id.to_string(),
-                    message: format!("order/show refused ({why}); its lines are unknown"),
+                    message: format!("refused: {why}; its lines are unknown"),
                 }),
                 Err(e) => return Err(e),
             }

@@ -223,7 +223,7 @@ impl Provider for Pazarsync {
                 Ok(d) => self.lines(&d, &mut out),
                 Err(ProviderError::Rejected(why)) => out.anomalies.push(Anomaly {
                     key: id.clone(),
-                    message: format!("order detail refused ({why}); its items are unknown"),
+                    message: format!("refused: {why}; its items are unknown"),
                 }),
                 Err(e) => return Err(e),
             }
