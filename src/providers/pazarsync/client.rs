@@ -65,6 +65,16 @@ impl Client {
             .await
             .map_err(at_endpoint("auth/token"))?;
         self.http.limiter().note_token_refresh();
+        // A token that cannot be sent in a header would fail every later
+        // request as "cannot build request" (a configuration error) for as
+        // long as it is cached: refuse it here, as the answer it is.
+        if reply.access_token.is_empty()
+            || !reply.access_token.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ProviderError::Transient(
+                "auth/token: the answer's access_token is empty or not printable ASCII".into(),
+            ));
+        }
         tracing::info!(
             provider = "pazarsync",
             expires_in = reply.expires_in,
