@@ -2429,3 +2429,439 @@ fn a_token_that_cannot_be_sent_is_refused_as_an_answer() {
     // The bad token was not cached: the next call fetches a good one.
     assert!(matches!(rig.rt.block_on(a.list_listings()), Ok(Some(_))));
 }
+
+/// A quantity as a line may carry it: whole (clean), or not.
+#[derive(Debug, Clone)]
+enum Qty {
+    Whole(i64),
+    /// Whole, but written as a float (`2.0`): whole for v2, whose
+    /// quantities are floats; not for the integer-typed providers.
+    WholeFloat(i64),
+    Bad(serde_json::Value),
+    Missing,
+}
+
+fn qty() -> impl Strategy<Value = Qty> {
+    use serde_json::json;
+    prop_oneof![
+        6 => (0i64..50).prop_map(Qty::Whole),
+        1 => (0i64..50).prop_map(Qty::WholeFloat),
+        1 => Just(Qty::Bad(json!(2.5))),
+        1 => Just(Qty::Bad(json!(-1))),
+        1 => Just(Qty::Bad(json!("3"))),
+        1 => Just(Qty::Bad(json!(null))),
+        1 => Just(Qty::Bad(json!(u64::MAX))),
+        1 => Just(Qty::Bad(json!(1e300))),
+        1 => Just(Qty::Missing),
+    ]
+}
+
+impl Qty {
+    fn put(&self, line: &mut serde_json::Value) {
+        match self {
+            Qty::Whole(n) => line["quantity"] = (*n).into(),
+            Qty::WholeFloat(n) => line["quantity"] = (*n as f64).into(),
+            Qty::Bad(v) => line["quantity"] = v.clone(),
+            Qty::Missing => {
+                line.as_object_mut().map(|o| o.remove("quantity"));
+            }
+        }
+    }
+
+    /// The quantity the line must be applied with, if it is to be applied.
+    fn whole(&self, floats_are_whole: bool) -> Option<i64> {
+        match self {
+            Qty::Whole(n) => Some(*n),
+            Qty::WholeFloat(n) if floats_are_whole => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+/// An order line: its quantity, and now and then an edit elsewhere.
+fn line_spec() -> impl Strategy<Value = (Qty, Option<wire::Edit>)> {
+    (qty(), prop::option::weighted(0.2, wire::edit()))
+}
+
+fn keys_of(c: &stoksync::domain::OrderChanges) -> std::collections::HashSet<String> {
+    c.items
+        .iter()
+        .map(|i| i.key.clone())
+        .chain(c.anomalies.iter().map(|a| a.key.clone()))
+        .collect()
+}
+
+/// BaZaaRDan order rows: every row is applied or reported (none is dropped
+/// silently); a clean row is applied exactly as sent; a bad quantity is
+/// reported as such.
+#[test]
+fn bazaardan_order_rows_are_applied_or_reported() {
+    use stoksync::domain::ItemEffect;
+    let mut rig = rig::Rig::new(stoksync::domain::ProviderName::Bazaardan);
+    let rows = prop::collection::vec((1u64..8, line_spec()), 1..7);
+    run_prop(64, rows, |rows| {
+        let mut sent = Vec::new();
+        for (id, (q, edit)) in &rows {
+            let mut r = bz::row(*id);
+            q.put(&mut r);
+            if let Some(e) = edit {
+                wire::apply(&mut r, e);
+            }
+            sent.push(r);
+        }
+        rig.script(vec![
+            (
+                "/orders.php",
+                vec![wire::Answer::ok(bz::page(sent.clone()))],
+                bz::good_orders(),
+            ),
+            ("/order_detail.php", Vec::new(), bz::good_detail()),
+        ]);
+        let a = rig.next();
+        let poll = rig
+            .rt
+            .block_on(a.poll_orders(&poll_request(Some("2026-05-08 00:00:00")), &rig.ledger));
+        let c = poll.map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        let keys = keys_of(&c);
+        let bad_ids = sent
+            .iter()
+            .filter(|r| r.get("order_item_id").and_then(|v| v.as_u64()).is_none())
+            .count();
+        let odd_keys = keys.iter().filter(|k| k.parse::<u64>().is_err()).count();
+        prop_assert!(
+            odd_keys >= bad_ids.min(1),
+            "rows without an id unreported: {:?}",
+            c
+        );
+        for ((id, (q, edit)), r) in rows.iter().zip(&sent) {
+            if let Some(id) = r.get("order_item_id").and_then(|v| v.as_u64()) {
+                prop_assert!(
+                    keys.contains(&id.to_string()),
+                    "row {} dropped: {:?}",
+                    id,
+                    c
+                );
+            }
+            let unique = rows.iter().filter(|(i, _)| i == id).count() == 1;
+            if !unique || edit.is_some() {
+                continue;
+            }
+            let key = id.to_string();
+            match q.whole(false) {
+                Some(n) => {
+                    let item = c.items.iter().find(|i| i.key == key);
+                    let item = item.ok_or_else(|| {
+                        TestCaseError::fail(format!("clean row {id} not applied: {c:?}"))
+                    })?;
+                    prop_assert_eq!(item.quantity, n);
+                    prop_assert_eq!(&item.listing_id, "356");
+                    prop_assert_eq!(&item.variant_id, "778");
+                    prop_assert_eq!(&item.order_ref, &format!("BZ-{id}"));
+                    prop_assert_eq!(item.effect, ItemEffect::Hold);
+                    prop_assert_eq!(item.sku_hint.as_deref(), Some("KALEM-1"));
+                }
+                None => {
+                    let a = c.anomalies.iter().find(|a| a.key == key);
+                    let a = a.ok_or_else(|| {
+                        TestCaseError::fail(format!("bad quantity of {id} not reported: {c:?}"))
+                    })?;
+                    prop_assert!(a.message.contains("quantity"), "{:?}", a);
+                    prop_assert!(!c.items.iter().any(|i| i.key == key), "{:?}", c);
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+/// v2 order lines (quantities are floats there): every line of every order
+/// read is applied or reported; a whole float is whole; a fraction is
+/// reported, never rounded.
+#[test]
+fn eticaret_order_lines_are_applied_or_reported() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let mut rig = rig::Rig::new(stoksync::domain::ProviderName::Eticaret);
+    let orders =
+        prop::collection::btree_map(1u64..50, prop::collection::vec(line_spec(), 0..4), 1..4);
+    let shows: Arc<Mutex<HashMap<u64, serde_json::Value>>> = Default::default();
+    run_prop(64, orders, |orders| {
+        let mut lines_sent = HashMap::new();
+        {
+            let mut shows = shows.lock().unwrap();
+            shows.clear();
+            for (id, specs) in &orders {
+                let mut lines = Vec::new();
+                for (n, (q, edit)) in specs.iter().enumerate() {
+                    let mut l = v2::line(&format!("P{n}"), (n % 2 == 0).then_some("B1"), 0.into());
+                    q.put(&mut l);
+                    if let Some(e) = edit {
+                        wire::apply(&mut l, e);
+                    }
+                    lines.push(l);
+                }
+                lines_sent.insert(*id, lines.clone());
+                shows.insert(*id, v2::show(*id, lines));
+            }
+        }
+        let list = orders.keys().rev().map(|id| v2::order(*id)).collect();
+        let s = shows.clone();
+        rig.script(vec![
+            (
+                "/order/lists",
+                vec![wire::Answer::ok(v2::orders(list))],
+                v2::good_orders(),
+            ),
+            (
+                "/order/show/",
+                Vec::new(),
+                wire::always(move |path, _| {
+                    let id: u64 = path
+                        .rsplit('/')
+                        .next()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    wire::Answer::ok(s.lock().unwrap().get(&id).cloned().unwrap_or_default())
+                }),
+            ),
+        ]);
+        let a = rig.next();
+        let poll = rig
+            .rt
+            .block_on(a.poll_orders(&poll_request(Some("2000-01-01 00:00:00")), &rig.ledger));
+        let c = poll.map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        let keys = keys_of(&c);
+        for (id, specs) in &orders {
+            prop_assert!(
+                c.orders.iter().any(|o| o.order_ref == id.to_string()),
+                "order {} not read: {:?}",
+                id,
+                c
+            );
+            for (n, (q, edit)) in specs.iter().enumerate() {
+                let key = format!("{id}/{}", n + 1);
+                prop_assert!(
+                    keys.contains(&key),
+                    "line {} dropped: {:?} {:?}",
+                    key,
+                    lines_sent[id],
+                    c
+                );
+                if edit.is_some() {
+                    continue;
+                }
+                match q.whole(true) {
+                    Some(q) => {
+                        let item = c.items.iter().find(|i| i.key == key);
+                        let item = item.ok_or_else(|| {
+                            TestCaseError::fail(format!("clean line {key} not applied: {c:?}"))
+                        })?;
+                        prop_assert_eq!(item.quantity, q);
+                        prop_assert_eq!(&item.listing_id, &format!("P{n}"));
+                        prop_assert_eq!(&item.variant_id, if n % 2 == 0 { "B1" } else { "" });
+                        prop_assert_eq!(&item.status, "1");
+                    }
+                    None => {
+                        let a = c.anomalies.iter().find(|a| a.key == key);
+                        let a = a.ok_or_else(|| {
+                            TestCaseError::fail(format!("bad line {key} not reported: {c:?}"))
+                        })?;
+                        prop_assert!(a.message.contains("quantity"), "{:?}", a);
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+/// PazarSync order items: every item of every order read is applied or
+/// reported; a clean item is applied as sent.
+#[test]
+fn pazarsync_order_items_are_applied_or_reported() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let mut rig = rig::Rig::new(stoksync::domain::ProviderName::Pazarsync);
+    let orders = prop::collection::btree_map(
+        "ord_[a-z0-9]{1,6}",
+        prop::collection::vec(line_spec(), 0..4),
+        1..4,
+    );
+    let details: Arc<Mutex<HashMap<String, serde_json::Value>>> = Default::default();
+    run_prop(64, orders, |orders| {
+        {
+            let mut d = details.lock().unwrap();
+            d.clear();
+            for (id, specs) in &orders {
+                let mut items = Vec::new();
+                for (n, (q, edit)) in specs.iter().enumerate() {
+                    let mut it = ps::item(&format!("it_{n}"), &format!("prod_{n}"), 0.into());
+                    q.put(&mut it);
+                    if let Some(e) = edit {
+                        wire::apply(&mut it, e);
+                    }
+                    items.push(it);
+                }
+                d.insert(id.clone(), ps::detail(id, items));
+            }
+        }
+        let list = orders.keys().map(|id| ps::order(id)).collect();
+        let d = details.clone();
+        rig.script(vec![
+            ("/api/auth/token", Vec::new(), ps::good_token()),
+            (
+                "/api/v1/orders/",
+                Vec::new(),
+                wire::always(move |path, _| {
+                    let id = wire::decode(path.trim_start_matches("/api/v1/orders/"));
+                    wire::Answer::ok(d.lock().unwrap().get(&id).cloned().unwrap_or_default())
+                }),
+            ),
+            (
+                "/api/v1/orders",
+                vec![wire::Answer::ok(ps::orders(list))],
+                ps::good_orders(),
+            ),
+        ]);
+        let a = rig.next();
+        let poll = rig
+            .rt
+            .block_on(a.poll_orders(&poll_request(None), &rig.ledger));
+        let c = poll.map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        let keys = keys_of(&c);
+        for (id, specs) in &orders {
+            prop_assert!(
+                c.orders.iter().any(|o| &o.order_ref == id),
+                "order {} not read: {:?}",
+                id,
+                c
+            );
+            for (n, (q, edit)) in specs.iter().enumerate() {
+                let (by_id, by_place) = (format!("{id}/it_{n}"), format!("{id}/{}", n + 1));
+                let sent = details.lock().unwrap()[id]["items"][n].clone();
+                let key = match sent.get("id").and_then(|v| v.as_str()) {
+                    Some(i) if !i.trim().is_empty() => format!("{id}/{i}"),
+                    _ => by_place.clone(),
+                };
+                prop_assert!(
+                    keys.contains(&key) || keys.contains(&by_place),
+                    "item {} dropped: {:?}",
+                    key,
+                    c
+                );
+                if edit.is_some() {
+                    continue;
+                }
+                match q.whole(false) {
+                    Some(q) => {
+                        let item = c.items.iter().find(|i| i.key == by_id);
+                        let item = item.ok_or_else(|| {
+                            TestCaseError::fail(format!("clean item {by_id} not applied: {c:?}"))
+                        })?;
+                        prop_assert_eq!(item.quantity, q);
+                        prop_assert_eq!(&item.listing_id, &format!("prod_{n}"));
+                        let sku = format!("SKU-prod_{n}");
+                        prop_assert_eq!(item.sku_hint.as_deref(), Some(sku.as_str()));
+                    }
+                    None => {
+                        let a = c.anomalies.iter().find(|a| a.key == by_id);
+                        let a = a.ok_or_else(|| {
+                            TestCaseError::fail(format!("bad item {by_id} not reported: {c:?}"))
+                        })?;
+                        prop_assert!(a.message.contains("quantity"), "{:?}", a);
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Found by `eticaret_order_lines_are_applied_or_reported`: a line whose
+/// quantity was a string was reported as "invalid type: string "3",
+/// expected a JSON number", naming no field.
+#[test]
+fn a_line_of_the_wrong_type_names_its_field() {
+    use serde_json::json;
+    let mut rig = rig::Rig::new(stoksync::domain::ProviderName::Eticaret);
+    let show = v2::show(
+        7,
+        vec![
+            v2::line("P1", None, json!("3")),
+            json!({"code": 5, "quantity": 1}),
+        ],
+    );
+    rig.script(vec![
+        (
+            "/order/lists",
+            vec![wire::Answer::ok(v2::orders(vec![v2::order(7)]))],
+            v2::good_orders(),
+        ),
+        (
+            "/order/show/",
+            vec![wire::Answer::ok(show)],
+            v2::good_show(),
+        ),
+    ]);
+    let a = rig.adapter();
+    let c = rig
+        .rt
+        .block_on(a.poll_orders(&poll_request(Some("2000-01-01 00:00:00")), &rig.ledger))
+        .unwrap();
+    let msgs: Vec<(&str, &str)> = c
+        .anomalies
+        .iter()
+        .map(|a| (a.key.as_str(), a.message.as_str()))
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].0 == "7/1" && msgs[0].1.contains("quantity: invalid type"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[1].0 == "7/2" && msgs[1].1.contains("code: invalid type"),
+        "{msgs:?}"
+    );
+}
+
+/// Found by `pazarsync_order_items_are_applied_or_reported`: an item with
+/// an empty id was keyed `order/`, so two such items (or two with one id)
+/// counted as one line.
+#[test]
+fn items_without_a_usable_id_keep_their_own_key() {
+    use serde_json::json;
+    let mut rig = rig::Rig::new(stoksync::domain::ProviderName::Pazarsync);
+    let items = vec![
+        ps::item("", "prod_1", json!(1)),
+        ps::item("", "prod_2", json!(2)),
+        ps::item("it_9", "prod_3", json!(3)),
+        ps::item("it_9", "prod_4", json!(4)),
+    ];
+    rig.script(vec![
+        ("/api/auth/token", Vec::new(), ps::good_token()),
+        (
+            "/api/v1/orders/",
+            vec![wire::Answer::ok(ps::detail("ord_1", items))],
+            ps::good_detail(),
+        ),
+        (
+            "/api/v1/orders",
+            vec![wire::Answer::ok(ps::orders(vec![ps::order("ord_1")]))],
+            ps::good_orders(),
+        ),
+    ]);
+    let a = rig.adapter();
+    let c = rig
+        .rt
+        .block_on(a.poll_orders(&poll_request(None), &rig.ledger))
+        .unwrap();
+    let keys: Vec<&str> = c.items.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["ord_1/1", "ord_1/2", "ord_1/it_9"]);
+    assert_eq!(c.anomalies.len(), 1, "{:?}", c.anomalies);
+    assert_eq!(c.anomalies[0].key, "ord_1/4");
+    assert!(
+        c.anomalies[0].message.contains("repeats an item id"),
+        "{:?}",
+        c.anomalies
+    );
+}

@@ -202,6 +202,23 @@ impl Statuses {
     }
 }
 
+/// Reads one row of an answer (an order line, a product). The error names
+/// the field that is wrong (`product.product_id: invalid type: ...`),
+/// which serde's own message does not.
+pub(crate) fn from_row<T: serde::de::DeserializeOwned>(
+    raw: &serde_json::Value,
+) -> Result<T, String> {
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
 /// Names the endpoint in an error about one of its answers. The retry loop
 /// names it in `Transient`; a refusal needs it too, or "HTTP 400 without an
 /// error body" leaves the operator guessing which call failed. (Push errors
