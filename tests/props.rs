@@ -567,7 +567,7 @@ fn bad_stock_row() -> impl Strategy<Value = BadStockRow> {
 }
 
 proptest! {
-    #![proptest_config(cases(128))]
+    #![proptest_config(cases(48))]
 
     /// Good rows written by a real CSV writer read back exactly, and the
     /// ledger takes whatever the reader accepted; a SKU the ledger would
@@ -1006,7 +1006,7 @@ fn erp_api_answers_every_request_with_json_and_changes_only_what_it_says() {
         .build()
         .unwrap();
     let strategy = prop::collection::vec(erp::call(), 1..5);
-    let mut runner = proptest::test_runner::TestRunner::new(cases(64));
+    let mut runner = proptest::test_runner::TestRunner::new(cases(40));
     let result = runner.run(&strategy, |calls| {
         rt.block_on(async {
             let api = Api::start(client.clone()).await;
@@ -1929,7 +1929,7 @@ fn bazaardan_answers_of_any_shape() {
             serde_json::json!(5),
         )),
     );
-    run_prop(96, strategy, |(orders, details, stocks)| {
+    run_prop(48, strategy, |(orders, details, stocks)| {
         let paused = rig.script(vec![
             ("/orders.php", orders, bz::good_orders()),
             ("/order_detail.php", details, bz::good_detail()),
@@ -2200,7 +2200,7 @@ fn stokdurumu_answers_of_any_shape() {
         ),
         answers(sd::stock_answer(json!(1), json!(5)), sd::error()),
     );
-    run_prop(64, strategy, |(products, stocks)| {
+    run_prop(48, strategy, |(products, stocks)| {
         let paused = rig.script(vec![
             ("/products", products, sd::good_products()),
             ("/stock", stocks, sd::good_stock()),
@@ -2251,7 +2251,7 @@ fn eticaret_answers_of_any_shape() {
         answers(v2::products(), v2::error()),
         answers(v2::updated(), v2::error()),
     );
-    run_prop(64, strategy, |(orders, shows, products, updates)| {
+    run_prop(48, strategy, |(orders, shows, products, updates)| {
         let paused = rig.script(vec![
             ("/order/lists", orders, v2::good_orders()),
             ("/order/show/", shows, v2::good_show()),
@@ -2292,7 +2292,7 @@ fn pazarsync_answers_of_any_shape() {
     use stoksync::domain::ProviderName::Pazarsync;
     let mut rig = rig::Rig::new(Pazarsync);
     let strategy = (
-        answers(ps::token(), ps::error()),
+        prop::collection::vec(wire::answer(ps::token(), ps::error()), 0..2),
         answers(
             ps::orders(vec![ps::order("ord_1"), ps::order("ord_2")]),
             ps::error(),
@@ -2312,7 +2312,7 @@ fn pazarsync_answers_of_any_shape() {
         answers(ps::batch(), ps::error()),
     );
     run_prop(
-        64,
+        40,
         strategy,
         |(tokens, orders, details, products, sets, batches)| {
             let fresh = !tokens.is_empty();
@@ -2499,7 +2499,7 @@ fn bazaardan_order_rows_are_applied_or_reported() {
     use stoksync::domain::ItemEffect;
     let mut rig = rig::Rig::new(stoksync::domain::ProviderName::Bazaardan);
     let rows = prop::collection::vec((1u64..8, line_spec()), 1..7);
-    run_prop(64, rows, |rows| {
+    run_prop(48, rows, |rows| {
         let mut sent = Vec::new();
         for (id, (q, edit)) in &rows {
             let mut r = bz::row(*id);
@@ -2585,7 +2585,7 @@ fn eticaret_order_lines_are_applied_or_reported() {
     let orders =
         prop::collection::btree_map(1u64..50, prop::collection::vec(line_spec(), 0..4), 1..4);
     let shows: Arc<Mutex<HashMap<u64, serde_json::Value>>> = Default::default();
-    run_prop(64, orders, |orders| {
+    run_prop(48, orders, |orders| {
         let mut lines_sent = HashMap::new();
         {
             let mut shows = shows.lock().unwrap();
@@ -2688,7 +2688,7 @@ fn pazarsync_order_items_are_applied_or_reported() {
         1..4,
     );
     let details: Arc<Mutex<HashMap<String, serde_json::Value>>> = Default::default();
-    run_prop(64, orders, |orders| {
+    run_prop(48, orders, |orders| {
         {
             let mut d = details.lock().unwrap();
             d.clear();
