@@ -2865,3 +2865,28 @@ fn items_without_a_usable_id_keep_their_own_key() {
         c.anomalies
     );
 }
+
+/// A `Retry-After` too large for an `Instant` panics in
+/// `limit::Limiter::note_rate_limited` (`Instant::now() + wait`). The fix
+/// belongs in `http::retry_after` (clamp, as `feedback` clamps
+/// `X-RateLimit-Reset` to a day) or in the limiter (`checked_add`).
+#[test]
+#[ignore = "defect in src/http + src/limit, which are being rewritten elsewhere"]
+fn a_huge_retry_after_is_a_rate_limit_not_a_panic() {
+    let mut rig = rig::Rig::new(stoksync::domain::ProviderName::Bazaardan);
+    let huge = wire::Answer {
+        status: 429,
+        headers: vec![("retry-after".into(), "9300000000000000000".into())],
+        body: bz::error().to_string().into_bytes(),
+    };
+    rig.script(vec![("/orders.php", vec![huge], bz::good_orders())]);
+    let a = rig.adapter();
+    let r = rig.rt.block_on(a.check_credentials());
+    assert!(
+        matches!(
+            r,
+            Err(stoksync::providers::ProviderError::RateLimited { .. })
+        ),
+        "{r:?}"
+    );
+}
