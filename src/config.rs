@@ -224,7 +224,7 @@ struct RawPazarsync {
 
 /// A daily quota: a number, or the word `"unlimited"` (Enterprise plans).
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a number of requests or \"unlimited\"")]
 enum RawDaily {
     Count(u32),
     Word(String),
@@ -402,7 +402,7 @@ impl Config {
             ConfigError {
                 file: file.to_path_buf(),
                 line,
-                key: None,
+                key: e.span().and_then(|s| key_at(text, s)),
                 message: e.message().trim().to_string(),
             }
         })?;
@@ -699,6 +699,32 @@ impl Cx<'_> {
             )),
         }
     }
+}
+
+/// The dotted key whose key or value covers `span` (`sync.safety_stock`),
+/// so a type error from the TOML parser names the key as our own checks do.
+/// `None` when the text is not TOML or the span is not in a key's entry.
+fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    // A `[table]`'s own span is its header, not its body, so every entry is
+    // visited: the innermost entry whose key or value covers `span` wins.
+    fn find(table: &toml::de::DeTable<'_>, span: &std::ops::Range<usize>) -> Option<Vec<String>> {
+        let covers = |r: std::ops::Range<usize>| r.start <= span.start && span.end <= r.end;
+        for (k, v) in table {
+            let inner = match v.get_ref() {
+                toml::de::DeValue::Table(t) => find(t, span),
+                _ => None,
+            };
+            let here = inner.is_some() || covers(k.span()) || covers(v.span());
+            if here {
+                let mut path = vec![k.get_ref().to_string()];
+                path.extend(inner.unwrap_or_default());
+                return Some(path);
+            }
+        }
+        None
+    }
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    find(doc.get_ref(), &span).map(|p| p.join("."))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

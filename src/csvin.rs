@@ -48,6 +48,22 @@ type Rows = Vec<(usize, Vec<String>)>;
 /// Errors of a file, each with its line.
 pub type LineErrors = Vec<(usize, String)>;
 
+/// The ledger's rule for a SKU (`ledger::stock::check_sku`), checked here
+/// too so a refused SKU is reported with its line. The CSV reader trims
+/// ASCII spaces only; a no-break space or a control character (a quoted
+/// line break) would otherwise pass here and fail the import unnamed.
+fn sku_problem(sku: &str) -> Option<String> {
+    if sku.is_empty() {
+        Some("sku is empty".to_string())
+    } else if sku.trim() != sku || sku.chars().any(char::is_control) {
+        Some(format!(
+            "SKU {sku:?} has surrounding white space or control characters"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Rows of a CSV file with the given header, each with its line number,
 /// and the lines that are not rows of that shape. `Err` only when the file
 /// cannot be read or its header is wrong.
@@ -56,8 +72,19 @@ fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), Cs
         file: path.display().to_string(),
         errors,
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| fail(vec![(0, format!("cannot read: {e}"))]))?;
+    let bytes = std::fs::read(path).map_err(|e| fail(vec![(0, format!("cannot read: {e}"))]))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        fail(vec![(
+            line,
+            format!(
+                "byte 0x{:02X} is not UTF-8 text; save the file as UTF-8",
+                bytes[at]
+            ),
+        )])
+    })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -122,8 +149,8 @@ pub fn read_stock(path: &Path) -> Result<Vec<(String, i64)>, CsvErrors> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (line, r) in rows {
         let (sku, qty) = (&r[0], &r[1]);
-        if sku.is_empty() {
-            errors.push((line, "sku is empty".to_string()));
+        if let Some(problem) = sku_problem(sku) {
+            errors.push((line, problem));
             continue;
         }
         if let Some(first) = seen.insert(sku.clone(), line) {
@@ -133,6 +160,12 @@ pub fn read_stock(path: &Path) -> Result<Vec<(String, i64)>, CsvErrors> {
         match qty.parse::<i64>() {
             Ok(q) if q >= 0 => out.push((sku.clone(), q)),
             Ok(q) => errors.push((line, format!("quantity {q} for `{sku}` is negative"))),
+            Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+                errors.push((line, format!("quantity `{qty}` for `{sku}` is too large")))
+            }
+            Err(e) if *e.kind() == std::num::IntErrorKind::NegOverflow => {
+                errors.push((line, format!("quantity `{qty}` for `{sku}` is negative")))
+            }
             Err(_) => errors.push((
                 line,
                 format!("quantity `{qty}` for `{sku}` is not a whole number"),
@@ -158,8 +191,8 @@ pub fn parse_mappings(path: &Path) -> Result<(Vec<LinkRow>, LineErrors), CsvErro
     let mut seen: HashMap<ListingRef, usize> = HashMap::new();
     for (line, r) in rows {
         let sku = &r[0];
-        if sku.is_empty() {
-            errors.push((line, "sku is empty".to_string()));
+        if let Some(problem) = sku_problem(sku) {
+            errors.push((line, problem));
             continue;
         }
         let Some(provider) = ProviderName::parse(&r[1]) else {

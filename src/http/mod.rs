@@ -346,7 +346,7 @@ pub fn encode_query_value(s: &str) -> String {
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by our providers).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    header_u64(headers, "retry-after").map(Duration::from_secs)
+    header_u64(headers, "retry-after").map(|s| Duration::from_secs(s).min(crate::limit::MAX_PAUSE))
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {

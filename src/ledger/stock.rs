@@ -68,6 +68,12 @@ pub(crate) async fn apply_movement(
         StockChange::To(q) => Some(q),
     }
     .ok_or_else(|| LedgerError::Invalid(format!("quantity of {} would overflow", m.sku)))?;
+    let delta = after.checked_sub(before).ok_or_else(|| {
+        LedgerError::Invalid(format!(
+            "setting {} from {before} to {after} is a change too large to journal",
+            m.sku
+        ))
+    })?;
     let now = now_ms();
     sqlx::query(
         "INSERT INTO stock (sku, quantity, updated_at_ms) VALUES (?, ?, ?)
@@ -86,7 +92,7 @@ pub(crate) async fn apply_movement(
     )
     .bind(m.key)
     .bind(m.sku)
-    .bind(after - before)
+    .bind(delta)
     .bind(m.kind.as_str())
     .bind(m.source)
     .bind(m.reason)

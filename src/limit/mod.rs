@@ -32,6 +32,9 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 pub const WINDOW_MARGIN: Duration = Duration::from_millis(500);
 /// A provider pause longer than this is not waited out inside a call.
 pub const LONG_PAUSE: Duration = Duration::from_secs(120);
+/// The longest pause a server can impose (a `Retry-After` of 2^63 seconds
+/// is a broken header, not a plan): a day, the longest quota period.
+pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
 /// How far our clock and a provider's may disagree about when a day ends:
 /// requests in the last seconds of a day also count against the next.
 pub const DAY_SKEW: Duration = Duration::from_secs(5);
@@ -384,9 +387,11 @@ impl Limiter {
         }
     }
 
-    /// Stops every caller for `wait` (a server said so), and writes the
-    /// pause down so a restart inside it keeps it.
+    /// Stops every caller for `wait` (a server said so; at most a day,
+    /// whatever it said), and writes the pause down so a restart inside it
+    /// keeps it.
     pub async fn pause(&self, wait: Duration, why: &str) {
+        let wait = wait.min(MAX_PAUSE);
         self.hold_until(Instant::now() + wait);
         let until = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         if let Err(e) = self.ledger.save_pause(self.provider, until, why).await {

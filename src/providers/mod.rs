@@ -216,6 +216,39 @@ impl Statuses {
     }
 }
 
+/// Reads one row of an answer (an order line, a product). The error names
+/// the field that is wrong (`product.product_id: invalid type: ...`),
+/// which serde's own message does not.
+pub(crate) fn from_row<T: serde::de::DeserializeOwned>(
+    raw: &serde_json::Value,
+) -> Result<T, String> {
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+/// Names the endpoint in an error about one of its answers. The retry loop
+/// names it in `Transient`; a refusal needs it too, or "HTTP 400 without an
+/// error body" leaves the operator guessing which call failed. (Push errors
+/// become the outcome of a listing, which says where.)
+pub(crate) fn at_endpoint(op: &'static str) -> impl Fn(ProviderError) -> ProviderError {
+    move |e| match e {
+        ProviderError::Rejected(m) if !m.contains(op) => {
+            ProviderError::Rejected(format!("{op}: {m}"))
+        }
+        ProviderError::Unauthenticated(m) if !m.contains(op) => {
+            ProviderError::Unauthenticated(format!("{op}: {m}"))
+        }
+        e => e,
+    }
+}
+
 /// A push error that concerns only the listing (refused, or may not have
 /// landed) becomes its outcome; anything else stops the provider's round.
 pub fn listing_outcome(e: ProviderError) -> Result<PushOutcome, ProviderError> {

@@ -15,6 +15,7 @@ use crate::config::{Config, Secret};
 use crate::engine::Engine;
 use crate::ledger::{Ledger, LedgerError, StockChange};
 use axum::Router;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -191,10 +192,11 @@ async fn list_stock(State(s): State<AppState>, headers: HeaderMap) -> ApiResult 
 
 async fn get_stock(
     State(s): State<AppState>,
-    Path(sku): Path<String>,
+    sku: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
     authorize(s.config.http.token.as_ref(), &headers)?;
+    let sku = path_sku(sku)?;
     match s.ledger.stock_of(&sku).await? {
         Some(q) => Ok(axum::Json(json!({"sku": sku, "quantity": q})).into_response()),
         None => Err(error(
@@ -246,6 +248,17 @@ fn movement_key(what: &str, headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
+/// The SKU in the path. Refusals are JSON like every API error (axum's own
+/// are plain text), e.g. for a percent-encoded SKU that is not UTF-8.
+fn path_sku(sku: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    sku.map(|Path(s)| s).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the SKU in the path: {}", e.body_text()),
+        )
+    })
+}
+
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         error(
@@ -275,7 +288,30 @@ async fn movement(
 ) -> ApiResult {
     check_reason(reason)?;
     let key = movement_key(what, headers)?;
-    let out = s.ledger.erp_movement(sku, change, reason, &key).await?;
+    let result = s.ledger.erp_movement(sku, change, reason, &key).await;
+    // A key seen before applies nothing. When it was used for another SKU
+    // the caller has mixed up two changes: say so, rather than answer with
+    // this SKU's count as if the change had been made (or fail to find it).
+    // Only replays pay for the lookup.
+    if !matches!(&result, Ok(o) if o.applied)
+        && headers.contains_key("idempotency-key")
+        && let Some(first) = s
+            .ledger
+            .movements_with_prefix(&key)
+            .await?
+            .into_iter()
+            .find(|m| m.idempotency_key == key)
+        && first.sku != sku
+    {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "this `Idempotency-Key` was already used for SKU `{}`; send a new key for a change of `{sku}`",
+                first.sku
+            ),
+        ));
+    }
+    let out = result?;
     if out.applied {
         // The loops push the new value on their next cycle.
         tracing::info!(
@@ -293,11 +329,13 @@ async fn movement(
 
 async fn set_stock(
     State(s): State<AppState>,
-    Path(sku): Path<String>,
+    sku: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult {
     authorize(s.config.http.token.as_ref(), &headers)?;
+    let sku = path_sku(sku)?;
+    let body = body.map_err(|e| error(e.status(), e.body_text()))?;
     let b: SetBody = parse_body(&body, r#"{"quantity": N, "reason": "..."}"#)?;
     movement(
         &s,
@@ -312,11 +350,13 @@ async fn set_stock(
 
 async fn adjust_stock(
     State(s): State<AppState>,
-    Path(sku): Path<String>,
+    sku: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult {
     authorize(s.config.http.token.as_ref(), &headers)?;
+    let sku = path_sku(sku)?;
+    let body = body.map_err(|e| error(e.status(), e.body_text()))?;
     let b: AdjustBody = parse_body(&body, r#"{"delta": N, "reason": "..."}"#)?;
     movement(
         &s,

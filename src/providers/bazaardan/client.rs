@@ -4,7 +4,7 @@
 use super::auth::Signer;
 use super::wire::{Envelope, OrderRow, OrdersData, StockUpdate, StockUpdated};
 use crate::http::{ProviderHttp, Reply, Verdict, encode_query_value, retry_after};
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, at_endpoint};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
@@ -35,6 +35,7 @@ impl Client {
         );
         self.call("orders.php", Method::GET, &path, Vec::new())
             .await
+            .map_err(at_endpoint("orders.php"))
     }
 
     /// The cheapest authenticated call: one order row.
@@ -46,12 +47,14 @@ impl Client {
             Vec::new(),
         )
         .await
+        .map_err(at_endpoint("orders.php"))
     }
 
     pub async fn order_detail(&self, order_item_id: u64) -> Result<OrderRow, ProviderError> {
         let path = format!("/order_detail.php?order_item_id={order_item_id}");
         self.call("order_detail.php", Method::GET, &path, Vec::new())
             .await
+            .map_err(at_endpoint("order_detail.php"))
     }
 
     pub async fn stock_update(&self, body: &StockUpdate) -> Result<StockUpdated, ProviderError> {

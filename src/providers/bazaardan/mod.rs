@@ -17,7 +17,8 @@ use crate::http::{Net, ProviderHttp};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
-    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, listing_outcome,
+    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, from_row,
+    listing_outcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -173,7 +174,7 @@ impl Provider for Bazaardan {
         let mut changes = OrderChanges::default();
         let mut parsed = Vec::new();
         for raw in rows {
-            match serde_json::from_value::<OrderRow>(raw.clone()) {
+            match from_row::<OrderRow>(&raw) {
                 Ok(row) => parsed.push(row),
                 Err(e) => changes.anomalies.push(Anomaly {
                     key: raw
@@ -227,7 +228,7 @@ impl Provider for Bazaardan {
                     Err(ProviderError::Rejected(why)) => {
                         changes.anomalies.push(Anomaly {
                             key: key.clone(),
-                            message: format!("order_detail.php refused ({why}); variant unknown"),
+                            message: format!("refused: {why}; variant unknown"),
                         });
                         continue;
                     }

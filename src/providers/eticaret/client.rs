@@ -4,7 +4,7 @@
 use super::wire::{Envelope, OrderShow, Page, UpdateResult, UpdateStocks};
 use crate::config::Secret;
 use crate::http::{ProviderHttp, Reply, Verdict};
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, at_endpoint};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
@@ -36,7 +36,9 @@ impl Client {
         let path = format!(
             "/order/lists?pageStart={start}&pageSize={ORDER_PAGE}&orderBy=updatedAt&sort=desc"
         );
-        self.call("order/lists", Method::GET, &path, None).await
+        self.call("order/lists", Method::GET, &path, None)
+            .await
+            .map_err(at_endpoint("order/lists"))
     }
 
     pub async fn order(&self, id: u64) -> Result<OrderShow, ProviderError> {
@@ -47,11 +49,14 @@ impl Client {
             None,
         )
         .await
+        .map_err(at_endpoint("order/show"))
     }
 
     pub async fn products(&self, start: u64, size: u64) -> Result<Page, ProviderError> {
         let path = format!("/product/lists?pageStart={start}&pageSize={size}");
-        self.call("product/lists", Method::GET, &path, None).await
+        self.call("product/lists", Method::GET, &path, None)
+            .await
+            .map_err(at_endpoint("product/lists"))
     }
 
     pub async fn update_stocks(&self, body: &UpdateStocks) -> Result<UpdateResult, ProviderError> {

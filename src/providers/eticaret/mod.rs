@@ -25,7 +25,8 @@ use crate::http::{Net, ProviderHttp};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
-    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, listing_outcome,
+    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, from_row,
+    listing_outcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -76,7 +77,7 @@ impl Eticaret {
         let status = status_text(&order.status);
         for (i, raw) in products.iter().enumerate() {
             let key = format!("{}/{}", order.id, i + 1);
-            let line = match serde_json::from_value::<OrderLine>(raw.clone()) {
+            let line = match from_row::<OrderLine>(raw) {
                 Ok(l) => l,
                 Err(e) => {
                     out.anomalies.push(Anomaly {
@@ -157,7 +158,7 @@ impl Provider for Eticaret {
             let data = self.client.orders(start).await?;
             let n = data.list.len() as u64;
             for raw in data.list {
-                let row = match serde_json::from_value::<OrderRow>(raw.clone()) {
+                let row = match from_row::<OrderRow>(&raw) {
                     Ok(r) => r,
                     Err(e) => {
                         out.anomalies.push(Anomaly {
@@ -203,7 +204,7 @@ impl Provider for Eticaret {
                 Ok(show) => self.lines(&show.order, &show.products, &mut out),
                 Err(ProviderError::Rejected(why)) => out.anomalies.push(Anomaly {
                     key: id.to_string(),
-                    message: format!("order/show refused ({why}); its lines are unknown"),
+                    message: format!("refused: {why}; its lines are unknown"),
                 }),
                 Err(e) => return Err(e),
             }
@@ -275,7 +276,7 @@ impl Provider for Eticaret {
             let data = self.client.products(start, client::PRODUCT_PAGE).await?;
             let n = data.list.len() as u64;
             for raw in data.list {
-                let p = match serde_json::from_value::<ProductRow>(raw.clone()) {
+                let p = match from_row::<ProductRow>(&raw) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(provider = "eticaret", error = %e, "product row not understood; skipped");

@@ -12,6 +12,10 @@ use tokio::time::Instant;
 const MARGIN: Duration = Duration::from_secs(60);
 /// When the server gives no `expires_in`: assume this.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// A token is refreshed at least daily, whatever `expires_in` says: any
+/// `u64` of seconds may arrive, and past ~292 billion years it no longer
+/// fits an `Instant` (adding it panicked).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Clone)]
 pub struct Token {
@@ -40,7 +44,9 @@ impl TokenCache {
             return Ok(t.clone());
         }
         let (value, expires_in) = fetch().await?;
-        let life = expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        let life = expires_in
+            .map_or(DEFAULT_LIFETIME, Duration::from_secs)
+            .min(MAX_LIFETIME);
         let margin = MARGIN.min(life / 10);
         slot.1 += 1;
         let t = Token {
@@ -99,5 +105,17 @@ mod tests {
         assert_eq!(get(cache.clone(), fetches.clone()).await.generation, 2);
         cache.invalidate(2).await;
         assert_eq!(get(cache.clone(), fetches.clone()).await.generation, 3);
+    }
+
+    /// Found by `pazarsync_token_answers` (tests/props.rs): the largest
+    /// `expires_in` panicked with "overflow when adding duration to instant".
+    #[tokio::test]
+    async fn the_largest_expires_in_is_kept_a_day() {
+        let cache = TokenCache::default();
+        let t = cache
+            .get(|| async { Ok::<_, ()>((Secret::new("t"), Some(u64::MAX))) })
+            .await
+            .unwrap();
+        assert!(t.refresh_at <= Instant::now() + MAX_LIFETIME);
     }
 }

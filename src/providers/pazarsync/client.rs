@@ -8,7 +8,7 @@ use super::wire::{
 };
 use crate::config::Secret;
 use crate::http::{ProviderHttp, Reply, Verdict, encode_query_value};
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, at_endpoint};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -59,8 +59,22 @@ impl Client {
                 .build()
                 .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
         };
-        let reply: TokenReply = self.http.execute("auth/token", build, interpret).await?;
+        let reply: TokenReply = self
+            .http
+            .execute("auth/token", build, interpret)
+            .await
+            .map_err(at_endpoint("auth/token"))?;
         self.http.limiter().note_token_refresh();
+        // A token that cannot be sent in a header would fail every later
+        // request as "cannot build request" (a configuration error) for as
+        // long as it is cached: refuse it here, as the answer it is.
+        if reply.access_token.is_empty()
+            || !reply.access_token.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ProviderError::Transient(
+                "auth/token: the answer's access_token is empty or not printable ASCII".into(),
+            ));
+        }
         tracing::info!(
             provider = "pazarsync",
             expires_in = reply.expires_in,
@@ -74,17 +88,23 @@ impl Client {
             "/api/v1/orders?page={page}&limit={PAGE_SIZE}&from_date={}",
             encode_query_value(from_date)
         );
-        self.call("orders", Method::GET, &path, None).await
+        self.call("orders", Method::GET, &path, None)
+            .await
+            .map_err(at_endpoint("orders"))
     }
 
     pub async fn order(&self, id: &str) -> Result<OrderDetail, ProviderError> {
         let path = format!("/api/v1/orders/{}", encode_query_value(id));
-        self.call("orders/{id}", Method::GET, &path, None).await
+        self.call("orders/{id}", Method::GET, &path, None)
+            .await
+            .map_err(at_endpoint("orders/{id}"))
     }
 
     pub async fn products(&self, page: u64, limit: u64) -> Result<ListPage, ProviderError> {
         let path = format!("/api/v1/products?page={page}&limit={limit}");
-        self.call("products", Method::GET, &path, None).await
+        self.call("products", Method::GET, &path, None)
+            .await
+            .map_err(at_endpoint("products"))
     }
 
     pub async fn set_stock(&self, id: &str, stock: i64) -> Result<StockSet, ProviderError> {

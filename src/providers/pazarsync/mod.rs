@@ -26,7 +26,8 @@ use crate::http::{Net, ProviderHttp};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
-    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, listing_outcome,
+    OrderMemory, PollRequest, Provider, ProviderError, PushResults, Statuses, from_row,
+    listing_outcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -114,21 +115,34 @@ impl Pazarsync {
     }
 
     fn lines(&self, d: &OrderDetail, out: &mut OrderChanges) {
+        let mut seen = std::collections::HashSet::new();
         for (i, raw) in d.items.iter().enumerate() {
-            let fallback = format!("{}/{}", d.id, i + 1);
-            let item = match serde_json::from_value::<wire::OrderItem>(raw.clone()) {
+            // The item's own id when it has one, read before the rest so a
+            // line reported now keeps the key it is applied under later.
+            let key = match raw.get("id").and_then(|v| v.as_str()) {
+                Some(id) if !id.trim().is_empty() => format!("{}/{id}", d.id),
+                _ => format!("{}/{}", d.id, i + 1),
+            };
+            // Two lines under one key would count as one: report the second.
+            if !seen.insert(key.clone()) {
+                out.anomalies.push(Anomaly {
+                    message: format!(
+                        "item {} repeats an item id of the order; not applied",
+                        i + 1
+                    ),
+                    key: format!("{}/{}", d.id, i + 1),
+                });
+                continue;
+            }
+            let item = match from_row::<wire::OrderItem>(raw) {
                 Ok(it) => it,
                 Err(e) => {
                     out.anomalies.push(Anomaly {
-                        key: fallback,
+                        key,
                         message: format!("order item not understood: {e}"),
                     });
                     continue;
                 }
-            };
-            let key = match &item.id {
-                Some(id) => format!("{}/{id}", d.id),
-                None => fallback,
             };
             let Some(quantity) = item.quantity.as_i64().filter(|q| *q >= 0) else {
                 out.anomalies.push(Anomaly {
@@ -187,7 +201,7 @@ impl Provider for Pazarsync {
             let data = self.client.orders(page, &from_text).await?;
             let n = data.data.len();
             for raw in data.data {
-                match serde_json::from_value::<OrderRow>(raw.clone()) {
+                match from_row::<OrderRow>(&raw) {
                     Ok(r) => {
                         rows.insert(r.id.clone(), r);
                     }
@@ -222,7 +236,7 @@ impl Provider for Pazarsync {
                 Ok(d) => self.lines(&d, &mut out),
                 Err(ProviderError::Rejected(why)) => out.anomalies.push(Anomaly {
                     key: id.clone(),
-                    message: format!("order detail refused ({why}); its items are unknown"),
+                    message: format!("refused: {why}; its items are unknown"),
                 }),
                 Err(e) => return Err(e),
             }
@@ -327,7 +341,7 @@ impl Provider for Pazarsync {
             let data = self.client.products(page, client::PAGE_SIZE).await?;
             let n = data.data.len();
             for raw in data.data {
-                match serde_json::from_value::<Product>(raw) {
+                match from_row::<Product>(&raw) {
                     Ok(p) => out.push(RemoteListing {
                         listing: ListingRef {
                             provider: ProviderName::Pazarsync,

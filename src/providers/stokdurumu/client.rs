@@ -5,7 +5,7 @@
 use super::wire::{ErrorBody, ProductsPage, StockChange, StockChanged};
 use crate::config::Secret;
 use crate::http::{ProviderHttp, Reply, Sends, Verdict};
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, at_endpoint};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -30,7 +30,9 @@ impl Client {
 
     pub async fn products(&self, page: u32, limit: u32) -> Result<ProductsPage, ProviderError> {
         let path = format!("/products?page={page}&limit={limit}");
-        self.call("products", Method::GET, &path, None).await
+        self.call("products", Method::GET, &path, None)
+            .await
+            .map_err(at_endpoint("products"))
     }
 
     /// Sets a product's stock; `tag` goes into the movement's reason, so

@@ -32,7 +32,7 @@ use crate::http::{Net, ProviderHttp, Sends};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
-    OrderMemory, PollRequest, Provider, ProviderError, PushResults, listing_outcome,
+    OrderMemory, PollRequest, Provider, ProviderError, PushResults, from_row, listing_outcome,
 };
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -91,7 +91,7 @@ impl Stokdurumu {
             let data = self.client.products(page, client::PAGE_SIZE).await?;
             let n = data.products.len();
             for raw in data.products {
-                match serde_json::from_value::<Product>(raw.clone()) {
+                match from_row::<Product>(&raw) {
                     Ok(p) => products.push(p),
                     Err(e) => odd.push(format!("product row not understood ({e}): {raw}")),
                 }
