@@ -294,6 +294,13 @@ impl Engine {
         let states = self.ledger.listing_states(name).await?;
         let unsettled = self.ledger.unsettled(name).await?;
         let plan = plan::plan(&states, self.sync.safety_stock);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            for push in &plan.pushes {
+                if let Some(s) = states.iter().find(|s| s.listing == push.listing) {
+                    tracing::debug!(provider = %name, listing = %push.listing, wanted = push.quantity, confirmed = ?s.confirmed_qty, unsettled = s.unsettled, "push planned");
+                }
+            }
+        }
         let mut report = PushReport {
             planned: plan.pushes.len(),
             ..PushReport::default()
@@ -348,6 +355,13 @@ impl Engine {
                 };
                 report.movements += self.ledger.record_push(&push.listing, record).await?;
                 failpoint::point("push.recorded").await;
+            }
+            // Pushes the call never sent cannot have changed anything.
+            let doubtful = results.outcomes.len() + results.in_doubt;
+            let never_sent: Vec<String> =
+                batch.iter().skip(doubtful).map(|p| p.tag.clone()).collect();
+            if !never_sent.is_empty() {
+                self.ledger.unnote(&never_sent).await?;
             }
             self.health.beat(name);
             if let Some(e) = results.stopped {
@@ -626,6 +640,7 @@ mod tests {
                     .collect(),
                 stopped: None,
                 revealed: vec![],
+                in_doubt: 0,
             }
         }
         async fn check_credentials(&self) -> Result<(), ProviderError> {

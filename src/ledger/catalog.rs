@@ -234,6 +234,20 @@ impl Ledger {
         Ok(())
     }
 
+    /// Forgets pushes noted but never sent (the call stopped before them):
+    /// they cannot have changed anything.
+    pub async fn unnote(&self, tags: &[String]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for tag in tags {
+            sqlx::query("DELETE FROM push_attempts WHERE tag = ?")
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Listings of `provider` with pushes whose outcome is unknown, each
     /// with those pushes, oldest first.
     pub async fn unsettled(

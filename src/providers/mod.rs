@@ -59,6 +59,10 @@ pub struct PushResults {
     /// provider says so and its stock can change by hand (stokdurumu's
     /// `old_qty`): a difference from the last confirmed value is a movement.
     pub revealed: Vec<Revealed>,
+    /// Of the pushes past `outcomes` (the call stopped), how many, counted
+    /// from the first, may have been carried out: their request was sent
+    /// and its answer lost. The rest were never sent.
+    pub in_doubt: usize,
 }
 
 /// Where to start polling.
@@ -141,8 +145,9 @@ pub trait Provider: Send + Sync {
     ) -> Result<OrderChanges, ProviderError>;
 
     /// Sets each listing to its quantity. `outcomes[i]` is the outcome of
-    /// `batch[i]`; when the provider as a whole failed (auth, rate limit)
-    /// `stopped` says why and the pushes past `outcomes` were not sent.
+    /// `batch[i]`; when the provider as a whole failed (auth, rate limit, a
+    /// stop) `stopped` says why, and `in_doubt` says which of the pushes
+    /// past `outcomes` may have been carried out all the same.
     async fn push_stock(&self, batch: &[StockPush]) -> PushResults;
 
     /// Our writes to `listing` tagged with one of `tags` (sent since

@@ -298,6 +298,12 @@ impl Core {
                 if matches!(f, Fault::Drop | Fault::Hang(_)) {
                     self.counters().network_faults += 1;
                 }
+                // The client cannot tell this from an answer lost after the
+                // request was carried out (it retries, or gives up not
+                // knowing): a write it repeats later is not wasted.
+                if !matches!(f, Fault::RateLimited { .. }) {
+                    self.forget_answers();
+                }
                 Err(f)
             }
         }

@@ -3,7 +3,7 @@
 
 use super::auth::Signer;
 use super::wire::{Envelope, OrderRow, OrdersData, StockUpdate, StockUpdated};
-use crate::http::{ProviderHttp, Reply, Verdict, encode_query_value, retry_after};
+use crate::http::{ProviderHttp, Reply, Sends, Verdict, encode_query_value, retry_after};
 use crate::providers::{ProviderError, at_endpoint};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -57,10 +57,22 @@ impl Client {
             .map_err(at_endpoint("order_detail.php"))
     }
 
-    pub async fn stock_update(&self, body: &StockUpdate) -> Result<StockUpdated, ProviderError> {
+    /// Sets one listing; `sends` counts attempts BaZaaRDan may have carried
+    /// out unanswered.
+    pub async fn stock_update(
+        &self,
+        body: &StockUpdate,
+        sends: &Sends,
+    ) -> Result<StockUpdated, ProviderError> {
         let bytes = serde_json::to_vec(body).expect("plain struct serializes");
-        self.call("stock_update.php", Method::POST, "/stock_update.php", bytes)
-            .await
+        self.call_tracked(
+            "stock_update.php",
+            Method::POST,
+            "/stock_update.php",
+            bytes,
+            sends,
+        )
+        .await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -69,6 +81,18 @@ impl Client {
         method: Method,
         path: &str,
         body: Vec<u8>,
+    ) -> Result<T, ProviderError> {
+        self.call_tracked(op, method, path, body, &Sends::default())
+            .await
+    }
+
+    async fn call_tracked<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        sends: &Sends,
     ) -> Result<T, ProviderError> {
         let url = reqwest::Url::parse(&format!("{}{}", self.base, path)).map_err(|e| {
             ProviderError::Config(format!("bad BaZaaRDan URL {}{path}: {e}", self.base))
@@ -87,7 +111,9 @@ impl Client {
             req.build()
                 .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
         };
-        self.http.execute(op, build, interpret::<T>).await
+        self.http
+            .execute_tracked(op, build, interpret::<T>, sends)
+            .await
     }
 }
 

@@ -13,7 +13,7 @@ use crate::domain::{
     Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, StockPush,
     format_turkey, parse_provider_time,
 };
-use crate::http::{Net, ProviderHttp};
+use crate::http::{Net, ProviderHttp, Sends};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
@@ -102,7 +102,11 @@ impl Bazaardan {
         })
     }
 
-    async fn push_one(&self, push: &StockPush) -> Result<PushOutcome, ProviderError> {
+    async fn push_one(
+        &self,
+        push: &StockPush,
+        sends: &Sends,
+    ) -> Result<PushOutcome, ProviderError> {
         let (product_id, variant) = parse_listing(&push.listing).map_err(ProviderError::Config)?;
         let body = StockUpdate {
             product_id,
@@ -115,7 +119,7 @@ impl Bazaardan {
                 format!("stoksync-{}", push.tag)
             }),
         };
-        match self.client.stock_update(&body).await {
+        match self.client.stock_update(&body, sends).await {
             Ok(done) if done.new_stock == push.quantity => {
                 Ok(PushOutcome::Confirmed(done.new_stock))
             }
@@ -209,7 +213,7 @@ impl Provider for Bazaardan {
             if let Some(t) = parse_provider_time(&row.updated_at) {
                 newest = Some(newest.map_or(t, |n| n.max(t)));
             }
-            let variant_id = match known.get(&key) {
+            let (variant_id, row) = match known.get(&key) {
                 Some(k)
                     if k.unchanged(
                         &row.updated_at,
@@ -219,12 +223,25 @@ impl Provider for Bazaardan {
                 {
                     continue;
                 }
-                Some(k) => k.variant_id.clone(),
+                Some(k) => (k.variant_id.clone(), row),
+                // The detail is read for the variant; it is also the
+                // freshest view of the line (a cancellation made since the
+                // list was read), so the line is applied as it shows it.
                 None => match self.client.order_detail(row.order_item_id).await {
-                    Ok(detail) => detail
-                        .variant_combination_id
-                        .map(|v| v.to_string())
-                        .unwrap_or_default(),
+                    Ok(detail) if detail.order_item_id == row.order_item_id => (
+                        detail
+                            .variant_combination_id
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                        detail,
+                    ),
+                    Ok(detail) => (
+                        detail
+                            .variant_combination_id
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                        row,
+                    ),
                     Err(ProviderError::Rejected(why)) => {
                         changes.anomalies.push(Anomaly {
                             key: key.clone(),
@@ -247,10 +264,12 @@ impl Provider for Bazaardan {
     async fn push_stock(&self, batch: &[StockPush]) -> PushResults {
         let mut out = PushResults::default();
         for push in batch {
-            match self.push_one(push).await {
+            let sends = Sends::default();
+            match self.push_one(push, &sends).await {
                 Ok(outcome) => out.outcomes.push(outcome),
                 Err(e) => {
                     out.stopped = Some(e);
+                    out.in_doubt = usize::from(sends.maybe_applied() > 0);
                     break;
                 }
             }

@@ -3,7 +3,7 @@
 
 use super::wire::{Envelope, OrderShow, Page, UpdateResult, UpdateStocks};
 use crate::config::Secret;
-use crate::http::{ProviderHttp, Reply, Verdict};
+use crate::http::{ProviderHttp, Reply, Sends, Verdict};
 use crate::providers::{ProviderError, at_endpoint};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -59,13 +59,20 @@ impl Client {
             .map_err(at_endpoint("product/lists"))
     }
 
-    pub async fn update_stocks(&self, body: &UpdateStocks) -> Result<UpdateResult, ProviderError> {
+    /// One batch; `sends` counts attempts the site may have carried out
+    /// unanswered.
+    pub async fn update_stocks(
+        &self,
+        body: &UpdateStocks,
+        sends: &Sends,
+    ) -> Result<UpdateResult, ProviderError> {
         let bytes = serde_json::to_vec(body).expect("plain struct serializes");
-        self.call(
+        self.call_tracked(
             "product/updateStocks",
             Method::POST,
             "/product/updateStocks",
             Some(bytes),
+            sends,
         )
         .await
     }
@@ -76,6 +83,18 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> Result<T, ProviderError> {
+        self.call_tracked(op, method, path, body, &Sends::default())
+            .await
+    }
+
+    async fn call_tracked<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        sends: &Sends,
     ) -> Result<T, ProviderError> {
         let url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
             ProviderError::Config(format!("bad eticaret URL {}{path}: {e}", self.base))
@@ -95,7 +114,9 @@ impl Client {
             req.build()
                 .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
         };
-        self.http.execute(op, build, interpret::<T>).await
+        self.http
+            .execute_tracked(op, build, interpret::<T>, sends)
+            .await
     }
 }
 

@@ -21,7 +21,7 @@ use crate::domain::{
     Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, RemoteListing,
     SeenOrder, StockPush, format_turkey, parse_provider_time,
 };
-use crate::http::{Net, ProviderHttp};
+use crate::http::{Net, ProviderHttp, Sends};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
@@ -244,16 +244,22 @@ impl Provider for Eticaret {
                 });
             }
         }
+        let sends = Sends::default();
         let result = match self
             .client
-            .update_stocks(&UpdateStocks { stocks: entries })
+            .update_stocks(&UpdateStocks { stocks: entries }, &sends)
             .await
         {
             Ok(r) => r,
             Err(e) => {
                 match listing_outcome(e) {
                     Ok(outcome) => out.outcomes = vec![outcome; batch.len()],
-                    Err(e) => out.stopped = Some(e),
+                    Err(e) => {
+                        out.stopped = Some(e);
+                        if sends.maybe_applied() > 0 {
+                            out.in_doubt = batch.len();
+                        }
+                    }
                 }
                 return out;
             }

@@ -7,7 +7,7 @@ use super::wire::{
     TokenRequest,
 };
 use crate::config::Secret;
-use crate::http::{ProviderHttp, Reply, Verdict, encode_query_value};
+use crate::http::{ProviderHttp, Reply, Sends, Verdict, encode_query_value};
 use crate::providers::{ProviderError, at_endpoint};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -107,20 +107,28 @@ impl Client {
             .map_err(at_endpoint("products"))
     }
 
-    pub async fn set_stock(&self, id: &str, stock: i64) -> Result<StockSet, ProviderError> {
+    /// `sends` counts attempts PazarSync may have carried out unanswered.
+    pub async fn set_stock(
+        &self,
+        id: &str,
+        stock: i64,
+        sends: &Sends,
+    ) -> Result<StockSet, ProviderError> {
         let path = format!("/api/v1/products/{}/stock", encode_query_value(id));
         let body = serde_json::to_vec(&SetStock { stock }).expect("plain struct serializes");
-        self.call("products/{id}/stock", Method::PUT, &path, Some(body))
+        self.call_tracked("products/{id}/stock", Method::PUT, &path, Some(body), sends)
             .await
     }
 
-    pub async fn batch(&self, batch: &Batch) -> Result<BatchReply, ProviderError> {
+    /// `sends` counts attempts PazarSync may have carried out unanswered.
+    pub async fn batch(&self, batch: &Batch, sends: &Sends) -> Result<BatchReply, ProviderError> {
         let body = serde_json::to_vec(batch).expect("plain struct serializes");
-        self.call(
+        self.call_tracked(
             "stocks/batch",
             Method::POST,
             "/api/v1/stocks/batch",
             Some(body),
+            sends,
         )
         .await
     }
@@ -137,6 +145,18 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> Result<T, ProviderError> {
+        self.call_tracked(op, method, path, body, &Sends::default())
+            .await
+    }
+
+    async fn call_tracked<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        sends: &Sends,
     ) -> Result<T, ProviderError> {
         let url = self.url(path)?;
         let mut refused = 0;
@@ -157,7 +177,11 @@ impl Client {
                 req.build()
                     .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
             };
-            match self.http.execute(op, build, interpret::<T>).await {
+            match self
+                .http
+                .execute_tracked(op, build, interpret::<T>, sends)
+                .await
+            {
                 Err(ProviderError::Unauthenticated(why)) => {
                     refused += 1;
                     self.tokens.invalidate(token.generation).await;

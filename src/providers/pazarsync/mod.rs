@@ -22,7 +22,7 @@ use crate::domain::{
     Anomaly, ListingRef, OrderChanges, OrderItem, ProviderName, PushOutcome, RemoteListing,
     SeenOrder, StockPush, ms_to_utc, now_ms, parse_provider_time,
 };
-use crate::http::{Net, ProviderHttp};
+use crate::http::{Net, ProviderHttp, Sends};
 use crate::ledger::Ledger;
 use crate::limit::Limiter;
 use crate::providers::{
@@ -258,10 +258,11 @@ impl Provider for Pazarsync {
 
     async fn push_stock(&self, batch: &[StockPush]) -> PushResults {
         let mut out = PushResults::default();
+        let sends = Sends::default();
         if let [one] = batch {
             let outcome = match self
                 .client
-                .set_stock(&one.listing.listing_id, one.quantity)
+                .set_stock(&one.listing.listing_id, one.quantity, &sends)
                 .await
             {
                 Ok(done) if done.stock == one.quantity => PushOutcome::Confirmed(done.stock),
@@ -273,6 +274,7 @@ impl Provider for Pazarsync {
                     Ok(outcome) => outcome,
                     Err(e) => {
                         out.stopped = Some(e);
+                        out.in_doubt = usize::from(sends.maybe_applied() > 0);
                         return out;
                     }
                 },
@@ -289,7 +291,7 @@ impl Provider for Pazarsync {
                 })
                 .collect(),
         };
-        match self.client.batch(&body).await {
+        match self.client.batch(&body, &sends).await {
             Ok(reply) => {
                 for p in batch {
                     let err = reply
@@ -328,7 +330,12 @@ impl Provider for Pazarsync {
             }
             Err(e) => match listing_outcome(e) {
                 Ok(outcome) => out.outcomes = vec![outcome; batch.len()],
-                Err(e) => out.stopped = Some(e),
+                Err(e) => {
+                    out.stopped = Some(e);
+                    if sends.maybe_applied() > 0 {
+                        out.in_doubt = batch.len();
+                    }
+                }
             },
         }
         out

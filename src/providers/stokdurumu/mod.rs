@@ -277,6 +277,7 @@ impl Provider for Stokdurumu {
                     Ok(outcome) => out.outcomes.push(outcome),
                     Err(e) => {
                         out.stopped = Some(e);
+                        out.in_doubt = usize::from(sends.maybe_applied() > 0);
                         break;
                     }
                 },
