@@ -7,7 +7,7 @@
 //! The points are where a crash is most telling: after a push was noted
 //! and before it was sent, after a provider answered and before the ledger
 //! committed what it said, between the items of a batch, after a request
-//! was logged and before it left.
+//! was logged and before it left, between the pages of a poll.
 
 use std::cell::RefCell;
 use std::sync::Arc;

@@ -20,6 +20,10 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
+/// The providers' per-minute windows, shrunk for the test (as in the
+/// simulator): a rate-limit pause lasts one window.
+const WINDOW: Duration = Duration::from_secs(2);
+
 async fn fake(kind: ProviderName) -> Box<dyn Fake> {
     match kind {
         ProviderName::Bazaardan => Box::new(
@@ -36,13 +40,17 @@ async fn fake(kind: ProviderName) -> Box<dyn Fake> {
                 .unwrap(),
         ),
         ProviderName::Eticaret => Box::new(
-            eticaret::FakeEticaret::start(Default::default())
-                .await
-                .unwrap(),
+            eticaret::FakeEticaret::start(eticaret::Options {
+                window: WINDOW,
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
         ),
         ProviderName::Pazarsync => Box::new(
             pazarsync::FakePazarsync::start(pazarsync::Options {
                 requests_per_minute: Some(300),
+                window: WINDOW,
                 ..Default::default()
             })
             .await
@@ -58,7 +66,8 @@ async fn rig_with(fake: Box<dyn Fake>, good: bool) -> Rig {
         fake.config_table(good)
     );
     let path = dir.path().join("stoksync.toml");
-    let config = Config::parse(&text, &path, &|_| None).unwrap();
+    let mut config = Config::parse(&text, &path, &|_| None).unwrap();
+    config.sync.timing.rate_window = WINDOW;
     let ledger = Ledger::open(&config.database).await.unwrap();
     let mut all = build_all(&config, &ledger, &CancellationToken::new()).unwrap();
     Rig {

@@ -152,3 +152,94 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         movements.len()
     );
 }
+
+/// Restarts inside the minute: a daemon limited to 30 requests a minute is
+/// killed with SIGKILL and restarted at once, again and again, within a few
+/// seconds. The provider's own count of any 60 s window must never pass 30:
+/// each life starts from the window the previous ones spent, as recorded in
+/// the database, not from an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_inside_the_minute_never_break_the_limit() {
+    const PER_MINUTE: u32 = 30;
+    let env = Env::with_fake_limit(
+        Knobs {
+            poll_interval: "100ms",
+            requests_per_minute: PER_MINUTE,
+            ..Knobs::default()
+        },
+        Some(PER_MINUTE),
+    )
+    .await;
+    // Listings that disagree with the ledger, so lives push as well as poll.
+    let mut stock = String::from("sku,quantity\n");
+    let mut map = String::from("sku,provider,listing_id,variant_id\n");
+    for i in 0..LISTINGS {
+        env.fake
+            .add_listing(100 + i, Some(i), &format!("SKU-{i}"), 1);
+        stock.push_str(&format!("SKU-{i},{}\n", 50 + i));
+        map.push_str(&format!("SKU-{i},bazaardan,{},{i}\n", 100 + i));
+    }
+    let s = env.write("stock.csv", &stock);
+    let m = env.write("map.csv", &map);
+    env.ok(&["stock", "import", s.to_str().unwrap()]).await;
+    env.ok(&["mapping", "import", m.to_str().unwrap()]).await;
+
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut lives = 0;
+    // Lives until the window is full, then six more that restart into it
+    // (without the restored window each would send at once); bounded. The
+    // window is ours: an attempt logged and then killed before it left
+    // counts too, so the provider may have seen fewer.
+    let logged = || async {
+        let ledger = Ledger::open(&env.database()).await.unwrap();
+        let n = ledger
+            .request_times_since(stoksync::domain::ProviderName::Bazaardan, 0)
+            .await
+            .unwrap()
+            .len();
+        ledger.close().await;
+        n
+    };
+    let mut after_full = 0;
+    while after_full < 6 {
+        assert!(lives < 60, "{lives} lives never filled the window");
+        if logged().await >= PER_MINUTE as usize {
+            after_full += 1;
+        }
+        let before = env.fake.counters().requests;
+        let mut daemon = env.spawn(&["run"]);
+        let born = tokio::time::Instant::now();
+        // Each life runs until it has sent something (or has waited a
+        // second on its limit), then a little more, then dies.
+        wait_for(
+            Duration::from_secs(10),
+            "the daemon to talk to the provider or wait on its limit",
+            || async {
+                env.fake.counters().requests > before || born.elapsed() > Duration::from_secs(1)
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
+        daemon.start_kill().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+            .await
+            .expect("killed daemon did not exit")
+            .unwrap();
+        assert_eq!(status.code(), None, "life {lives} must die by SIGKILL");
+        lives += 1;
+    }
+    let c = env.fake.counters();
+    // Every request the provider saw was logged before it was sent.
+    let logged = logged().await;
+    assert!(
+        logged >= c.requests,
+        "{logged} logged < {} seen",
+        c.requests
+    );
+    assert_eq!(c.limit_violations, 0, "{c:?}");
+    assert!(c.max_per_minute <= PER_MINUTE as usize, "{c:?}");
+    println!(
+        "restart test: {lives} lives, {} requests seen, {logged} logged, busiest 60 s window {} (limit {PER_MINUTE})",
+        c.requests, c.max_per_minute
+    );
+}

@@ -79,6 +79,8 @@ async fn pazarsync_wrong_secret_is_an_auth_error_without_retries() {
 async fn pazarsync_server_limit_headers_override_local_counts() {
     let fake = pazarsync::FakePazarsync::start(pazarsync::Options {
         requests_per_minute: Some(5),
+        // Its minute shrunk to 2 s: the wait for X-RateLimit-Reset is one.
+        window: Duration::from_secs(2),
         ..Default::default()
     })
     .await

@@ -98,7 +98,8 @@ fn simulated_worlds_lose_no_unit_and_break_no_limit() {
     let first = env_u64("STOKSYNC_SIM_FIRST").unwrap_or(0);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
-        .clamp(1, 4);
+        .clamp(1, 8)
+        * 2;
     let next = Arc::new(AtomicU64::new(first));
     let results = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();

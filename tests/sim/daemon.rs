@@ -23,11 +23,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Where the code may be killed (see `src/failpoint.rs`).
-const POINTS: [&str; 5] = [
+const POINTS: [&str; 6] = [
     "push.noted",
     "push.answered",
     "push.recorded",
     "poll.answered",
+    "poll.page",
     "http.logged_not_sent",
 ];
 

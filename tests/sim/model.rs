@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use stoksync::domain::{ListingRef, ProviderName};
-use stoksync::ledger::Ledger;
+use stoksync::ledger::{Ledger, StockChange};
 use tokio::time::Instant;
 
 /// Every listing of the world and its SKU, in the order they were made.
@@ -82,48 +82,184 @@ fn holds(p: ProviderName, status: &str, restock_returns: bool) -> bool {
     }
 }
 
-/// What each SKU must hold now.
-pub fn expected(s: &Setup, f: &Fakes, c: &Catalog, erp: &[(String, i64)]) -> BTreeMap<String, i64> {
-    let mut want: BTreeMap<String, i64> = s.skus.iter().cloned().collect();
-    let mut add = |sku: Option<&str>, by: i64| {
+/// An ERP movement the world made (and the ledger applied).
+#[derive(Debug, Clone)]
+pub struct Erp {
+    pub key: String,
+    pub sku: String,
+    pub change: StockChange,
+}
+
+/// Every order line the fakes hold: its journal key prefix
+/// (`provider/item/KEY/`), SKU, quantity, and whether its status holds.
+fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<(String, String, i64, bool)> {
+    let mut out = Vec::new();
+    let mut add = |p: ProviderName, key: String, sku: Option<&str>, qty: i64, status: &str| {
         if let Some(sku) = sku {
-            *want.entry(sku.to_string()).or_default() += by;
+            out.push((
+                format!("{p}/item/{key}/"),
+                sku.to_string(),
+                qty,
+                holds(p, status, s.restock_returns),
+            ));
         }
     };
-    for (sku, by) in erp {
-        add(Some(sku), *by);
-    }
-    for (_, product, variant, qty, status) in f.bz.items() {
+    for (id, product, variant, qty, status) in f.bz.items() {
         let variant = variant.map(|v| v.to_string()).unwrap_or_default();
-        if holds(ProviderName::Bazaardan, &status, s.restock_returns) {
+        let sku = c.sku(ProviderName::Bazaardan, &product.to_string(), &variant);
+        add(ProviderName::Bazaardan, id.to_string(), sku, qty, &status);
+    }
+    for (id, status, ls) in f.v2.orders() {
+        for (n, (code, _, qty)) in ls.into_iter().enumerate() {
+            let sku = c.sku(ProviderName::Eticaret, &code, "");
             add(
-                c.sku(ProviderName::Bazaardan, &product.to_string(), &variant),
-                -qty,
+                ProviderName::Eticaret,
+                format!("{id}/{}", n + 1),
+                sku,
+                qty as i64,
+                &status.to_string(),
             );
         }
     }
-    for (_, status, lines) in f.v2.orders() {
-        if holds(
-            ProviderName::Eticaret,
-            &status.to_string(),
-            s.restock_returns,
-        ) {
-            for (code, _, qty) in lines {
-                add(c.sku(ProviderName::Eticaret, &code, ""), -(qty as i64));
-            }
+    for (id, status, items) in f.ps.orders() {
+        for (iid, pid, _, qty) in items {
+            let sku = c.sku(ProviderName::Pazarsync, &pid, "");
+            add(
+                ProviderName::Pazarsync,
+                format!("{id}/{iid}"),
+                sku,
+                qty,
+                &status,
+            );
         }
     }
-    for (_, status, items) in f.ps.orders() {
-        if holds(ProviderName::Pazarsync, &status, s.restock_returns) {
-            for (_, pid, _, qty) in items {
-                add(c.sku(ProviderName::Pazarsync, &pid, ""), -qty);
+    out
+}
+
+/// What each SKU must hold now. Without ERP counts (sets) that is the
+/// initial count, the ERP adjustments, the orders that hold and the hand
+/// edits, all from what the world did and the fakes recorded. A count sets
+/// a SKU outright at the moment the ledger applies it, so after one, the
+/// SKU is the count plus what the ledger applied after it: the journal
+/// gives only the order of events, the sizes come from the fakes (an order
+/// line's quantity) and the world (an adjustment). Hand edits after a count
+/// are taken as journaled; their totals are checked against the panel
+/// separately.
+pub async fn expected(
+    s: &Setup,
+    f: &Fakes,
+    c: &Catalog,
+    ledger: &Ledger,
+    erp: &[Erp],
+) -> Result<BTreeMap<String, i64>, String> {
+    let lines = lines(s, f, c);
+    let journal = ledger
+        .movements_with_prefix("")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut want = BTreeMap::new();
+    for (sku, initial) in &s.skus {
+        let mine: Vec<_> = journal.iter().filter(|m| &m.sku == sku).collect();
+        let last_set = mine.iter().rposition(|m| m.kind == "erp_set");
+        let (mut q, after) = match last_set {
+            Some(i) => {
+                let m = mine[i];
+                let world = if m.idempotency_key.starts_with("erp/import/") {
+                    Some(*initial)
+                } else {
+                    erp.iter()
+                        .find(|e| e.key == m.idempotency_key && &e.sku == sku)
+                        .and_then(|e| match e.change {
+                            StockChange::To(v) => Some(v),
+                            StockChange::By(_) => None,
+                        })
+                };
+                if world != Some(m.quantity_after) {
+                    return Err(format!(
+                        "{sku}: the count {} left {} in the ledger, the world counted {world:?}",
+                        m.idempotency_key, m.quantity_after
+                    ));
+                }
+                (m.quantity_after, &mine[i + 1..])
             }
+            None => (0, &mine[..]),
+        };
+        for m in after {
+            let k = &m.idempotency_key;
+            q += match m.kind.as_str() {
+                "order_hold" | "order_release" => {
+                    let Some((_, _, qty, _)) =
+                        lines.iter().find(|(p, ..)| k.starts_with(p.as_str()))
+                    else {
+                        return Err(format!("journal key {k}: no such order line in any fake"));
+                    };
+                    if m.kind == "order_hold" { -qty } else { *qty }
+                }
+                "erp_adjust" => match erp.iter().find(|e| &e.key == k && &e.sku == sku) {
+                    Some(Erp {
+                        change: StockChange::By(d),
+                        ..
+                    }) => *d,
+                    _ => {
+                        return Err(format!(
+                            "journal key {k}: the world made no such adjustment"
+                        ));
+                    }
+                },
+                _ => m.delta,
+            };
+        }
+        // Lines the ledger has not (fully) applied yet: what is missing
+        // comes after everything journaled, the last count included.
+        for (prefix, line_sku, qty, holds) in &lines {
+            if line_sku != sku {
+                continue;
+            }
+            let journaled: i64 = mine
+                .iter()
+                .filter(|m| m.idempotency_key.starts_with(prefix.as_str()))
+                .map(|m| m.delta)
+                .sum();
+            q += if *holds { -qty } else { 0 } - journaled;
+        }
+        want.insert(sku.clone(), q);
+    }
+    Ok(want)
+}
+
+/// Each order line moved the ledger exactly once per change of the units it
+/// holds: its movements add up to minus its quantity while it holds, to
+/// nothing once released (or if it was placed and cancelled unseen).
+pub async fn check_lines(s: &Setup, f: &Fakes, c: &Catalog, ledger: &Ledger) -> Vec<String> {
+    let journal = ledger.movements_with_prefix("").await.unwrap_or_default();
+    let mut out = Vec::new();
+    let all = lines(s, f, c);
+    for (prefix, sku, qty, holds) in &all {
+        let net: i64 = journal
+            .iter()
+            .filter(|m| m.idempotency_key.starts_with(prefix.as_str()))
+            .map(|m| m.delta)
+            .sum();
+        let want = if *holds { -qty } else { 0 };
+        if net != want {
+            out.push(format!(
+                "order line {prefix} ({sku}): its movements add up to {net}, it should be {want}"
+            ));
         }
     }
-    for (sku, by) in hand_edits(f, c) {
-        add(Some(&sku), by);
+    for m in &journal {
+        if (m.kind == "order_hold" || m.kind == "order_release")
+            && !all
+                .iter()
+                .any(|(p, ..)| m.idempotency_key.starts_with(p.as_str()))
+        {
+            out.push(format!(
+                "journal key {}: no such order line",
+                m.idempotency_key
+            ));
+        }
     }
-    want
+    out
 }
 
 /// Units edited by hand in the stokdurumu panel, per SKU.
@@ -146,21 +282,23 @@ pub fn jump_past_midnight(shift: &Arc<AtomicI64>) {
     shift.fetch_add(by, Ordering::SeqCst);
 }
 
-/// Waits until the ledger holds `want` for every SKU, every listing shows
-/// its SKU's quantity less the safety stock, and no push is unsettled.
+/// Waits until the ledger holds what the model says for every SKU, every
+/// listing shows its SKU's quantity less the safety stock, and no push is
+/// unsettled.
 pub async fn converge(
     s: &Setup,
     f: &Fakes,
     c: &Catalog,
     ledger: &Ledger,
-    want: &BTreeMap<String, i64>,
+    erp: &[Erp],
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<BTreeMap<String, i64>, String> {
     let until = Instant::now() + limit;
     loop {
-        let diff = differences(s, f, c, ledger, want).await;
+        let want = expected(s, f, c, ledger, erp).await?;
+        let diff = differences(s, f, c, ledger, &want).await;
         if diff.is_empty() {
-            return Ok(());
+            return Ok(want);
         }
         if Instant::now() > until {
             return Err(diff.join("; "));
@@ -258,14 +396,7 @@ impl Checks {
     }
 
     /// The invariants on the world at rest.
-    pub async fn final_state(
-        &mut self,
-        s: &Setup,
-        f: &Fakes,
-        c: &Catalog,
-        ledger: &Ledger,
-        want: &BTreeMap<String, i64>,
-    ) {
+    pub async fn final_state(&mut self, s: &Setup, f: &Fakes, c: &Catalog, ledger: &Ledger) {
         // No phantom hand edit: the journal's hand-made units are the
         // panel's, SKU by SKU.
         let made = hand_edits(f, c);
@@ -285,7 +416,11 @@ impl Checks {
                 ));
             }
         }
-        // The journal: one row per key, ids in order.
+        // Every order line once per change of its units.
+        for why in check_lines(s, f, c, ledger).await {
+            self.fail(why);
+        }
+        // The journal: one row per key.
         let all = ledger.movements_with_prefix("").await.unwrap_or_default();
         let mut keys = std::collections::HashSet::new();
         for m in &all {
@@ -293,7 +428,6 @@ impl Checks {
                 self.fail(format!("journal key {} twice", m.idempotency_key));
             }
         }
-        let _ = want;
         // Limits: as the providers saw them (with their own, higher
         // limits) and as our request log holds them (our configured ones),
         // across every restart.

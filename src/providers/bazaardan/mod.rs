@@ -173,6 +173,7 @@ impl Provider for Bazaardan {
                 ));
             }
             offset += n;
+            crate::failpoint::point("poll.page").await;
         }
 
         let mut changes = OrderChanges::default();

@@ -184,6 +184,7 @@ impl Provider for Eticaret {
                 rows.insert(row.id, row);
             }
             start += n;
+            crate::failpoint::point("poll.page").await;
             if n < client::ORDER_PAGE || start >= data.total {
                 break;
             }
@@ -310,6 +311,7 @@ impl Provider for Eticaret {
                 }
             }
             start += n;
+            crate::failpoint::point("poll.page").await;
             if n < client::PRODUCT_PAGE || start >= data.total {
                 return Ok(Some(out));
             }

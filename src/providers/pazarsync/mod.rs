@@ -217,6 +217,7 @@ impl Provider for Pazarsync {
                 break;
             }
             page += 1;
+            crate::failpoint::point("poll.page").await;
             if page > MAX_PAGES {
                 return Err(ProviderError::Transient("orders kept paging".into()));
             }
@@ -367,6 +368,7 @@ impl Provider for Pazarsync {
                 return Ok(Some(out));
             }
             page += 1;
+            crate::failpoint::point("poll.page").await;
             if page > MAX_PAGES {
                 return Err(ProviderError::Transient("products kept paging".into()));
             }

@@ -100,6 +100,7 @@ impl Stokdurumu {
                 break;
             }
             page += 1;
+            crate::failpoint::point("poll.page").await;
             if page > MAX_PAGES {
                 return Err(ProviderError::Transient(format!(
                     "products kept paging past {MAX_PAGES} pages"
