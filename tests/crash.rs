@@ -3,7 +3,13 @@
 //! a final `sync --once`, every order line must be applied exactly once
 //! (cancelled ones given back) and every listing must show the ledger.
 //!
-//! `STOKSYNC_CRASH_CYCLES` sets the number of kills (default 25).
+//! A second test restarts a daemon whose 60 s window is full, again and
+//! again inside one minute: the provider must never count more than the
+//! limit in any window, across every restart.
+//!
+//! `STOKSYNC_CRASH_CYCLES` sets the number of kills of each test (default 25
+//! and 6 after the window is full; the long mode is
+//! `STOKSYNC_CRASH_CYCLES=100 cargo test --test crash -- --nocapture`).
 
 mod common;
 
@@ -17,12 +23,28 @@ use stoksync::ledger::Ledger;
 const LISTINGS: u64 = 6;
 const START: i64 = 10_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
-    let cycles: usize = std::env::var("STOKSYNC_CRASH_CYCLES")
+fn cycles() -> Option<usize> {
+    std::env::var("STOKSYNC_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(25);
+}
+
+/// Attempts to BaZaaRDan the daemon's lives logged in the database (each is
+/// logged before it is sent).
+async fn logged_requests(env: &Env) -> usize {
+    let ledger = Ledger::open(&env.database()).await.unwrap();
+    let n = ledger
+        .request_times_since(stoksync::domain::ProviderName::Bazaardan, 0)
+        .await
+        .unwrap()
+        .len();
+    ledger.close().await;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
+    let cycles: usize = cycles().unwrap_or(25);
     let env = Arc::new(
         Env::new(Knobs {
             poll_interval: "100ms",
@@ -145,11 +167,22 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
             "listing {product}/{variant:?}"
         );
     }
+    // Every request the provider saw, across every kill, was logged first
+    // (what the next life's window is restored from), and none broke a limit.
+    let c = env.fake.counters();
+    let logged = logged_requests(&env).await;
+    assert!(
+        logged >= c.requests,
+        "{logged} logged < {} seen",
+        c.requests
+    );
+    assert_eq!(c.limit_violations, 0, "{c:?}");
     println!(
-        "crash test: {cycles} SIGKILL cycles survived, {} order lines ({} cancelled), {} order movements",
+        "crash test: {cycles} SIGKILL cycles survived, {} order lines ({} cancelled), {} order movements, {} requests ({logged} logged)",
         items.len(),
         items.iter().filter(|i| i.4 == "cancelled").count(),
-        movements.len()
+        movements.len(),
+        c.requests
     );
 }
 
@@ -186,24 +219,18 @@ async fn restarts_inside_the_minute_never_break_the_limit() {
 
     let mut rng = fastrand::Rng::with_seed(11);
     let mut lives = 0;
-    // Lives until the window is full, then six more that restart into it
+    // Lives until the window is full, then more that restart into it
     // (without the restored window each would send at once); bounded. The
     // window is ours: an attempt logged and then killed before it left
     // counts too, so the provider may have seen fewer.
-    let logged = || async {
-        let ledger = Ledger::open(&env.database()).await.unwrap();
-        let n = ledger
-            .request_times_since(stoksync::domain::ProviderName::Bazaardan, 0)
-            .await
-            .unwrap()
-            .len();
-        ledger.close().await;
-        n
-    };
+    let into_full = cycles().map_or(6, |n| n.max(6));
     let mut after_full = 0;
-    while after_full < 6 {
-        assert!(lives < 60, "{lives} lives never filled the window");
-        if logged().await >= PER_MINUTE as usize {
+    while after_full < into_full {
+        assert!(
+            lives < 60 + into_full,
+            "{lives} lives never filled the window"
+        );
+        if logged_requests(&env).await >= PER_MINUTE as usize {
             after_full += 1;
         }
         let before = env.fake.counters().requests;
@@ -230,7 +257,7 @@ async fn restarts_inside_the_minute_never_break_the_limit() {
     }
     let c = env.fake.counters();
     // Every request the provider saw was logged before it was sent.
-    let logged = logged().await;
+    let logged = logged_requests(&env).await;
     assert!(
         logged >= c.requests,
         "{logged} logged < {} seen",
