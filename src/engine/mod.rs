@@ -13,14 +13,15 @@
 
 pub mod health;
 pub mod plan;
+pub mod scheduler;
 pub mod status;
 
 use crate::config::SyncSettings;
 use crate::domain::{
-    Attempt, ListingRef, OurWrite, ProviderName, PushOutcome, Revealed, StockPush, Trail, now_ms,
+    Attempt, ListingRef, OurWrite, ProviderName, Revealed, StockPush, Trail, now_ms,
 };
 use crate::failpoint;
-use crate::ledger::{ApplyReport, DiscoverReport, Ledger, PushRecord, Sighting};
+use crate::ledger::{ApplyReport, DiscoverReport, Ledger, Sighting};
 use crate::providers::{PollRequest, Provider, ProviderError};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -284,101 +285,15 @@ impl Engine {
         }
     }
 
-    /// Pushes every listing of `p` that differs, batch by batch.
+    /// Pushes every listing of `p` that differs, batch by batch, in lane
+    /// order (see [`scheduler`]), until none is left or the round stops.
     pub async fn push(
         &self,
-        p: &dyn Provider,
+        p: &Arc<dyn Provider>,
         cancel: &CancellationToken,
     ) -> Result<PushReport, ProviderError> {
-        let name = p.name();
-        let states = self.ledger.listing_states(name).await?;
-        let unsettled = self.ledger.unsettled(name).await?;
-        let plan = plan::plan(&states, self.sync.safety_stock);
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            for push in &plan.pushes {
-                if let Some(s) = states.iter().find(|s| s.listing == push.listing) {
-                    tracing::debug!(provider = %name, listing = %push.listing, wanted = push.quantity, confirmed = ?s.confirmed_qty, unsettled = s.unsettled, "push planned");
-                }
-            }
-        }
-        let mut report = PushReport {
-            planned: plan.pushes.len(),
-            ..PushReport::default()
-        };
-        let mut sent = 0;
-        for mut batch in p.batches(&plan.pushes) {
-            if cancel.is_cancelled() {
-                break;
-            }
-            self.ledger.mark_attempted(&mut batch).await?;
-            failpoint::point("push.noted").await;
-            let results = p.push_stock(&batch).await;
-            failpoint::point("push.answered").await;
-            for (push, outcome) in batch.iter().zip(&results.outcomes) {
-                sent += 1;
-                // What the answer revealed (stokdurumu), compared now or,
-                // when our own earlier writes cannot be told apart yet,
-                // left unsettled for later.
-                let revealed = results.revealed.iter().find(|r| r.listing == push.listing);
-                let seen = match (outcome, revealed) {
-                    (PushOutcome::Confirmed(_), Some(rev)) => {
-                        let earlier = unsettled.get(&push.listing).map_or(&[][..], Vec::as_slice);
-                        Some(self.sighting(p, push, rev, earlier).await)
-                    }
-                    _ => None,
-                };
-                let record = match outcome {
-                    PushOutcome::Confirmed(q) => {
-                        report.confirmed += 1;
-                        tracing::info!(provider = %name, listing = %push.listing, quantity = q, "push confirmed");
-                        match &seen {
-                            Some(Some(sighting)) => PushRecord::ConfirmedSeen { qty: *q, sighting },
-                            Some(None) => PushRecord::Failed(
-                                "confirmed, but not yet told apart from hand edits; settled by the next answer or read",
-                            ),
-                            None => PushRecord::Confirmed(*q),
-                        }
-                    }
-                    PushOutcome::Rejected(why) => {
-                        report.rejected += 1;
-                        tracing::warn!(provider = %name, listing = %push.listing, quantity = push.quantity, reason = %why, "push refused by the provider");
-                        PushRecord::Rejected {
-                            wanted: push.quantity,
-                            reason: why,
-                        }
-                    }
-                    PushOutcome::Failed(why) => {
-                        report.failed += 1;
-                        tracing::warn!(provider = %name, listing = %push.listing, reason = %why, "push failed; will retry");
-                        PushRecord::Failed(why)
-                    }
-                };
-                report.movements += self.ledger.record_push(&push.listing, record).await?;
-                failpoint::point("push.recorded").await;
-            }
-            // Pushes the call never sent cannot have changed anything.
-            let doubtful = results.outcomes.len() + results.in_doubt;
-            let never_sent: Vec<String> =
-                batch.iter().skip(doubtful).map(|p| p.tag.clone()).collect();
-            if !never_sent.is_empty() {
-                self.ledger.unnote(&never_sent).await?;
-            }
-            self.health.beat(name);
-            if let Some(e) = results.stopped {
-                if e == ProviderError::Cancelled {
-                    break;
-                }
-                report.stopped = Some(e.to_string());
-                self.ledger
-                    .record_provider_error(name, &e.to_string())
-                    .await?;
-                break;
-            }
-        }
-        report.not_sent = report.planned - sent;
-        if report.planned > 0 && report.stopped.is_none() && report.failed == 0 {
-            self.ledger.record_push_ok(name).await?;
-        }
+        let mut s = scheduler::Scheduler::new();
+        let (report, _) = s.round(self, p, cancel, None).await?;
         Ok(report)
     }
 
@@ -450,7 +365,7 @@ impl Engine {
                 .zip(&polls)
                 .map(|(p, res)| async move {
                     match res {
-                        Ok(_) => Some(self.push(p.as_ref(), cancel).await),
+                        Ok(_) => Some(self.push(p, cancel).await),
                         Err(_) => None,
                     }
                 }),
@@ -503,8 +418,20 @@ impl Engine {
         tracing::info!(provider = %name, "provider loop started");
         self.health.beat(name);
         let mut discovered: Option<tokio::time::Instant> = None;
+        let mut sched = scheduler::Scheduler::new();
+        // When the last poll was tried, and whether it was applied: a push
+        // goes only to a provider whose last poll was.
+        let mut polled_at: Option<tokio::time::Instant> = None;
+        let mut poll_ok = false;
+        let wake_others = || {
+            for (i, w) in wakes.iter().enumerate() {
+                if i != me {
+                    w.notify_one();
+                }
+            }
+        };
         'cycles: while !cancel.is_cancelled() {
-            let mut pause = self.sync.poll_interval;
+            let mut pause = Duration::ZERO;
             if discovered.is_none_or(|t| t.elapsed() >= self.sync.discovery_interval) {
                 match self.discover(p.as_ref()).await {
                     Ok(_) => discovered = Some(tokio::time::Instant::now()),
@@ -513,49 +440,55 @@ impl Engine {
                     Err(e) => self.note_error(name, &e).await,
                 }
             }
-            match self.poll(p.as_ref()).await {
-                Ok(report) => {
-                    self.health
-                        .polled(name, report.items_seen, report.movements);
-                    if report.movements > 0 {
-                        for (i, w) in wakes.iter().enumerate() {
-                            if i != me {
-                                w.notify_one();
-                            }
+            if polled_at.is_none_or(|t| t.elapsed() >= self.sync.poll_interval) {
+                polled_at = Some(tokio::time::Instant::now());
+                match self.poll(p.as_ref()).await {
+                    Ok(report) => {
+                        poll_ok = true;
+                        self.health
+                            .polled(name, report.items_seen, report.movements);
+                        if report.movements > 0 {
+                            wake_others();
                         }
                     }
-                    if !cancel.is_cancelled() {
-                        match self.push(p.as_ref(), &cancel).await {
-                            Ok(r) => {
-                                self.health.pushed(
-                                    name,
-                                    r.confirmed,
-                                    r.rejected,
-                                    r.failed,
-                                    r.movements,
-                                );
-                                if let Some(why) = &r.stopped {
-                                    self.health.failed(name, why);
-                                    pause = pause.max(Duration::from_secs(5));
-                                }
-                            }
-                            Err(e) => self.note_error(name, &e).await,
+                    Err(ProviderError::Cancelled) => break,
+                    Err(e) => {
+                        poll_ok = false;
+                        if let ProviderError::RateLimited { wait } = &e {
+                            pause = pause.max(*wait);
                         }
+                        self.note_error(name, &e).await;
                     }
-                    match self.pending(name).await {
-                        Ok((pending, _)) => self.health.pending(name, pending),
-                        Err(e) => self.note_error(name, &e).await,
-                    }
-                }
-                Err(ProviderError::Cancelled) => break,
-                Err(e) => {
-                    if let ProviderError::RateLimited { wait } = &e {
-                        pause = pause.max(*wait);
-                    }
-                    self.note_error(name, &e).await;
                 }
             }
-            let until = tokio::time::Instant::now() + pause;
+            let next_poll = polled_at.map(|t| t + self.sync.poll_interval);
+            if poll_ok && !cancel.is_cancelled() {
+                match sched.round(self, &p, &cancel, next_poll).await {
+                    Ok((r, end)) => {
+                        if r.movements > 0 {
+                            wake_others();
+                        }
+                        self.health.pending(name, sched.backlog());
+                        match end {
+                            // Poll now, then go on with the round.
+                            scheduler::RoundEnd::PollDue => continue 'cycles,
+                            scheduler::RoundEnd::Cancelled => break 'cycles,
+                            scheduler::RoundEnd::Stopped(why) => {
+                                self.health.failed(name, &why);
+                                pause = pause.max(Duration::from_secs(5));
+                            }
+                            scheduler::RoundEnd::Drained => {}
+                        }
+                    }
+                    Err(ProviderError::Cancelled) => break,
+                    Err(e) => self.note_error(name, &e).await,
+                }
+            }
+            // Sleep until the next poll (or the pause a failure asked for),
+            // or until another provider's orders moved stock: then the
+            // changed listings are pushed at once, the poll stays on time.
+            let now = tokio::time::Instant::now();
+            let until = next_poll.unwrap_or(now).max(now + pause);
             loop {
                 self.health.beat(name);
                 let step = until.min(tokio::time::Instant::now() + BEAT_WHILE_IDLE);
@@ -590,7 +523,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ItemEffect, ListingRef, OrderChanges, OrderItem, StockPush};
+    use crate::domain::{ItemEffect, ListingRef, OrderChanges, OrderItem, PushOutcome, StockPush};
     use crate::ledger::test_support::temp_ledger;
     use crate::limit::Limiter;
     use crate::providers::{OrderMemory, PushResults};

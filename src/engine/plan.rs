@@ -25,7 +25,32 @@ pub enum Held {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub pushes: Vec<StockPush>,
+    /// The lane of each push, index for index.
+    pub lanes: Vec<Lane>,
     pub held: Vec<(ListingRef, Held)>,
+}
+
+/// Which pushes go first: a listing about to show 0, then one that must
+/// come down (a sale elsewhere: the oversell risk), then one that may go up
+/// (a missed sale at worst).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lane {
+    Zero,
+    Decrease,
+    Increase,
+}
+
+/// The lane of a push of `want` to a listing last confirmed at `confirmed`
+/// (unknown when never confirmed, or when a lost answer of ours may have
+/// left another value): down when it is known to come down.
+pub fn lane(want: i64, confirmed: Option<i64>, unsettled: bool) -> Lane {
+    match confirmed {
+        _ if want == 0 => Lane::Zero,
+        Some(c) if !unsettled && want < c => Lane::Decrease,
+        // A lost answer of ours may have raised it: treat as coming down.
+        Some(c) if unsettled && want <= c => Lane::Decrease,
+        _ => Lane::Increase,
+    }
 }
 
 pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
@@ -46,6 +71,7 @@ pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
                 .push((l.listing.clone(), Held::Rejected { wanted: want }));
             continue;
         }
+        out.lanes.push(lane(want, l.confirmed_qty, l.unsettled));
         out.pushes.push(StockPush::new(l.listing.clone(), want));
     }
     out
@@ -154,6 +180,25 @@ mod tests {
         let p = plan(&[l], 0);
         assert!(p.pushes.is_empty());
         assert_eq!(p.held[0].1, Held::Rejected { wanted: 5 });
+    }
+
+    #[test]
+    fn lanes_put_zeros_then_decreases_first() {
+        assert_eq!(lane(0, Some(5), false), Lane::Zero);
+        assert_eq!(lane(0, None, false), Lane::Zero);
+        assert_eq!(lane(3, Some(5), false), Lane::Decrease);
+        assert_eq!(lane(7, Some(5), false), Lane::Increase);
+        assert_eq!(lane(7, None, false), Lane::Increase);
+        assert_eq!(lane(5, Some(5), true), Lane::Decrease);
+        assert!(Lane::Zero < Lane::Decrease && Lane::Decrease < Lane::Increase);
+        let p = plan(
+            &[
+                listing("1", Some(9), Some(2), None),
+                listing("2", Some(1), Some(2), None),
+            ],
+            0,
+        );
+        assert_eq!(p.lanes, [Lane::Increase, Lane::Decrease]);
     }
 
     #[test]

@@ -198,7 +198,7 @@ impl ProviderHttp {
                 .map_err(|e| match e {
                     LimitError::Cancelled => ProviderError::Cancelled,
                     LimitError::Paused { wait } => ProviderError::RateLimited { wait },
-                    e @ LimitError::QuotaExhausted { .. } => {
+                    e @ (LimitError::QuotaExhausted { .. } | LimitError::Reserved { .. }) => {
                         ProviderError::QuotaExhausted(e.to_string())
                     }
                     e @ LimitError::NotLogged(_) => ProviderError::Ledger(e.to_string()),

@@ -10,11 +10,13 @@
 //!   same transaction, so applying an event twice changes nothing.
 
 mod catalog;
+mod changes;
 mod links;
 mod orders;
 mod stock;
 
 pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_made};
+pub use changes::PlanVersion;
 pub use links::{LinkChange, LinkReport, LinkRow};
 pub use orders::{ApplyReport, KnownItem};
 pub use stock::{MovementKind, StockChange};

@@ -39,12 +39,56 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
 /// requests in the last seconds of a day also count against the next.
 pub const DAY_SKEW: Duration = Duration::from_secs(5);
 
+/// Who a permit is for. A permit goes to a waiting [`Priority::Urgent`]
+/// caller before any other; [`Priority::Bulk`] callers never take the last
+/// [`reserve`] permits of a window (nor of a daily quota), so a backlog of
+/// bulk work cannot starve polls and urgent pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// A push that lowers what a listing shows (a sale, a zero).
+    Urgent,
+    /// Reads: order polls, discovery, history.
+    Normal,
+    /// A push that raises what a listing shows.
+    Bulk,
+}
+
+tokio::task_local! {
+    /// The priority of the HTTP attempts made inside [`with_priority`]
+    /// (the adapters' calls need not pass it down).
+    static PRIORITY: Priority;
+}
+
+/// Runs `fut` with its permits asked at `priority`.
+pub async fn with_priority<F: std::future::Future>(priority: Priority, fut: F) -> F::Output {
+    PRIORITY.scope(priority, fut).await
+}
+
+fn current_priority() -> Priority {
+    PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal)
+}
+
+/// The permits of a limit of `limit` kept from bulk work: 5 % (at least
+/// one; none for a limit of one).
+pub fn reserve(limit: usize) -> usize {
+    limit.div_ceil(20).min(limit.saturating_sub(1))
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
     #[error(
         "daily quota of {limit} requests used up; it resets at {resets_at} (00:00 Turkey time)"
     )]
     QuotaExhausted {
+        limit: u32,
+        resets_at: DateTime<Utc>,
+    },
+    /// What is left of today's quota is kept for polls and pushes that
+    /// lower a listing; pushes that raise one wait for the next day.
+    #[error(
+        "the rest of today's {limit} requests is kept for order polls and decreases; increases resume at {resets_at} (00:00 Turkey time)"
+    )]
+    Reserved {
         limit: u32,
         resets_at: DateTime<Utc>,
     },
@@ -79,6 +123,13 @@ impl SlidingWindow {
 
     /// Takes a permit now, or says when to try again.
     pub fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
+        self.try_acquire_within(now, self.limit, true)
+    }
+
+    /// Takes (when `take`) or checks a permit now while keeping the window
+    /// at most `cap` (at most the limit), or says when to try again.
+    fn try_acquire_within(&self, now: Instant, cap: usize, take: bool) -> Result<(), Instant> {
+        let cap = cap.clamp(1, self.limit);
         let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
         while g
             .front()
@@ -86,13 +137,23 @@ impl SlidingWindow {
         {
             g.pop_front();
         }
-        if g.len() < self.limit {
-            g.push_back(now);
+        if g.len() < cap {
+            if take {
+                g.push_back(now);
+            }
             Ok(())
         } else {
             // Reloaded after a restart with a lower limit, the log may hold
-            // more than `limit`: wait until only `limit - 1` remain.
-            Err(g[g.len() - self.limit] + self.period)
+            // more than `cap`: wait until only `cap - 1` remain.
+            Err(g[g.len() - cap] + self.period)
+        }
+    }
+
+    /// The window's cap for a caller of `priority`.
+    fn cap_for(&self, priority: Priority) -> usize {
+        match priority {
+            Priority::Bulk => self.limit - reserve(self.limit),
+            _ => self.limit,
         }
     }
 
@@ -148,6 +209,7 @@ impl DailyQuota {
         ledger: &Ledger,
         provider: ProviderName,
         now: DateTime<Utc>,
+        priority: Priority,
     ) -> Result<(), LimitError> {
         let day_start = turkey_midnight_before(now);
         let cached = {
@@ -169,6 +231,14 @@ impl DailyQuota {
         if used >= self.limit {
             *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some((day_start, used));
             return Err(LimitError::QuotaExhausted {
+                limit: self.limit,
+                resets_at: next_turkey_midnight(now),
+            });
+        }
+        let limit = self.limit as usize;
+        if priority == Priority::Bulk && used as usize >= limit - reserve(limit) {
+            *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some((day_start, used));
+            return Err(LimitError::Reserved {
                 limit: self.limit,
                 resets_at: next_turkey_midnight(now),
             });
@@ -239,6 +309,8 @@ pub struct Limiter {
     default_wait: Duration,
     daily: Option<DailyQuota>,
     paused_until: Mutex<Option<Instant>>,
+    /// Urgent callers waiting for a permit: others wait behind them.
+    urgent_waiting: std::sync::atomic::AtomicUsize,
     restored: tokio::sync::OnceCell<()>,
     stats: Mutex<LimiterStats>,
     ledger: Ledger,
@@ -270,6 +342,7 @@ impl Limiter {
             default_wait: timing.rate_window,
             daily: per_day.map(DailyQuota::new),
             paused_until: Mutex::new(None),
+            urgent_waiting: std::sync::atomic::AtomicUsize::new(0),
             restored: tokio::sync::OnceCell::new(),
             stats: Mutex::new(LimiterStats::default()),
             ledger,
@@ -328,42 +401,20 @@ impl Limiter {
     }
 
     /// Waits for a permit for one HTTP attempt and records it in the
-    /// request log. `Ok` means: send now.
+    /// request log. `Ok` means: send now. The permit is asked at the
+    /// priority [`with_priority`] set around the call (normal otherwise).
     pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), LimitError> {
-        self.restored.get_or_init(|| self.restore()).await;
-        let mut waited = false;
+        let priority = current_priority();
         let started = Instant::now();
-        loop {
-            let now = Instant::now();
-            let pause = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-            let wait_until = match pause {
-                Some(until) if until > now => Some(until),
-                _ => match &self.window {
-                    Some(w) => w.try_acquire(now).err(),
-                    None => None,
-                },
-            };
-            let Some(until) = wait_until else { break };
-            if until > now + LONG_PAUSE {
-                return Err(LimitError::Paused { wait: until - now });
-            }
-            if !waited {
-                let wait = until - now;
-                if wait >= Duration::from_secs(5) {
-                    tracing::info!(provider = %self.provider, wait_s = wait.as_secs_f64(), "waiting for a rate-limit permit");
-                } else {
-                    tracing::debug!(provider = %self.provider, wait_ms = wait.as_millis() as u64, "waiting for a rate-limit permit");
-                }
-            }
-            waited = true;
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(LimitError::Cancelled),
-                _ = tokio::time::sleep_until(until) => {}
-            }
-        }
+        let waited = self.wait_turn(cancel, priority, true).await?;
         if let Some(d) = &self.daily {
-            d.take(&self.ledger, self.provider, crate::clock::now_utc())
-                .await?;
+            d.take(
+                &self.ledger,
+                self.provider,
+                crate::clock::now_utc(),
+                priority,
+            )
+            .await?;
         }
         {
             let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -377,6 +428,90 @@ impl Limiter {
             .log_request(self.provider, now_ms())
             .await
             .map_err(|e| LimitError::NotLogged(e.to_string()))
+    }
+
+    /// Waits until a caller of `priority` could take a permit, without
+    /// taking it: a scheduler forms its batch only then, so what it sends
+    /// is as fresh as the ledger at the moment a permit is free.
+    pub async fn ready(
+        &self,
+        cancel: &CancellationToken,
+        priority: Priority,
+    ) -> Result<(), LimitError> {
+        self.wait_turn(cancel, priority, false).await.map(|_| ())
+    }
+
+    /// How many requests this limiter can grant in about a second: what a
+    /// scheduler may keep in flight (at least one, at most `max`).
+    pub fn per_second(&self, max: usize) -> usize {
+        match &self.window {
+            Some(w) => {
+                let per_s = w.limit as f64 / w.period.as_secs_f64().max(0.001);
+                (per_s.ceil() as usize).clamp(1, max.max(1))
+            }
+            None => max.max(1),
+        }
+    }
+
+    /// Waits for the pause, urgent callers ahead, and the window; takes the
+    /// window's permit when `take`. Returns whether it waited.
+    async fn wait_turn(
+        &self,
+        cancel: &CancellationToken,
+        priority: Priority,
+        take: bool,
+    ) -> Result<bool, LimitError> {
+        use std::sync::atomic::Ordering;
+        self.restored.get_or_init(|| self.restore()).await;
+        struct Waiting<'a>(Option<&'a std::sync::atomic::AtomicUsize>);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                if let Some(n) = self.0 {
+                    n.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let _urgent = Waiting((priority == Priority::Urgent).then(|| {
+            self.urgent_waiting.fetch_add(1, Ordering::SeqCst);
+            &self.urgent_waiting
+        }));
+        let mut waited = false;
+        loop {
+            let now = Instant::now();
+            let pause = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+            let wait_until = match pause {
+                Some(until) if until > now => Some(until),
+                // Urgent callers go first; look again shortly.
+                _ if priority != Priority::Urgent
+                    && self.urgent_waiting.load(Ordering::SeqCst) > 0 =>
+                {
+                    Some(now + Duration::from_millis(5))
+                }
+                _ => match &self.window {
+                    Some(w) => w.try_acquire_within(now, w.cap_for(priority), take).err(),
+                    None => None,
+                },
+            };
+            let Some(until) = wait_until else {
+                return Ok(waited);
+            };
+            if until > now + LONG_PAUSE {
+                return Err(LimitError::Paused { wait: until - now });
+            }
+            if !waited {
+                let wait = until - now;
+                if wait >= Duration::from_secs(5) {
+                    tracing::info!(provider = %self.provider, wait_s = wait.as_secs_f64(), ?priority, "waiting for a rate-limit permit");
+                } else {
+                    tracing::debug!(provider = %self.provider, wait_ms = wait.as_millis() as u64, ?priority, "waiting for a rate-limit permit");
+                }
+            }
+            waited = true;
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(LimitError::Cancelled),
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
     }
 
     /// Holds every caller until `until`, in memory only.

@@ -34,6 +34,8 @@ pub struct Options {
     pub requests_per_minute: Option<u32>,
     /// The window the limit counts in (60 s; shorter in the simulator).
     pub window: Duration,
+    /// How long each answer takes (a real network's round trip).
+    pub latency: Duration,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             client_secret: "sandbox-secret".into(),
             requests_per_minute: Some(60),
             window: Duration::from_secs(60),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -224,6 +227,12 @@ impl FakeBazaardan {
             .map(|l| l.stock)
     }
 
+    /// Every stock update carried out, in order: (`product` or
+    /// `product/variant`, new stock).
+    pub fn writes(&self) -> Vec<(String, i64)> {
+        self.shared.core.writes()
+    }
+
     /// Every listing: ((product_id, variant), sku, stock).
     pub fn listings(&self) -> Vec<((u64, Option<u64>), String, i64)> {
         self.shared
@@ -329,6 +338,9 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let _busy = s.core.enter();
+    if !s.opts.latency.is_zero() {
+        tokio::time::sleep(s.opts.latency).await;
+    }
     let Some(path) = uri.path().strip_prefix(BASE_PATH) else {
         s.core.arrive("?");
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown path");

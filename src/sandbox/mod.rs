@@ -30,6 +30,8 @@ pub struct Counters {
     pub limit_violations: usize,
     /// Most requests that arrived inside any 60 s window.
     pub max_per_minute: usize,
+    /// The most requests handled at once.
+    pub max_busy: usize,
     /// The largest push batch received (entries in one call).
     pub max_batch: usize,
     pub token_fetches: usize,
@@ -143,6 +145,8 @@ pub(crate) struct Core {
     served: Mutex<HashMap<String, String>>,
     /// Per listing, the last things that happened to it (for reports).
     story: Mutex<HashMap<String, VecDeque<String>>>,
+    /// Every write of ours, in the order carried out: (listing, new value).
+    writes: Mutex<Vec<(String, i64)>>,
 }
 
 /// Marks a request as being handled until dropped.
@@ -176,6 +180,7 @@ impl Core {
             busy: std::sync::atomic::AtomicUsize::new(0),
             served: Mutex::new(HashMap::new()),
             story: Mutex::new(HashMap::new()),
+            writes: Mutex::new(Vec::new()),
         }
     }
 
@@ -218,7 +223,10 @@ impl Core {
 
     /// A request is being handled until the guard drops.
     pub fn enter(&self) -> Busy<'_> {
-        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let now = self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let mut c = self.counters();
+        c.max_busy = c.max_busy.max(now);
+        drop(c);
         Busy(&self.busy)
     }
 
@@ -312,6 +320,10 @@ impl Core {
     /// Our write set `listing` from `old` to `new`; `answered` is false when
     /// its answer is about to be lost.
     pub fn wrote(&self, listing: &str, old: i64, new: i64, answered: bool) {
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((listing.to_string(), new));
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let wasted = old == new && known.get(listing) == Some(&true);
         known.insert(listing.to_string(), answered);
@@ -341,6 +353,14 @@ impl Core {
         if let Some(w) = wire {
             w();
         }
+    }
+
+    /// Every write of ours so far, in the order carried out.
+    pub fn writes(&self) -> Vec<(String, i64)> {
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Something other than our write changed `listing` (an order, a

@@ -340,6 +340,7 @@ pub async fn run(setup: &Setup, shift: Arc<AtomicI64>, verbose: bool) -> Result<
                 client_secret: SECRETS[0].into(),
                 requests_per_minute: Some(l.bz.0),
                 window: WINDOW,
+                latency: Duration::ZERO,
             })
             .await
             .map_err(|e| e.to_string())?,

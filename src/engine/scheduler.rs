@@ -1,0 +1,595 @@
+//! The push scheduler: what each provider is sent, in what order, and when.
+//!
+//! - **Fresh values.** A provider's queue is re-planned from the ledger
+//!   whenever the ledger's [`PlanVersion`] moved (a movement journaled, a
+//!   link made or moved), checked right before each batch is formed, and a
+//!   batch is formed only once the limiter has a permit for it: no batch
+//!   carries a value older than the ledger at the moment it was formed, and
+//!   a queued push whose wanted value went back to the confirmed one is
+//!   dropped.
+//! - **Lanes.** Zeros first, then decreases, then increases (see
+//!   [`Lane`]); inside a lane the longest-pending listing first. Zero and
+//!   decrease batches ask the limiter for urgent permits (ahead of reads),
+//!   increases for bulk ones, which leave a reserve of every window and
+//!   daily quota to polls.
+//! - **Polls are never starved.** A round gives way when the provider's
+//!   next poll is due (after the urgent pushes queued at that moment), and
+//!   the provider loop polls, then resumes the round.
+//! - **Concurrency.** Up to what the limiter can grant in about a second
+//!   (at most [`MAX_IN_FLIGHT`]) batches are in flight at once; each of
+//!   their attempts still takes a permit first.
+//!
+//! [`PlanVersion`]: crate::ledger::PlanVersion
+
+use super::plan::{self, Lane};
+use super::{Engine, PushReport};
+use crate::domain::{ListingRef, PushOutcome, StockPush, now_ms};
+use crate::failpoint;
+use crate::ledger::{PlanVersion, PushRecord};
+use crate::limit::{LimitError, Priority, with_priority};
+use crate::providers::{Provider, ProviderError, PushResults};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The most batches of one provider in flight at once.
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// How many queued pushes a batch is formed from: an adapter that groups
+/// listings (the v2 site: all variants of a product code in one entry)
+/// needs more candidates than its cap to fill a batch.
+const CANDIDATES_PER_BATCH: usize = 4;
+
+/// Where a queued push stands in line.
+type Key = (Lane, i64, u64);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    want: i64,
+}
+
+/// One provider's pending pushes, in the order they go out.
+#[derive(Debug, Default)]
+pub struct Queue {
+    line: BTreeMap<Key, ListingRef>,
+    entries: HashMap<ListingRef, Entry>,
+    /// When each listing started to differ (kept across re-plans).
+    since: HashMap<ListingRef, i64>,
+    /// The places of the pushes last taken.
+    taken: HashMap<ListingRef, Key>,
+}
+
+impl Queue {
+    /// Replaces the queue with `plan`, leaving out `skip` (in flight, or
+    /// failed this round). A listing that was pending keeps its place in
+    /// time; one no longer in the plan is dropped.
+    pub fn replan(&mut self, plan: &plan::Plan, skip: &HashSet<ListingRef>, now_ms: i64) {
+        let mut since = HashMap::with_capacity(plan.pushes.len());
+        self.line.clear();
+        self.entries.clear();
+        for (seq, (push, lane)) in plan.pushes.iter().zip(&plan.lanes).enumerate() {
+            let first = self.since.get(&push.listing).copied().unwrap_or(now_ms);
+            since.insert(push.listing.clone(), first);
+            if skip.contains(&push.listing) {
+                continue;
+            }
+            let key = (*lane, first, seq as u64);
+            self.line.insert(key, push.listing.clone());
+            self.entries.insert(
+                push.listing.clone(),
+                Entry {
+                    want: push.quantity,
+                },
+            );
+        }
+        self.since = since;
+    }
+
+    pub fn len(&self) -> usize {
+        self.line.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.line.is_empty()
+    }
+
+    /// The lane of the next push out.
+    pub fn head(&self) -> Option<Lane> {
+        self.line.keys().next().map(|k| k.0)
+    }
+
+    /// Takes up to `n` pushes from the head of the line; what is not sent
+    /// of them goes back with [`Queue::put_back`] before the next take.
+    pub fn take(&mut self, n: usize) -> Vec<StockPush> {
+        self.taken.clear();
+        let mut out = Vec::with_capacity(n.min(self.line.len()));
+        while out.len() < n {
+            let Some((key, listing)) = self.line.pop_first() else {
+                break;
+            };
+            if let Some(e) = self.entries.remove(&listing) {
+                self.taken.insert(listing.clone(), key);
+                out.push(StockPush::new(listing, e.want));
+            }
+        }
+        out
+    }
+
+    /// The most urgent lane among pushes just taken.
+    pub fn lane_of(&self, pushes: &[StockPush]) -> Lane {
+        pushes
+            .iter()
+            .filter_map(|p| self.taken.get(&p.listing))
+            .map(|k| k.0)
+            .min()
+            .unwrap_or(Lane::Increase)
+    }
+
+    /// Puts back pushes just taken but not sent, in their old places.
+    pub fn put_back(&mut self, pushes: Vec<StockPush>) {
+        for p in pushes {
+            let Some(key) = self.taken.remove(&p.listing) else {
+                continue;
+            };
+            self.line.insert(key, p.listing.clone());
+            self.entries.insert(p.listing, Entry { want: p.quantity });
+        }
+    }
+
+    /// When `listing` started to differ, if it does.
+    pub fn pending_since(&self, listing: &ListingRef) -> Option<i64> {
+        self.since.get(listing).copied()
+    }
+
+    /// The oldest pending listing's start.
+    pub fn oldest(&self) -> Option<i64> {
+        self.since.values().min().copied()
+    }
+
+    /// Everything still differing, queued or not (in flight, failed).
+    pub fn differing(&self) -> usize {
+        self.since.len()
+    }
+}
+
+/// The priority a batch's permits are asked at.
+pub fn priority(lane: Lane) -> Priority {
+    match lane {
+        Lane::Zero | Lane::Decrease => Priority::Urgent,
+        Lane::Increase => Priority::Bulk,
+    }
+}
+
+/// Why a round handed control back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundEnd {
+    /// Nothing left to push.
+    Drained,
+    /// The provider's poll is due; the rest waits for it.
+    PollDue,
+    /// A stop was asked.
+    Cancelled,
+    /// The provider stopped the round (an outage, a quota).
+    Stopped(String),
+}
+
+/// One provider's scheduler, kept across the provider loop's cycles so a
+/// listing's time in the queue is remembered.
+pub struct Scheduler {
+    queue: Queue,
+    version: Option<PlanVersion>,
+    /// Listings whose push failed this round: retried next round.
+    failed: HashSet<ListingRef>,
+}
+
+type Sent = (Vec<StockPush>, PushResults);
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scheduler {
+    pub fn new() -> Scheduler {
+        Scheduler {
+            queue: Queue::default(),
+            version: None,
+            failed: HashSet::new(),
+        }
+    }
+
+    /// Listings still differing after the last round or batch.
+    pub fn backlog(&self) -> usize {
+        self.queue.differing()
+    }
+
+    async fn replan(
+        &mut self,
+        engine: &Engine,
+        p: &dyn Provider,
+        in_flight: &HashSet<ListingRef>,
+    ) -> Result<(), ProviderError> {
+        let name = p.name();
+        let version = engine.ledger.plan_version(name).await?;
+        let states = engine.ledger.listing_states(name).await?;
+        let plan = plan::plan(&states, engine.sync.safety_stock);
+        let skip: HashSet<ListingRef> = in_flight.union(&self.failed).cloned().collect();
+        self.queue.replan(&plan, &skip, now_ms());
+        self.version = Some(version);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            for (push, lane) in plan.pushes.iter().zip(&plan.lanes) {
+                if let Some(s) = states.iter().find(|s| s.listing == push.listing) {
+                    tracing::debug!(provider = %name, listing = %push.listing, wanted = push.quantity, confirmed = ?s.confirmed_qty, unsettled = s.unsettled, ?lane, "push planned");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn replan_if_moved(
+        &mut self,
+        engine: &Engine,
+        p: &dyn Provider,
+        in_flight: &HashSet<ListingRef>,
+    ) -> Result<(), ProviderError> {
+        let now = engine.ledger.plan_version(p.name()).await?;
+        if self.version != Some(now) {
+            self.replan(engine, p, in_flight).await?;
+        }
+        Ok(())
+    }
+
+    /// Pushes `p`'s pending listings until none is left, `poll_due` comes
+    /// (then the urgent ones queued at that moment still go first), a stop
+    /// is asked, or the provider stops the round.
+    pub async fn round(
+        &mut self,
+        engine: &Engine,
+        provider: &Arc<dyn Provider>,
+        cancel: &CancellationToken,
+        poll_due: Option<Instant>,
+    ) -> Result<(PushReport, RoundEnd), ProviderError> {
+        let p = provider.as_ref();
+        let name = p.name();
+        let mut report = PushReport::default();
+        self.failed.clear();
+        let mut in_flight: HashSet<ListingRef> = HashSet::new();
+        self.replan(engine, p, &in_flight).await?;
+        let width = p.limiter().per_second(MAX_IN_FLIGHT);
+        let max_batch = p.max_batch().max(1);
+        let mut flying = FuturesUnordered::new();
+        let mut end = RoundEnd::Drained;
+        let mut sent = 0;
+        'round: loop {
+            // Fill: form batches while there is room in flight.
+            while end == RoundEnd::Drained && flying.len() < width {
+                if cancel.is_cancelled() {
+                    end = RoundEnd::Cancelled;
+                    break;
+                }
+                self.replan_if_moved(engine, p, &in_flight).await?;
+                let Some(lane) = self.queue.head() else {
+                    break;
+                };
+                let due = poll_due.filter(|_| lane == Lane::Increase);
+                if due.is_some_and(|d| Instant::now() >= d) {
+                    end = RoundEnd::PollDue;
+                    break;
+                }
+                // Wait for a permit this batch could take, finishing
+                // batches in flight meanwhile.
+                let ready = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {
+                        end = RoundEnd::Cancelled;
+                        break;
+                    }
+                    Some(done) = flying.next(), if !flying.is_empty() => {
+                        self.finish(engine, p, done, &mut in_flight, &mut report, &mut sent, &mut end).await?;
+                        continue;
+                    }
+                    _ = sleep_until_opt(due) => continue,
+                    r = p.limiter().ready(cancel, priority(lane)) => r,
+                };
+                match ready {
+                    Ok(()) => {}
+                    Err(LimitError::Cancelled) => {
+                        end = RoundEnd::Cancelled;
+                        break;
+                    }
+                    Err(e) => {
+                        let e = ProviderError::RateLimited {
+                            wait: match e {
+                                LimitError::Paused { wait } => wait,
+                                _ => p.limiter().default_wait(),
+                            },
+                        };
+                        end = RoundEnd::Stopped(e.to_string());
+                        break;
+                    }
+                }
+                // The permit is there: form the batch from the ledger as it
+                // is now.
+                self.replan_if_moved(engine, p, &in_flight).await?;
+                if self.queue.is_empty() {
+                    break;
+                }
+                let candidates = self.queue.take(max_batch * CANDIDATES_PER_BATCH);
+                let mut batches = p.batches(&candidates).into_iter();
+                let Some(mut batch) = batches.next() else {
+                    break;
+                };
+                let lane = self.queue.lane_of(&batch);
+                self.queue.put_back(batches.flatten().collect());
+                engine.ledger.mark_attempted(&mut batch).await?;
+                failpoint::point("push.noted").await;
+                report.planned += batch.len();
+                in_flight.extend(batch.iter().map(|b| b.listing.clone()));
+                // Each batch is its own task: it makes progress (its
+                // permits, its request log writes) while this one waits on
+                // the ledger.
+                let prio = priority(lane);
+                let (task_p, task_batch) = (provider.clone(), batch.clone());
+                let task = tokio::spawn(async move {
+                    with_priority(prio, task_p.push_stock(&task_batch)).await
+                });
+                flying.push(async move {
+                    let results = task.await.unwrap_or_else(|e| PushResults {
+                        stopped: Some(ProviderError::Transient(format!(
+                            "the push task ended abnormally: {e}"
+                        ))),
+                        // Nothing is known of what it sent.
+                        in_doubt: batch.len(),
+                        ..PushResults::default()
+                    });
+                    (batch, results)
+                });
+            }
+            // Drain: wait for the next batch in flight to finish.
+            let Some(done) = flying.next().await else {
+                break 'round;
+            };
+            self.finish(
+                engine,
+                p,
+                done,
+                &mut in_flight,
+                &mut report,
+                &mut sent,
+                &mut end,
+            )
+            .await?;
+        }
+        report.not_sent = report.planned - sent;
+        report.planned += self.queue.len();
+        report.not_sent += self.queue.len();
+        if let RoundEnd::Stopped(why) = &end {
+            report.stopped = Some(why.clone());
+            engine.ledger.record_provider_error(name, why).await?;
+        }
+        if report.planned > 0
+            && report.stopped.is_none()
+            && report.failed == 0
+            && end == RoundEnd::Drained
+        {
+            engine.ledger.record_push_ok(name).await?;
+        }
+        Ok((report, end))
+    }
+
+    /// Records what one batch's answer said.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &mut self,
+        engine: &Engine,
+        p: &dyn Provider,
+        (batch, results): Sent,
+        in_flight: &mut HashSet<ListingRef>,
+        report: &mut PushReport,
+        sent: &mut usize,
+        end: &mut RoundEnd,
+    ) -> Result<(), ProviderError> {
+        let name = p.name();
+        failpoint::point("push.answered").await;
+        let unsettled = if results.revealed.is_empty() {
+            Default::default()
+        } else {
+            engine.ledger.unsettled(name).await?
+        };
+        for (push, outcome) in batch.iter().zip(&results.outcomes) {
+            *sent += 1;
+            // What the answer revealed (stokdurumu), compared now or, when
+            // our own earlier writes cannot be told apart yet, left
+            // unsettled for later.
+            let revealed = results.revealed.iter().find(|r| r.listing == push.listing);
+            let seen = match (outcome, revealed) {
+                (PushOutcome::Confirmed(_), Some(rev)) => {
+                    let earlier: Vec<_> = unsettled
+                        .get(&push.listing)
+                        .map(|v| v.iter().filter(|a| a.tag != push.tag).cloned().collect())
+                        .unwrap_or_default();
+                    Some(engine.sighting(p, push, rev, &earlier).await)
+                }
+                _ => None,
+            };
+            let record = match outcome {
+                PushOutcome::Confirmed(q) => {
+                    report.confirmed += 1;
+                    tracing::info!(provider = %name, listing = %push.listing, quantity = q, "push confirmed");
+                    match &seen {
+                        Some(Some(sighting)) => PushRecord::ConfirmedSeen { qty: *q, sighting },
+                        Some(None) => PushRecord::Failed(
+                            "confirmed, but not yet told apart from hand edits; settled by the next answer or read",
+                        ),
+                        None => PushRecord::Confirmed(*q),
+                    }
+                }
+                PushOutcome::Rejected(why) => {
+                    report.rejected += 1;
+                    tracing::warn!(provider = %name, listing = %push.listing, quantity = push.quantity, reason = %why, "push refused by the provider");
+                    PushRecord::Rejected {
+                        wanted: push.quantity,
+                        reason: why,
+                    }
+                }
+                PushOutcome::Failed(why) => {
+                    report.failed += 1;
+                    self.failed.insert(push.listing.clone());
+                    tracing::warn!(provider = %name, listing = %push.listing, reason = %why, "push failed; will retry");
+                    PushRecord::Failed(why)
+                }
+            };
+            report.movements += engine.ledger.record_push(&push.listing, record).await?;
+            failpoint::point("push.recorded").await;
+        }
+        // Pushes the call never sent cannot have changed anything.
+        let doubtful = results.outcomes.len() + results.in_doubt;
+        let never_sent: Vec<String> = batch.iter().skip(doubtful).map(|p| p.tag.clone()).collect();
+        if !never_sent.is_empty() {
+            engine.ledger.unnote(&never_sent).await?;
+        }
+        for push in batch.iter().skip(results.outcomes.len()) {
+            self.failed.insert(push.listing.clone());
+        }
+        for push in &batch {
+            in_flight.remove(&push.listing);
+        }
+        engine.health.beat(name);
+        engine.health.pushed(
+            name,
+            results
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, PushOutcome::Confirmed(_)))
+                .count(),
+            results
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, PushOutcome::Rejected(_)))
+                .count(),
+            results
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, PushOutcome::Failed(_)))
+                .count(),
+            0,
+        );
+        engine.health.pending(name, self.backlog());
+        if let Some(e) = results.stopped {
+            if e == ProviderError::Cancelled {
+                if *end == RoundEnd::Drained || *end == RoundEnd::PollDue {
+                    *end = RoundEnd::Cancelled;
+                }
+            } else if !matches!(end, RoundEnd::Stopped(_)) {
+                *end = RoundEnd::Stopped(e.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ProviderName;
+
+    fn l(id: u32) -> ListingRef {
+        ListingRef {
+            provider: ProviderName::Bazaardan,
+            listing_id: id.to_string(),
+            variant_id: String::new(),
+        }
+    }
+
+    fn plan_of(items: &[(u32, i64, Lane)]) -> plan::Plan {
+        plan::Plan {
+            pushes: items
+                .iter()
+                .map(|(i, q, _)| StockPush::new(l(*i), *q))
+                .collect(),
+            lanes: items.iter().map(|x| x.2).collect(),
+            held: vec![],
+        }
+    }
+
+    /// A decrease queued after 1 000 increases goes out before them, and a
+    /// zero before the decrease.
+    #[test]
+    fn a_late_decrease_goes_ahead_of_a_thousand_increases() {
+        let mut q = Queue::default();
+        let mut items: Vec<(u32, i64, Lane)> = (0..1000).map(|i| (i, 10, Lane::Increase)).collect();
+        q.replan(&plan_of(&items), &HashSet::new(), 1_000);
+        assert_eq!(q.take(1)[0].listing, l(0), "oldest increase first");
+        // Later: a sale elsewhere lowers listing 5000, another goes to 0.
+        items.push((5000, 3, Lane::Decrease));
+        items.push((5001, 0, Lane::Zero));
+        q.replan(&plan_of(&items), &HashSet::new(), 2_000);
+        let first: Vec<ListingRef> = q.take(3).into_iter().map(|p| p.listing).collect();
+        assert_eq!(first, [l(5001), l(5000), l(0)]);
+    }
+
+    /// Inside a lane the longest-pending listing goes first, whatever its
+    /// place in the catalog.
+    #[test]
+    fn the_longest_pending_goes_first_within_a_lane() {
+        let mut q = Queue::default();
+        q.replan(&plan_of(&[(7, 1, Lane::Increase)]), &HashSet::new(), 1_000);
+        q.replan(
+            &plan_of(&[(1, 1, Lane::Increase), (7, 1, Lane::Increase)]),
+            &HashSet::new(),
+            5_000,
+        );
+        assert_eq!(q.take(1)[0].listing, l(7));
+        assert_eq!(q.pending_since(&l(1)), Some(5_000));
+    }
+
+    /// A re-plan carries the new wanted value, drops a listing that went
+    /// back to its confirmed value, and leaves out what is in flight.
+    #[test]
+    fn a_replan_carries_new_values_and_drops_what_no_longer_differs() {
+        let mut q = Queue::default();
+        q.replan(
+            &plan_of(&[(1, 5, Lane::Increase), (2, 5, Lane::Increase)]),
+            &HashSet::new(),
+            0,
+        );
+        let flying: HashSet<ListingRef> = [l(3)].into();
+        q.replan(
+            &plan_of(&[(1, 4, Lane::Decrease), (3, 9, Lane::Increase)]),
+            &flying,
+            10,
+        );
+        let all = q.take(10);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!((all[0].listing.clone(), all[0].quantity), (l(1), 4));
+        assert_eq!(q.differing(), 2, "in-flight listing 3 still differs");
+    }
+
+    #[test]
+    fn put_back_keeps_the_lane_and_age() {
+        let mut q = Queue::default();
+        q.replan(
+            &plan_of(&[(1, 5, Lane::Increase), (2, 3, Lane::Decrease)]),
+            &HashSet::new(),
+            0,
+        );
+        let taken = q.take(2);
+        assert_eq!(taken[0].listing, l(2));
+        assert_eq!(q.lane_of(&taken[1..]), Lane::Increase);
+        assert_eq!(q.lane_of(&taken), Lane::Decrease);
+        q.put_back(taken);
+        assert_eq!(q.head(), Some(Lane::Decrease));
+        assert_eq!(q.len(), 2);
+    }
+}
