@@ -275,7 +275,10 @@ impl Scheduler {
                 let Some(lane) = self.queue.head() else {
                     break;
                 };
-                let due = poll_due.filter(|_| lane == Lane::Increase);
+                // Increases give way to a due poll, once the round has sent
+                // something: every round makes progress, even when polls
+                // take longer than the interval between them.
+                let due = poll_due.filter(|_| lane == Lane::Increase && report.planned > 0);
                 if due.is_some_and(|d| Instant::now() >= d) {
                     end = RoundEnd::PollDue;
                     break;
