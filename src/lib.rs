@@ -4,6 +4,7 @@
 //! - [`config`]: the TOML file, validated once;
 //! - [`providers`]: one folder per marketplace behind the [`providers::Provider`] trait;
 //! - [`http`] and [`limit`]: the retry loop and rate limits every adapter shares;
+//! - [`error`]: [`error::ProviderError`], below both `http` and `providers`;
 //! - [`ledger`]: the SQLite journal, balances, listings, cursors;
 //! - [`engine`]: the pure plan and the poll → apply → push executor;
 //! - [`cli`]: the command line; [`sandbox`]: faithful fakes of the providers;
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod error;
 pub mod failpoint;
 pub mod http;
 pub mod ledger;

@@ -4,8 +4,8 @@
 //! `Retry-After`, `X-RateLimit-Remaining: 0` + `X-RateLimit-Reset`) turned
 //! into a pause of the whole provider.
 
+use crate::error::ProviderError;
 use crate::limit::{LimitError, Limiter, Outcome};
-use crate::providers::ProviderError;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use std::sync::Arc;

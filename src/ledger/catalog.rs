@@ -12,8 +12,8 @@
 //! carried out since, read from its own history (`Trail`): a hand edit is
 //! what moved the listing between two of our writes, or after the last.
 
-use super::orders::relink_in;
-use super::stock::{MovementKind, NewMovement, StockChange, apply_movement};
+use super::journal::{MovementKind, NewMovement, StockChange, apply_movement};
+use super::relink::relink_in;
 use super::{Ledger, Result};
 use crate::domain::{
     Attempt, ExternalCount, ListingRef, OurWrite, ProviderName, RemoteListing, StockPush, now_ms,

@@ -23,27 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Errors the engine acts on. Messages tell the operator what to do.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum ProviderError {
-    #[error("rate limited by the provider; waiting {}s before the next request", wait.as_secs())]
-    RateLimited { wait: Duration },
-    #[error("{0}")]
-    QuotaExhausted(String),
-    #[error("credentials refused ({0}); check client id/secret or API key in the config")]
-    Unauthenticated(String),
-    #[error("request refused: {0}")]
-    Rejected(String),
-    #[error("provider unavailable: {0}")]
-    Transient(String),
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("ledger: {0}")]
-    Ledger(String),
-    #[error("stopped")]
-    Cancelled,
-}
+// Defined in `crate::error`, below both the adapters and `crate::http`.
+pub use crate::error::ProviderError;
 
+// Here rather than in `crate::error`, which then names no other module.
 impl From<LedgerError> for ProviderError {
     fn from(e: LedgerError) -> Self {
         ProviderError::Ledger(e.to_string())
