@@ -9,6 +9,7 @@
 //! - every movement has an idempotency key; journal and balance change in the
 //!   same transaction, so applying an event twice changes nothing.
 
+mod backlog;
 mod catalog;
 mod links;
 mod orders;
