@@ -29,6 +29,143 @@ pub struct LoopHealth {
     /// Since when `pending` has been above zero without a break.
     pub pending_since: Option<Instant>,
     pub stopped: bool,
+    /// Whether a backlog is open, for the log lines of `Health::pending`.
+    pub backlog: BacklogWatch,
+}
+
+/// A provider's backlog is logged as started ("push backlog started") when
+/// at least this many listings still differ after a push round, and as
+/// drained ("push backlog drained") when none does. In between nothing is
+/// logged, so a backlog wavering around the threshold logs one line each
+/// way. A few listings waiting for the next round are normal work, not a
+/// backlog: 50 is more than one round usually leaves.
+pub const BACKLOG_LOG_THRESHOLD: usize = 50;
+
+/// The push pace counts the pushes of this last stretch of time.
+pub const PACE_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Listings pushed per minute, from when each push was sent (Unix ms, any
+/// order): the pushes sent within `window` before `now_ms`, over the time
+/// from the oldest of them to now, that time taken as at least a minute
+/// (a burst just sent is not read as thousands a minute) and at most
+/// `window`. 0 when nothing was sent within the window.
+pub fn pace_per_minute(sent_at_ms: &[i64], now_ms: i64, window: Duration) -> f64 {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+    let from = now_ms.saturating_sub(window_ms);
+    let recent = sent_at_ms.iter().filter(|t| **t > from && **t <= now_ms);
+    let (count, oldest) = recent.fold((0u64, now_ms), |(n, o), t| (n + 1, o.min(*t)));
+    if count == 0 {
+        return 0.0;
+    }
+    let span_ms = (now_ms - oldest).clamp(60_000.min(window_ms), window_ms);
+    count as f64 * 60_000.0 / span_ms as f64
+}
+
+/// How long `backlog` listings take to push at `pace_per_minute`, rounded
+/// up to the second: zero when there is no backlog, `None` (unknown) when
+/// there is one and nothing is being pushed.
+pub fn drain_eta(backlog: usize, pace_per_minute: f64) -> Option<Duration> {
+    if backlog == 0 {
+        return Some(Duration::ZERO);
+    }
+    if !(pace_per_minute.is_finite() && pace_per_minute > 0.0) {
+        return None;
+    }
+    let secs = (backlog as f64 * 60.0 / pace_per_minute).ceil();
+    Some(Duration::from_secs(secs.min(u64::MAX as f64) as u64))
+}
+
+/// A change of a provider's backlog worth one log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BacklogEvent {
+    /// `size` listings differ, at least `BACKLOG_LOG_THRESHOLD`.
+    Started { size: usize },
+    /// Nothing differs any more. `pushed` listings were sent (whatever
+    /// the answer) and `confirmed` confirmed while it lasted; `peak` is the
+    /// largest size it reached.
+    Drained {
+        lasted: Duration,
+        pushed: u64,
+        confirmed: u64,
+        peak: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OpenBacklog {
+    since: Instant,
+    peak: usize,
+    pushed: u64,
+    confirmed: u64,
+}
+
+/// Tells when a backlog starts and when it drains, from the pending counts
+/// and push results a provider loop reports. Pure: the caller gives the
+/// time and does the logging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BacklogWatch {
+    threshold: usize,
+    open: Option<OpenBacklog>,
+}
+
+impl Default for BacklogWatch {
+    fn default() -> Self {
+        BacklogWatch::new(BACKLOG_LOG_THRESHOLD)
+    }
+}
+
+impl BacklogWatch {
+    /// A backlog starts at `threshold` listings (at least 1).
+    pub fn new(threshold: usize) -> BacklogWatch {
+        BacklogWatch {
+            threshold: threshold.max(1),
+            open: None,
+        }
+    }
+
+    /// Whether a backlog has started and not drained yet.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// A push round sent `sent` listings, `confirmed` of them confirmed.
+    pub fn pushed(&mut self, sent: usize, confirmed: usize) {
+        if let Some(o) = &mut self.open {
+            o.pushed += sent as u64;
+            o.confirmed += confirmed as u64;
+        }
+    }
+
+    /// `pending` listings differ at `now`; says whether that starts or
+    /// ends a backlog.
+    pub fn pending(&mut self, pending: usize, now: Instant) -> Option<BacklogEvent> {
+        match &mut self.open {
+            None if pending >= self.threshold => {
+                self.open = Some(OpenBacklog {
+                    since: now,
+                    peak: pending,
+                    pushed: 0,
+                    confirmed: 0,
+                });
+                Some(BacklogEvent::Started { size: pending })
+            }
+            None => None,
+            Some(o) if pending == 0 => {
+                let event = BacklogEvent::Drained {
+                    lasted: now.saturating_duration_since(o.since),
+                    pushed: o.pushed,
+                    confirmed: o.confirmed,
+                    peak: o.peak,
+                };
+                self.open = None;
+                Some(event)
+            }
+            Some(o) => {
+                o.peak = o.peak.max(pending);
+                None
+            }
+        }
+    }
 }
 
 /// Heartbeats of every provider loop.
@@ -71,6 +208,7 @@ impl Health {
             pending: 0,
             pending_since: None,
             stopped: false,
+            backlog: BacklogWatch::default(),
         });
         f(h)
     }
@@ -112,18 +250,46 @@ impl Health {
             h.pushes_refused += refused as u64;
             h.pushes_failed += failed as u64;
             h.movements_applied += movements as u64;
+            h.backlog.pushed(confirmed + refused + failed, confirmed);
         });
     }
 
+    /// `pending` listings of `p` still differ after a push round. Logs once
+    /// when a backlog starts and once when it drains (see
+    /// `BACKLOG_LOG_THRESHOLD`).
     pub fn pending(&self, p: ProviderName, pending: usize) {
-        self.with(p, |h| {
+        let now = Instant::now();
+        let event = self.with(p, |h| {
             h.pending = pending;
             if pending == 0 {
                 h.pending_since = None;
             } else if h.pending_since.is_none() {
-                h.pending_since = Some(Instant::now());
+                h.pending_since = Some(now);
             }
+            h.backlog.pending(pending, now)
         });
+        match event {
+            Some(BacklogEvent::Started { size }) => tracing::info!(
+                provider = %p,
+                size,
+                threshold = BACKLOG_LOG_THRESHOLD,
+                "push backlog started"
+            ),
+            Some(BacklogEvent::Drained {
+                lasted,
+                pushed,
+                confirmed,
+                peak,
+            }) => tracing::info!(
+                provider = %p,
+                lasted_s = lasted.as_secs(),
+                pushed,
+                confirmed,
+                peak,
+                "push backlog drained"
+            ),
+            None => {}
+        }
     }
 
     pub fn stopped(&self, p: ProviderName) {
@@ -187,5 +353,137 @@ mod tests {
         assert_eq!(since.elapsed(), Duration::from_secs(10));
         h.pending(p, 0);
         assert!(h.snapshot()[&p].pending_since.is_none());
+    }
+
+    fn ms(secs: i64) -> i64 {
+        secs * 1000
+    }
+
+    #[test]
+    fn pace_counts_the_pushes_of_the_window_over_the_time_they_took() {
+        let now = ms(10_000);
+        // 30 pushes spread over the last two minutes: 15 a minute.
+        let times: Vec<i64> = (0..30).map(|i| now - ms(120) + ms(4 * i)).collect();
+        assert_eq!(pace_per_minute(&times, now, PACE_WINDOW), 15.0);
+        // Pushes before the window do not count, nor the window's edge.
+        let mut with_old = times.clone();
+        with_old.extend([now - ms(300), now - ms(301), now - ms(3_000)]);
+        assert_eq!(pace_per_minute(&with_old, now, PACE_WINDOW), 15.0);
+        // A burst just sent is read over a minute, not over 2 s.
+        let burst = [now - ms(2), now - ms(1), now];
+        assert_eq!(pace_per_minute(&burst, now, PACE_WINDOW), 3.0);
+        // Over the whole window at most: 10 pushes 4 min 59 s ago.
+        let early = [now - ms(299); 10];
+        let pace = pace_per_minute(&early, now, PACE_WINDOW);
+        assert!((pace - 10.0 / (299.0 / 60.0)).abs() < 1e-9, "{pace}");
+        // Nothing sent in the window: no pace; later stamps are ignored.
+        assert_eq!(pace_per_minute(&[], now, PACE_WINDOW), 0.0);
+        assert_eq!(pace_per_minute(&[now - ms(400)], now, PACE_WINDOW), 0.0);
+        assert_eq!(pace_per_minute(&[now + ms(5)], now, PACE_WINDOW), 0.0);
+    }
+
+    #[test]
+    fn eta_is_backlog_over_pace_and_unknown_without_pace() {
+        assert_eq!(drain_eta(120, 30.0), Some(Duration::from_secs(240)));
+        assert_eq!(
+            drain_eta(1, 7.0),
+            Some(Duration::from_secs(9)),
+            "rounded up"
+        );
+        assert_eq!(drain_eta(0, 0.0), Some(Duration::ZERO), "no backlog");
+        assert_eq!(drain_eta(0, 12.0), Some(Duration::ZERO));
+        assert_eq!(drain_eta(5, 0.0), None, "nothing pushed: unknown");
+        assert_eq!(drain_eta(5, f64::NAN), None);
+        assert_eq!(drain_eta(5, -1.0), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_starts_at_the_threshold_and_drains_at_zero_once_each() {
+        let mut w = BacklogWatch::new(50);
+        let t0 = Instant::now();
+        assert_eq!(w.pending(49, t0), None, "below the threshold");
+        w.pushed(10, 10);
+        assert_eq!(w.pending(50, t0), Some(BacklogEvent::Started { size: 50 }));
+        assert!(w.is_open());
+        // Up, down, below the threshold but not empty: nothing to say.
+        for (i, n) in [80, 120, 60, 10, 49, 51, 3].into_iter().enumerate() {
+            w.pushed(20, 15);
+            assert_eq!(w.pending(n, t0 + Duration::from_secs(i as u64)), None);
+        }
+        w.pushed(3, 3);
+        assert_eq!(
+            w.pending(0, t0 + Duration::from_secs(90)),
+            Some(BacklogEvent::Drained {
+                lasted: Duration::from_secs(90),
+                pushed: 7 * 20 + 3,
+                confirmed: 7 * 15 + 3,
+                peak: 120,
+            })
+        );
+        assert!(!w.is_open());
+        assert_eq!(w.pending(0, t0 + Duration::from_secs(91)), None);
+        // Pushes between backlogs are not carried into the next one.
+        w.pushed(500, 500);
+        assert_eq!(w.pending(70, t0), Some(BacklogEvent::Started { size: 70 }));
+        assert_eq!(
+            w.pending(0, t0 + Duration::from_secs(1)),
+            Some(BacklogEvent::Drained {
+                lasted: Duration::from_secs(1),
+                pushed: 0,
+                confirmed: 0,
+                peak: 70,
+            })
+        );
+    }
+
+    /// Collects what is logged on this thread.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_logs_one_line_per_backlog_transition() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let h = Health::new(Duration::from_secs(60));
+        let p = ProviderName::Stokdurumu;
+        for n in [3, 0, 10] {
+            h.pending(p, n);
+        }
+        for n in [400, 380, 300, 20, 60, 5] {
+            h.pushed(p, 20, 1, 2, 0);
+            h.pending(p, n);
+            tokio::time::advance(Duration::from_secs(30)).await;
+        }
+        h.pushed(p, 5, 0, 0, 0);
+        h.pending(p, 0);
+        h.pending(p, 0);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("push backlog started"), "{text}");
+        assert!(lines[0].contains("provider=stokdurumu"), "{text}");
+        assert!(lines[0].contains("size=400"), "{text}");
+        assert!(lines[1].contains("push backlog drained"), "{text}");
+        assert!(lines[1].contains("lasted_s=180"), "{text}");
+        // Five rounds after the start, of 23 sent (20 confirmed), then 5.
+        assert!(lines[1].contains("pushed=120"), "{text}");
+        assert!(lines[1].contains("confirmed=105"), "{text}");
+        assert!(lines[1].contains("peak=400"), "{text}");
     }
 }

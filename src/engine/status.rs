@@ -1,6 +1,7 @@
 //! `status`: what each provider is doing and what stoksync could not do,
 //! read from the ledger (so it works beside a running daemon).
 
+use super::health::{PACE_WINDOW, drain_eta, pace_per_minute};
 use super::plan;
 use crate::config::Config;
 use crate::domain::{
@@ -27,7 +28,15 @@ pub struct ProviderStatus {
     pub provider: ProviderName,
     pub last_successful_poll: Option<String>,
     pub last_successful_push: Option<String>,
+    /// The backlog: listings whose wanted stock differs from what the
+    /// provider confirmed.
     pub pending_pushes: usize,
+    /// Listings pushed per minute over the last `PACE_WINDOW` (rounded to
+    /// hundredths), from the ledger.
+    pub push_pace_per_minute: f64,
+    /// How long the backlog takes to push at that pace, in seconds: 0 with
+    /// no backlog, `null` when nothing is being pushed.
+    pub drain_eta_seconds: Option<u64>,
     pub refused_listings: usize,
     pub listings_without_stock: usize,
     pub requests_current_minute: i64,
@@ -62,6 +71,47 @@ fn limits(config: &Config, p: ProviderName) -> (Option<u32>, Option<u32>) {
     }
 }
 
+/// The push pace of `provider` as the ledger shows it at `now_ms`: listings
+/// pushed per minute over the last `PACE_WINDOW` (see `pace_per_minute`).
+/// Counts pushes of every process, so it reads the same from `status`, the
+/// status page and `/metrics`.
+pub async fn push_pace(
+    ledger: &Ledger,
+    provider: ProviderName,
+    now_ms: i64,
+) -> Result<f64, LedgerError> {
+    let window_ms = i64::try_from(PACE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+    let times = ledger
+        .push_times_since(provider, now_ms.saturating_sub(window_ms))
+        .await?;
+    Ok(pace_per_minute(&times, now_ms, PACE_WINDOW))
+}
+
+/// A pace as shown: hundredths of a listing a minute.
+pub fn shown_pace(pace: f64) -> f64 {
+    (pace * 100.0).round() / 100.0
+}
+
+/// The backlog, pace and drain time in words, as `status` and the status
+/// page print them.
+pub fn describe_drain(pending: usize, eta_seconds: Option<u64>) -> String {
+    match (pending, eta_seconds) {
+        (0, _) => "no backlog".to_string(),
+        (_, None) => "unknown (nothing pushed lately)".to_string(),
+        (_, Some(s)) => format!("about {}", human_seconds(s)),
+    }
+}
+
+/// `3725` as `1h 2m 5s`, `42` as `42s`.
+pub fn human_seconds(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
+    }
+}
+
 fn stamp(ms: Option<i64>) -> Option<String> {
     ms.map(|m| ms_to_utc(m).to_rfc3339())
 }
@@ -76,11 +126,15 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
         let planned = plan::plan(&listings, config.sync.safety_stock);
         let (per_minute, daily) = limits(config, p);
         let today = ledger.requests_since(p, day_start).await?;
+        let pending = planned.pushes.len();
+        let pace = push_pace(ledger, p, now).await?;
         providers.push(ProviderStatus {
             provider: p,
             last_successful_poll: stamp(state.last_poll_ok_ms),
             last_successful_push: stamp(state.last_push_ok_ms),
-            pending_pushes: planned.pushes.len(),
+            pending_pushes: pending,
+            push_pace_per_minute: shown_pace(pace),
+            drain_eta_seconds: drain_eta(pending, pace).map(|d| d.as_secs()),
             refused_listings: planned
                 .held
                 .iter()
@@ -125,6 +179,13 @@ pub fn render(s: &Status) -> String {
         out.push_str(&format!(
             "  pending pushes: {}   refused: {}   linked to SKUs without stock: {}\n",
             p.pending_pushes, p.refused_listings, p.listings_without_stock
+        ));
+        out.push_str(&format!(
+            "  push pace: {:.2} listings/min (last {} min)   backlog of {} drains in: {}\n",
+            p.push_pace_per_minute,
+            PACE_WINDOW.as_secs() / 60,
+            p.pending_pushes,
+            describe_drain(p.pending_pushes, p.drain_eta_seconds)
         ));
         let minute = p
             .per_minute_limit
@@ -210,4 +271,20 @@ pub fn render(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_times_read_as_words() {
+        assert_eq!(describe_drain(0, Some(0)), "no backlog");
+        assert_eq!(describe_drain(0, None), "no backlog");
+        assert_eq!(describe_drain(7, None), "unknown (nothing pushed lately)");
+        assert_eq!(describe_drain(7, Some(42)), "about 42s");
+        assert_eq!(describe_drain(7, Some(240)), "about 4m 0s");
+        assert_eq!(describe_drain(7, Some(3725)), "about 1h 2m 5s");
+        assert_eq!(shown_pace(10.0 / 3.0), 3.33);
+    }
 }

@@ -11,7 +11,8 @@
 
 // Each file uses only those above it in this order (tests/architecture.rs
 // checks there is no cycle): journal <- relink <- stock, catalog <- orders;
-// links stands alone.
+// links, changes and backlog stand alone.
+mod backlog;
 mod catalog;
 mod changes;
 mod journal;

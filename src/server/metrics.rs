@@ -2,6 +2,8 @@
 //! this process's (they restart at zero with it); gauges read the ledger.
 
 use super::AppState;
+use crate::engine::health::drain_eta;
+use crate::engine::status;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -172,10 +174,14 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
         "Listings whose wanted stock differs from what the provider confirmed.",
     );
     let mut ages = Vec::new();
+    let mut paces = Vec::new();
+    let now = crate::domain::now_ms();
     for p in providers {
         let (pending, _) = engine.pending(p.name()).await?;
         let name = p.name().to_string();
         t.sample("stoksync_pending_pushes", &[("provider", &name)], pending);
+        let pace = status::push_pace(&s.ledger, p.name(), now).await?;
+        paces.push((name.clone(), pending, pace));
         let age = health
             .get(&p.name())
             .and_then(|h| h.pending_since)
@@ -193,6 +199,38 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
             "stoksync_pending_push_age_seconds",
             &[("provider", name)],
             age,
+        );
+    }
+
+    t.family(
+        "stoksync_push_pace_per_minute",
+        "gauge",
+        &format!(
+            "Listings pushed per minute over the last {} minutes (every push sent, whatever the answer).",
+            crate::engine::health::PACE_WINDOW.as_secs() / 60
+        ),
+    );
+    for (name, _, pace) in &paces {
+        t.sample(
+            "stoksync_push_pace_per_minute",
+            &[("provider", name)],
+            status::shown_pace(*pace),
+        );
+    }
+    t.family(
+        "stoksync_backlog_drain_eta_seconds",
+        "gauge",
+        "Seconds the pending pushes take at the current pace: 0 with none pending, +Inf when some are pending and nothing was pushed lately.",
+    );
+    for (name, pending, pace) in &paces {
+        let eta = match drain_eta(*pending, *pace) {
+            Some(d) => d.as_secs().to_string(),
+            None => "+Inf".to_string(),
+        };
+        t.sample(
+            "stoksync_backlog_drain_eta_seconds",
+            &[("provider", name)],
+            eta,
         );
     }
 

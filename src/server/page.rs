@@ -133,17 +133,26 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
                 .or_else(|| p.last_error.clone())
                 .unwrap_or_default();
             format!(
-                "{}{health}{}{}{}{}{}{}",
+                "{}{health}{}{}{}{}{}{}{}{}",
                 td(p.provider),
                 td(when(p.last_successful_poll.as_deref())),
                 td(when(p.last_successful_push.as_deref())),
                 num(p.pending_pushes),
+                num(format!("{:.2}", p.push_pace_per_minute)),
+                td(status::describe_drain(
+                    p.pending_pushes,
+                    p.drain_eta_seconds
+                )),
                 td(minute),
                 td(day),
                 td(error)
             )
         })
         .collect();
+    let pace_head = format!(
+        "pushed per minute (last {} min)",
+        crate::engine::health::PACE_WINDOW.as_secs() / 60
+    );
     table(
         &mut out,
         "providers",
@@ -153,6 +162,8 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
             "last poll",
             "last push",
             "pending pushes",
+            &pace_head,
+            "backlog drains in",
             "requests this minute",
             "requests today",
             "last error",
