@@ -263,18 +263,17 @@ fn planners() -> Vec<(&'static str, Planner)> {
             "plan",
             Box::new(|states: &[ListingState], safety| plan::plan(states, safety).pushes.len()),
         ),
-        // SCHEDULER HOOK: when `engine::scheduler` lands, time its refresh
-        // here, beside `plan::plan`, on the same 100 000 listings, e.g.
-        //
-        // ("plan/scheduler_refresh", {
-        //     let mut queue = stoksync::engine::scheduler::Queue::default();
-        //     Box::new(move |states: &[ListingState], safety| {
-        //         queue.refresh(states, safety);
-        //         queue.len()
-        //     })
-        // }),
-        //
-        // Its line gets the same target (≤ 20 ms) unless issue 11 sets another.
+        // The scheduler's re-plan: the plan, then the queue in lanes
+        // (what a provider loop does when the ledger moved).
+        ("plan/scheduler_replan", {
+            let mut queue = stoksync::engine::scheduler::Queue::default();
+            let skip = std::collections::HashSet::new();
+            Box::new(move |states: &[ListingState], safety| {
+                let p = plan::plan(states, safety);
+                queue.replan(&p, &skip, 0);
+                queue.len()
+            })
+        }),
     ]
 }
 
