@@ -296,7 +296,12 @@ pub async fn converge(
     let until = Instant::now() + limit;
     loop {
         let want = expected(s, f, c, ledger, erp).await?;
-        let diff = differences(s, f, c, ledger, &want).await;
+        let mut diff = differences(s, f, c, ledger, &want).await;
+        // Totals can agree while lines do not (a cancellation and a new
+        // order of the same size not yet polled): wait for the lines too.
+        if diff.is_empty() {
+            diff = check_lines(s, f, c, ledger).await;
+        }
         if diff.is_empty() {
             return Ok(want);
         }
