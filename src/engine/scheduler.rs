@@ -46,16 +46,12 @@ const CANDIDATES_PER_BATCH: usize = 4;
 /// Where a queued push stands in line.
 type Key = (Lane, i64, u64);
 
-#[derive(Debug, Clone)]
-struct Entry {
-    want: i64,
-}
-
 /// One provider's pending pushes, in the order they go out.
 #[derive(Debug, Default)]
 pub struct Queue {
     line: BTreeMap<Key, ListingRef>,
-    entries: HashMap<ListingRef, Entry>,
+    /// The value each queued listing is to be set to.
+    wanted: HashMap<ListingRef, i64>,
     /// When each listing started to differ (kept across re-plans).
     since: HashMap<ListingRef, i64>,
     /// The places of the pushes last taken.
@@ -69,7 +65,7 @@ impl Queue {
     pub fn replan(&mut self, plan: &plan::Plan, skip: &HashSet<ListingRef>, now_ms: i64) {
         let mut since = HashMap::with_capacity(plan.pushes.len());
         self.line.clear();
-        self.entries.clear();
+        self.wanted.clear();
         for (seq, (push, lane)) in plan.pushes.iter().zip(&plan.lanes).enumerate() {
             let first = self.since.get(&push.listing).copied().unwrap_or(now_ms);
             since.insert(push.listing.clone(), first);
@@ -78,12 +74,7 @@ impl Queue {
             }
             let key = (*lane, first, seq as u64);
             self.line.insert(key, push.listing.clone());
-            self.entries.insert(
-                push.listing.clone(),
-                Entry {
-                    want: push.quantity,
-                },
-            );
+            self.wanted.insert(push.listing.clone(), push.quantity);
         }
         self.since = since;
     }
@@ -110,9 +101,9 @@ impl Queue {
             let Some((key, listing)) = self.line.pop_first() else {
                 break;
             };
-            if let Some(e) = self.entries.remove(&listing) {
+            if let Some(want) = self.wanted.remove(&listing) {
                 self.taken.insert(listing.clone(), key);
-                out.push(StockPush::new(listing, e.want));
+                out.push(StockPush::new(listing, want));
             }
         }
         out
@@ -135,18 +126,13 @@ impl Queue {
                 continue;
             };
             self.line.insert(key, p.listing.clone());
-            self.entries.insert(p.listing, Entry { want: p.quantity });
+            self.wanted.insert(p.listing, p.quantity);
         }
     }
 
     /// When `listing` started to differ, if it does.
     pub fn pending_since(&self, listing: &ListingRef) -> Option<i64> {
         self.since.get(listing).copied()
-    }
-
-    /// The oldest pending listing's start.
-    pub fn oldest(&self) -> Option<i64> {
-        self.since.values().min().copied()
     }
 
     /// Everything still differing, queued or not (in flight, failed).
