@@ -290,6 +290,10 @@ impl Provider for Eticaret {
                         continue;
                     }
                 };
+                if p.code.trim().is_empty() {
+                    tracing::warn!(provider = "eticaret", "product row without a code; skipped");
+                    continue;
+                }
                 let at = |variant: &str| ListingRef {
                     provider: ProviderName::Eticaret,
                     listing_id: p.code.clone(),
@@ -303,6 +307,10 @@ impl Provider for Eticaret {
                     });
                 }
                 for v in &p.variants {
+                    if v.barcode.trim().is_empty() {
+                        tracing::warn!(provider = "eticaret", code = %p.code, "variant without a barcode; skipped");
+                        continue;
+                    }
                     out.push(RemoteListing {
                         listing: at(&v.barcode),
                         sku: Some(v.barcode.clone()),

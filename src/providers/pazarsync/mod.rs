@@ -302,8 +302,11 @@ impl Provider for Pazarsync {
                     out.outcomes.push(match err {
                         Some(e) => PushOutcome::Rejected(
                             e.message
-                                .clone()
-                                .unwrap_or_else(|| "refused in the batch".into()),
+                                .as_deref()
+                                .map(str::trim)
+                                .filter(|m| !m.is_empty())
+                                .unwrap_or("refused in the batch, with no reason given")
+                                .to_string(),
                         ),
                         None => PushOutcome::Confirmed(p.quantity),
                     });
@@ -350,6 +353,9 @@ impl Provider for Pazarsync {
             let n = data.data.len();
             for raw in data.data {
                 match from_row::<Product>(&raw) {
+                    Ok(p) if p.id.trim().is_empty() => {
+                        tracing::warn!(provider = "pazarsync", sku = ?p.sku, "product row without an id; skipped")
+                    }
                     Ok(p) => out.push(RemoteListing {
                         listing: ListingRef {
                             provider: ProviderName::Pazarsync,
