@@ -114,6 +114,14 @@ fn main() {
             std::process::exit(2);
         }
     }
+    // RUST_LOG=stoksync=debug shows what the engine did (on stderr), to
+    // find where a figure's time goes.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     println!("machine: {} ({size:?} size)", machine());
     let mut failed = false;
     for (name, fig) in FIGURES {

@@ -389,13 +389,13 @@ impl Scheduler {
         } else {
             engine.ledger.unsettled(name).await?
         };
+        // What the answer revealed (stokdurumu), compared now or, when our
+        // own earlier writes cannot be told apart yet, left unsettled for
+        // later. (This may ask the provider, so it comes before the write.)
+        let mut seen = Vec::with_capacity(results.outcomes.len());
         for (push, outcome) in batch.iter().zip(&results.outcomes) {
-            *sent += 1;
-            // What the answer revealed (stokdurumu), compared now or, when
-            // our own earlier writes cannot be told apart yet, left
-            // unsettled for later.
             let revealed = results.revealed.iter().find(|r| r.listing == push.listing);
-            let seen = match (outcome, revealed) {
+            seen.push(match (outcome, revealed) {
                 (PushOutcome::Confirmed(_), Some(rev)) => {
                     let earlier: Vec<_> = unsettled
                         .get(&push.listing)
@@ -404,12 +404,16 @@ impl Scheduler {
                     Some(engine.sighting(p, push, rev, &earlier).await)
                 }
                 _ => None,
-            };
+            });
+        }
+        let mut records = Vec::with_capacity(results.outcomes.len());
+        for ((push, outcome), seen) in batch.iter().zip(&results.outcomes).zip(&seen) {
+            *sent += 1;
             let record = match outcome {
                 PushOutcome::Confirmed(q) => {
                     report.confirmed += 1;
                     tracing::info!(provider = %name, listing = %push.listing, quantity = q, "push confirmed");
-                    match &seen {
+                    match seen {
                         Some(Some(sighting)) => PushRecord::ConfirmedSeen { qty: *q, sighting },
                         Some(None) => PushRecord::Failed(
                             "confirmed, but not yet told apart from hand edits; settled by the next answer or read",
@@ -432,7 +436,11 @@ impl Scheduler {
                     PushRecord::Failed(why)
                 }
             };
-            report.movements += engine.ledger.record_push(&push.listing, record).await?;
+            records.push((&push.listing, record));
+        }
+        // The whole answer in one transaction: one commit a batch.
+        if !records.is_empty() {
+            report.movements += engine.ledger.record_pushes(&records).await?;
             failpoint::point("push.recorded").await;
         }
         // Pushes the call never sent cannot have changed anything.

@@ -316,40 +316,49 @@ impl Ledger {
     /// settles every unsettled push of the listing; a refused or failed one
     /// leaves them (a refusal says nothing of earlier lost answers).
     pub async fn record_push(&self, listing: &ListingRef, record: PushRecord<'_>) -> Result<usize> {
+        self.record_pushes(&[(listing, record)]).await
+    }
+
+    /// Records how each push of one batch ended, in one transaction: a
+    /// batch's answer is recorded whole or not at all, and a batch of 100
+    /// costs one commit, not 100. Returns the movements written.
+    pub async fn record_pushes(&self, records: &[(&ListingRef, PushRecord<'_>)]) -> Result<usize> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let mut movements = 0;
-        let q = match record {
-            PushRecord::Confirmed(qty) | PushRecord::ConfirmedSeen { qty, .. } => {
-                if let PushRecord::ConfirmedSeen { sighting, .. } = record {
-                    movements = catalog::observe(&mut tx, listing, sighting).await?;
+        for (listing, record) in records {
+            let q = match record {
+                PushRecord::Confirmed(qty) | PushRecord::ConfirmedSeen { qty, .. } => {
+                    if let PushRecord::ConfirmedSeen { sighting, .. } = record {
+                        movements += catalog::observe(&mut tx, listing, sighting).await?;
+                    }
+                    catalog::settle(&mut tx, listing).await?;
+                    sqlx::query(
+                        "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?, rejected_qty = NULL,
+                                last_error = NULL
+                         WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                    )
+                    .bind(*qty)
+                    .bind(now)
                 }
-                catalog::settle(&mut tx, listing).await?;
-                sqlx::query(
-                    "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?, rejected_qty = NULL,
-                            last_error = NULL
+                PushRecord::Rejected { wanted, reason } => sqlx::query(
+                    "UPDATE listings SET rejected_qty = ?, last_error = ?
                      WHERE provider = ? AND listing_id = ? AND variant_id = ?",
                 )
-                .bind(qty)
-                .bind(now)
-            }
-            PushRecord::Rejected { wanted, reason } => sqlx::query(
-                "UPDATE listings SET rejected_qty = ?, last_error = ?
-                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
-            )
-            .bind(wanted)
-            .bind(reason.to_string()),
-            PushRecord::Failed(reason) => sqlx::query(
-                "UPDATE listings SET last_error = ?
-                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
-            )
-            .bind(reason.to_string()),
-        };
-        q.bind(listing.provider.as_str())
-            .bind(&listing.listing_id)
-            .bind(&listing.variant_id)
-            .execute(&mut *tx)
-            .await?;
+                .bind(*wanted)
+                .bind(reason.to_string()),
+                PushRecord::Failed(reason) => sqlx::query(
+                    "UPDATE listings SET last_error = ?
+                     WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                )
+                .bind(reason.to_string()),
+            };
+            q.bind(listing.provider.as_str())
+                .bind(&listing.listing_id)
+                .bind(&listing.variant_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(movements)
     }
