@@ -31,6 +31,10 @@ struct Rig {
 /// `n` listings, each SKU at `stock` in the ledger and `shown` on the
 /// fake, linked; the engine polls every `poll_interval`.
 async fn rig(opts: Options, n: usize, stock: i64, shown: i64, poll_interval: &str) -> Rig {
+    let window = match opts.requests_per_minute {
+        Some(_) => opts.window,
+        None => WINDOW,
+    };
     let fake = Arc::new(FakeBazaardan::start(opts).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
@@ -39,7 +43,8 @@ async fn rig(opts: Options, n: usize, stock: i64, shown: i64, poll_interval: &st
     );
     let path = dir.path().join("stoksync.toml");
     let mut config = Config::parse(&text, &path, &|_| None).unwrap();
-    config.sync.timing.rate_window = WINDOW;
+    // The limiter counts in the fake's window (shrunk for the test).
+    config.sync.timing.rate_window = window;
     let ledger = Ledger::open(&config.database).await.unwrap();
     let mut stocks = Vec::new();
     let mut maps = Vec::new();
@@ -173,6 +178,78 @@ async fn a_sale_during_a_long_round_goes_out_next_with_its_new_value() {
     );
     assert!(writes.len() >= 999, "{} writes", writes.len());
     assert_eq!(shown(&r.fake, &last), Some(4));
+}
+
+/// Increases take every permit of the window but the reserve, and wait
+/// for the window to roll; a sale then must not wait with them. Before
+/// the scheduler took its permit ahead of forming a batch, the batches in
+/// flight sat waiting for the window (the whole of it, 30 s here) with the
+/// sale's decrease queued behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_does_not_wait_for_increases_that_wait_for_the_window() {
+    const LONG_WINDOW: Duration = Duration::from_secs(30);
+    let r = rig(
+        Options {
+            requests_per_minute: Some(60),
+            window: LONG_WINDOW,
+            latency: Duration::from_millis(5),
+            ..Options::default()
+        },
+        100,
+        10,
+        10,
+        "1h",
+    )
+    .await;
+    // Every listing confirmed at 10 (as a finished first sync leaves
+    // them), then the ERP raises every SKU to 20: 100 increases, more than
+    // one window holds.
+    for l in &r.listings {
+        r.ledger
+            .record_push(l, stoksync::ledger::PushRecord::Confirmed(10))
+            .await
+            .unwrap();
+    }
+    let raise: Vec<(String, i64)> = (0..100).map(|i| (format!("SKU-{i:05}"), 20)).collect();
+    r.ledger.import_stock(&raise, "raise", "erp").await.unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(r.engine.clone().run(cancel.clone()));
+    // The bulk share of the window (60 less the reserve of 3; the poll and
+    // discovery count in it) is spent in a burst; then increases wait.
+    wait_for(
+        Duration::from_secs(20),
+        "the window's bulk share spent",
+        || async { r.fake.counters().requests >= 57 },
+    )
+    .await;
+    let last = r.listings.last().unwrap().clone();
+    r.ledger
+        .import_stock(&[("SKU-00099".into(), 4)], "sale", "erp")
+        .await
+        .unwrap();
+    // Well inside the window: the decrease takes a reserved permit.
+    wait_for(
+        LONG_WINDOW / 3,
+        "the sale's decrease, ahead of the window rolling",
+        || async { shown(&r.fake, &last) == Some(4) },
+    )
+    .await;
+    let writes = r.fake.writes();
+    let to_last: Vec<i64> = writes
+        .iter()
+        .filter(|(l, _)| *l == last.listing_id)
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(to_last, [4], "the sold listing got only its new value");
+    assert!(
+        writes.len() < 100,
+        "the decrease waited for the backlog: {} writes",
+        writes.len()
+    );
+    cancel.cancel();
+    run.await.unwrap();
+    let c = r.fake.counters();
+    assert_eq!(c.limit_violations, 0, "{c:?}");
 }
 
 /// A push round longer than the poll interval gives way to polls: the

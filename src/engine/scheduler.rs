@@ -42,6 +42,19 @@ pub const MAX_IN_FLIGHT: usize = 8;
 /// listings (the v2 site: all variants of a product code in one entry)
 /// needs more candidates than its cap to fill a batch.
 const CANDIDATES_PER_BATCH: usize = 4;
+/// How often a round waiting for a permit looks at the ledger for a more
+/// urgent push (one cheap query).
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How waiting for a permit ended.
+enum Turn {
+    Ready,
+    /// Look at the queue again (a batch finished, a poll is due, a more
+    /// urgent lane appeared).
+    Again,
+    Cancelled,
+    Stop(ProviderError),
+}
 
 /// Where a queued push stands in line.
 type Key = (Lane, i64, u64);
@@ -269,42 +282,75 @@ impl Scheduler {
                     end = RoundEnd::PollDue;
                     break;
                 }
-                // Wait for a permit this batch could take, finishing
-                // batches in flight meanwhile.
-                let ready = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => {
-                        end = RoundEnd::Cancelled;
-                        break;
+                // Wait until a permit at this lane's priority is free,
+                // finishing batches in flight meanwhile and looking now and
+                // then for a more urgent lane (a sale while bulk work waits
+                // for the window must not wait with it).
+                let wait = p.limiter().ready(cancel, priority(lane));
+                tokio::pin!(wait);
+                let turn = loop {
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => break Turn::Cancelled,
+                        Some(done) = flying.next(), if !flying.is_empty() => {
+                            self.finish(engine, p, done, &mut in_flight, &mut report, &mut sent, &mut end).await?;
+                            if end != RoundEnd::Drained {
+                                break Turn::Again;
+                            }
+                        }
+                        _ = sleep_until_opt(due) => break Turn::Again,
+                        _ = tokio::time::sleep(RECHECK) => {
+                            self.replan_if_moved(engine, p, &in_flight).await?;
+                            if self.queue.head().is_some_and(|l| priority(l) != priority(lane)) {
+                                break Turn::Again;
+                            }
+                        }
+                        r = &mut wait => break match r {
+                            Ok(()) => Turn::Ready,
+                            Err(LimitError::Cancelled) => Turn::Cancelled,
+                            Err(e) => Turn::Stop(ProviderError::RateLimited {
+                                wait: match e {
+                                    LimitError::Paused { wait } => wait,
+                                    _ => p.limiter().default_wait(),
+                                },
+                            }),
+                        },
                     }
-                    Some(done) = flying.next(), if !flying.is_empty() => {
-                        self.finish(engine, p, done, &mut in_flight, &mut report, &mut sent, &mut end).await?;
-                        continue;
-                    }
-                    _ = sleep_until_opt(due) => continue,
-                    r = p.limiter().ready(cancel, priority(lane)) => r,
                 };
-                match ready {
-                    Ok(()) => {}
-                    Err(LimitError::Cancelled) => {
+                match turn {
+                    Turn::Ready => {}
+                    Turn::Again => continue,
+                    Turn::Cancelled => {
                         end = RoundEnd::Cancelled;
                         break;
                     }
-                    Err(e) => {
-                        let e = ProviderError::RateLimited {
-                            wait: match e {
-                                LimitError::Paused { wait } => wait,
-                                _ => p.limiter().default_wait(),
-                            },
-                        };
+                    Turn::Stop(e) => {
                         end = RoundEnd::Stopped(e.to_string());
                         break;
                     }
                 }
-                // The permit is there: form the batch from the ledger as it
-                // is now.
+                // Take the permit, then form the batch from the ledger as it
+                // is now: once formed, a batch never waits for a permit, so
+                // what it carries is never older than this moment.
+                let permit = match p.limiter().take(cancel, priority(lane)).await {
+                    Ok(permit) => permit,
+                    Err(e) => match ProviderError::from(e) {
+                        ProviderError::Cancelled => {
+                            end = RoundEnd::Cancelled;
+                            break;
+                        }
+                        e @ ProviderError::Ledger(_) => return Err(e),
+                        e => {
+                            end = RoundEnd::Stopped(e.to_string());
+                            break;
+                        }
+                    },
+                };
                 self.replan_if_moved(engine, p, &in_flight).await?;
                 if self.queue.is_empty() {
+                    // Nothing left to send: the permit goes unspent (a
+                    // request the provider never sees; the limit holds).
+                    drop(permit);
                     break;
                 }
                 let candidates = self.queue.take(max_batch * CANDIDATES_PER_BATCH);
@@ -324,7 +370,7 @@ impl Scheduler {
                 let prio = priority(lane);
                 let (task_p, task_batch) = (provider.clone(), batch.clone());
                 let task = tokio::spawn(async move {
-                    with_priority(prio, task_p.push_stock(&task_batch)).await
+                    with_priority(prio, permit.spend_in(task_p.push_stock(&task_batch))).await
                 });
                 flying.push(async move {
                     let results = task.await.unwrap_or_else(|e| PushResults {

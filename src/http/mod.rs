@@ -5,7 +5,7 @@
 //! into a pause of the whole provider.
 
 use crate::error::ProviderError;
-use crate::limit::{LimitError, Limiter, Outcome};
+use crate::limit::{Limiter, Outcome};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use std::sync::Arc;
@@ -192,17 +192,7 @@ impl ProviderHttp {
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
         loop {
-            self.limiter
-                .acquire(&self.cancel)
-                .await
-                .map_err(|e| match e {
-                    LimitError::Cancelled => ProviderError::Cancelled,
-                    LimitError::Paused { wait } => ProviderError::RateLimited { wait },
-                    e @ (LimitError::QuotaExhausted { .. } | LimitError::Reserved { .. }) => {
-                        ProviderError::QuotaExhausted(e.to_string())
-                    }
-                    e @ LimitError::NotLogged(_) => ProviderError::Ledger(e.to_string()),
-                })?;
+            self.limiter.acquire(&self.cancel).await?;
             let request = build()?;
             // Logged, not yet sent: a crash here must cost a permit, never
             // break the limit.

@@ -59,6 +59,45 @@ tokio::task_local! {
     static PRIORITY: Priority;
 }
 
+tokio::task_local! {
+    /// A permit taken before the task's first HTTP attempt: see [`Permit`].
+    static PREPAID: std::cell::Cell<Option<ProviderName>>;
+}
+
+/// A permit already taken (its window slot, its share of the daily quota,
+/// its line in the request log) by [`Limiter::take`], for the first HTTP
+/// attempt made inside [`Permit::spend_in`]. A scheduler takes the permit
+/// first and forms its batch after, so the batch is as fresh as the ledger
+/// at that moment and never waits for a permit once formed.
+#[must_use = "a permit taken and not spent is a request the provider never sees"]
+#[derive(Debug)]
+pub struct Permit {
+    provider: ProviderName,
+}
+
+impl Permit {
+    /// Runs `fut`; its first attempt to this permit's provider uses the
+    /// permit instead of taking one. Later attempts (retries) take their own.
+    pub async fn spend_in<F: std::future::Future>(self, fut: F) -> F::Output {
+        PREPAID
+            .scope(std::cell::Cell::new(Some(self.provider)), fut)
+            .await
+    }
+}
+
+/// Whether the current task holds a permit for `provider`; spends it.
+fn spend_prepaid(provider: ProviderName) -> bool {
+    PREPAID
+        .try_with(|p| {
+            let ours = p.get() == Some(provider);
+            if ours {
+                p.set(None);
+            }
+            ours
+        })
+        .unwrap_or(false)
+}
+
 /// Runs `fut` with its permits asked at `priority`.
 pub async fn with_priority<F: std::future::Future>(priority: Priority, fut: F) -> F::Output {
     PRIORITY.scope(priority, fut).await
@@ -72,6 +111,20 @@ fn current_priority() -> Priority {
 /// one; none for a limit of one).
 pub fn reserve(limit: usize) -> usize {
     limit.div_ceil(20).min(limit.saturating_sub(1))
+}
+
+impl From<LimitError> for crate::error::ProviderError {
+    fn from(e: LimitError) -> Self {
+        use crate::error::ProviderError;
+        match e {
+            LimitError::Cancelled => ProviderError::Cancelled,
+            LimitError::Paused { wait } => ProviderError::RateLimited { wait },
+            e @ (LimitError::QuotaExhausted { .. } | LimitError::Reserved { .. }) => {
+                ProviderError::QuotaExhausted(e.to_string())
+            }
+            e @ LimitError::NotLogged(_) => ProviderError::Ledger(e.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -404,6 +457,9 @@ impl Limiter {
     /// request log. `Ok` means: send now. The permit is asked at the
     /// priority [`with_priority`] set around the call (normal otherwise).
     pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), LimitError> {
+        if spend_prepaid(self.provider) {
+            return Ok(());
+        }
         let priority = current_priority();
         let started = Instant::now();
         let waited = self.wait_turn(cancel, priority, true).await?;
@@ -428,6 +484,19 @@ impl Limiter {
             .log_request(self.provider, now_ms())
             .await
             .map_err(|e| LimitError::NotLogged(e.to_string()))
+    }
+
+    /// Takes a permit at `priority` now (waiting for it), to be spent by a
+    /// task formed after: see [`Permit`].
+    pub async fn take(
+        &self,
+        cancel: &CancellationToken,
+        priority: Priority,
+    ) -> Result<Permit, LimitError> {
+        with_priority(priority, self.acquire(cancel)).await?;
+        Ok(Permit {
+            provider: self.provider,
+        })
     }
 
     /// Waits until a caller of `priority` could take a permit, without
@@ -691,6 +760,38 @@ mod tests {
 
     /// Defect: after kill -9 and an immediate restart the window started
     /// empty, and the v2 site saw 8 requests over its 25 in one minute.
+    /// A permit taken ahead is spent by the first attempt made inside
+    /// `spend_in` (no second permit, no second log line), only by its own
+    /// provider's limiter, and only once.
+    #[tokio::test]
+    async fn a_permit_taken_ahead_is_spent_once_by_its_own_provider() {
+        let (_d, ledger) = temp_ledger().await;
+        let cancel = CancellationToken::new();
+        let ours = Limiter::new(ProviderName::Eticaret, Some(25), None, ledger.clone());
+        let other = Limiter::new(ProviderName::Pazarsync, Some(25), None, ledger.clone());
+        let permit = ours.take(&cancel, Priority::Urgent).await.unwrap();
+        assert_eq!(ours.stats().permits, 1);
+        permit
+            .spend_in(async {
+                other.acquire(&cancel).await.unwrap();
+                ours.acquire(&cancel).await.unwrap();
+                assert_eq!(
+                    ours.stats().permits,
+                    1,
+                    "the first attempt spent the permit"
+                );
+                ours.acquire(&cancel).await.unwrap();
+                assert_eq!(ours.stats().permits, 2, "a retry takes its own");
+            })
+            .await;
+        assert_eq!(other.stats().permits, 1);
+        let logged = ledger
+            .request_times_since(ProviderName::Eticaret, 0)
+            .await
+            .unwrap();
+        assert_eq!(logged.len(), 2, "one log line a request sent");
+    }
+
     #[tokio::test]
     async fn a_restart_inside_the_window_keeps_the_window_full() {
         let (_dir, ledger) = temp_ledger().await;
