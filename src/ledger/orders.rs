@@ -521,3 +521,254 @@ mod tests {
         );
     }
 }
+
+/// A page applied in one call leaves exactly the ledger that its lines
+/// applied one call each leave: the batched path must not differ from the
+/// line-by-line reading of the rules in any row.
+#[cfg(test)]
+mod page_equivalence {
+    use super::*;
+    use crate::domain::ListingRef;
+    use crate::ledger::test_support::temp_ledger;
+    use crate::ledger::{LedgerError, PushRecord};
+
+    const P: ProviderName = ProviderName::Bazaardan;
+    const EPOCH: i64 = 2_000;
+
+    fn line(key: &str, listing: &str, variant: &str, hint: Option<&str>) -> OrderItem {
+        OrderItem {
+            key: key.to_string(),
+            order_ref: format!("BD-{key}"),
+            listing_id: listing.to_string(),
+            variant_id: variant.to_string(),
+            sku_hint: hint.map(str::to_string),
+            quantity: 1,
+            status: "accepted".to_string(),
+            effect: ItemEffect::Hold,
+            updated_at: "2026-05-08 18:45:00".to_string(),
+            created_at: Some(crate::domain::ms_to_utc(3_000)),
+        }
+    }
+
+    fn qty(mut l: OrderItem, q: i64) -> OrderItem {
+        l.quantity = q;
+        l
+    }
+
+    fn release(mut l: OrderItem) -> OrderItem {
+        l.effect = ItemEffect::Release;
+        l.status = "cancelled".to_string();
+        l
+    }
+
+    fn status(mut l: OrderItem, s: &str) -> OrderItem {
+        l.status = s.to_string();
+        l
+    }
+
+    fn page(items: Vec<OrderItem>) -> OrderChanges {
+        OrderChanges {
+            items,
+            cursor: Some("c".to_string()),
+            ..OrderChanges::default()
+        }
+    }
+
+    fn listing(id: &str, variant: &str) -> ListingRef {
+        ListingRef {
+            provider: P,
+            listing_id: id.into(),
+            variant_id: variant.into(),
+        }
+    }
+
+    /// Stock, links (some confirmed), a link to a SKU with no stock row, a
+    /// movement whose key a line of the page will ask for, and lines of an
+    /// earlier poll (one of them baseline).
+    async fn prepared() -> (tempfile::TempDir, Ledger) {
+        let (dir, ledger) = temp_ledger().await;
+        ledger
+            .import_stock(
+                &[
+                    ("SKU-1".into(), 10),
+                    ("SKU-2".into(), 5),
+                    ("SKU-3".into(), 7),
+                ],
+                "seed",
+                "seed",
+            )
+            .await
+            .unwrap();
+        let maps = [
+            ("SKU-1", listing("L-MAP", "")),
+            ("SKU-1", listing("L-S", "")),
+            ("SKU-2", listing("L-WHOLE", "")),
+        ];
+        let maps: Vec<(String, ListingRef)> =
+            maps.into_iter().map(|(s, l)| (s.to_string(), l)).collect();
+        ledger.import_mappings(&maps).await.unwrap();
+        // Written by hand: links refuse unknown SKUs, and a key is only
+        // taken before its line when something outside the poll wrote it.
+        sqlx::query(
+            "INSERT INTO listings (provider, listing_id, variant_id, sku, origin, confirmed_qty)
+             VALUES ('bazaardan', 'L-GHOST', '', 'GHOST', 'mapping', 4)",
+        )
+        .execute(&ledger.write)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO movements (idempotency_key, sku, delta, kind, source, reason,
+                                    quantity_before, quantity_after, created_at_ms)
+             VALUES ('bazaardan/item/dup/hold', 'SKU-1', 0, 'order_hold', 'bazaardan', 'x',
+                     10, 10, 0)",
+        )
+        .execute(&ledger.write)
+        .await
+        .unwrap();
+        let mut old = line("b0", "L-MAP", "", Some("SKU-1"));
+        old.created_at = Some(crate::domain::ms_to_utc(1_000));
+        let earlier = vec![qty(line("s1", "L-S", "", None), 2), old];
+        ledger.apply_orders(P, &page(earlier), EPOCH).await.unwrap();
+        for (_, l) in &maps {
+            ledger
+                .record_push(l, PushRecord::Confirmed(7))
+                .await
+                .unwrap();
+        }
+        (dir, ledger)
+    }
+
+    fn tricky_page() -> Vec<OrderItem> {
+        let a = line("a", "L-MAP", "", Some("SKU-1"));
+        let b = line("b", "L-MAP", "", None);
+        let mut base = qty(line("base", "L-MAP", "", Some("SKU-1")), 4);
+        base.created_at = Some(crate::domain::ms_to_utc(1_000));
+        let mut b0 = line("b0", "L-MAP", "", Some("SKU-1"));
+        b0.created_at = Some(crate::domain::ms_to_utc(1_000));
+        vec![
+            // The same key three times: hold, release, hold again.
+            qty(a.clone(), 2),
+            release(a.clone()),
+            qty(a, 2),
+            // Hold, then a quantity change (whose key is the hold's: see
+            // `settle`; it applies nothing).
+            b.clone(),
+            qty(b, 3),
+            // The SKU learned from the hint, then the same listing bare.
+            line("h1", "L-LEARN", "", Some("SKU-3")),
+            qty(line("h2", "L-LEARN", "", None), 2),
+            base,
+            release(b0),
+            line("u", "L-NONE", "", Some("NOPE")),
+            // A variant of a listing linked as a whole.
+            line("v", "L-WHOLE", "red", None),
+            // Accepted -> shipped: moves nothing, forgets nothing.
+            qty(status(line("s1", "L-S", "", None), "shipped"), 2),
+            // A variant link learned, then the whole listing learned: a
+            // bare variant of it is then not the whole listing's.
+            line("x1", "L-X", "a", Some("SKU-1")),
+            line("x2", "L-X", "", Some("SKU-2")),
+            line("x3", "L-X", "b", None),
+            // A whole listing learned, then one of its variants.
+            line("w1", "L-W", "", Some("SKU-2")),
+            line("w2", "L-W", "y", Some("SKU-1")),
+            // A SKU that gets its stock row from a line of the page, then
+            // is learned from another line's hint.
+            line("g1", "L-GHOST", "", None),
+            line("g2", "L-G2", "", Some("GHOST")),
+            // Its key is already in the journal.
+            line("dup", "L-MAP", "", None),
+            // An empty hint is no hint.
+            line("e", "L-EMPTY", "", Some("")),
+        ]
+    }
+
+    type Snapshot = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+
+    /// Every row the apply path writes, without the clock's columns.
+    async fn snapshot(ledger: &Ledger) -> Snapshot {
+        let rows = |sql: &'static str| {
+            let pool = ledger.read.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        (
+            rows("SELECT sku || '=' || quantity FROM stock ORDER BY rowid").await,
+            rows(
+                "SELECT concat_ws(' ', id, idempotency_key, sku, delta, kind, source, reason,
+                                  quantity_before, quantity_after)
+                 FROM movements ORDER BY id",
+            )
+            .await,
+            rows(
+                "SELECT concat_ws(' ', provider, item_key, order_ref, listing_id, variant_id,
+                                  ifnull(sku_hint, '-'), ifnull(sku, '-'), quantity, status,
+                                  wanted_qty, held_qty, transitions, baseline,
+                                  provider_updated_at)
+                 FROM order_items ORDER BY rowid",
+            )
+            .await,
+            rows(
+                "SELECT concat_ws(' ', provider, listing_id, variant_id, sku, origin,
+                                  ifnull(confirmed_qty, '-'), ifnull(rejected_qty, '-'))
+                 FROM listings ORDER BY rowid",
+            )
+            .await,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_page_in_one_call_leaves_the_ledger_its_lines_one_by_one_leave() {
+        let (_d1, whole) = prepared().await;
+        let (_d2, single) = prepared().await;
+        let lines = tricky_page();
+        let got = whole
+            .apply_orders(P, &page(lines.clone()), EPOCH)
+            .await
+            .unwrap();
+        let mut want = ApplyReport::default();
+        for l in lines {
+            let r = single.apply_orders(P, &page(vec![l]), EPOCH).await.unwrap();
+            want.items_seen += r.items_seen;
+            want.new_items += r.new_items;
+            want.movements += r.movements;
+            want.unlinked += r.unlinked;
+        }
+        assert_eq!(got, want);
+        let (a, b) = (snapshot(&whole).await, snapshot(&single).await);
+        assert_eq!(a.0, b.0, "stock");
+        assert_eq!(a.1, b.1, "movements");
+        assert_eq!(a.2, b.2, "order items");
+        assert_eq!(a.3, b.3, "listings");
+        // The page did exercise the rules it names.
+        assert_eq!(
+            (got.items_seen, got.new_items, got.movements, got.unlinked),
+            (21, 16, 13, 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_that_would_overflow_refuses_the_whole_page() {
+        let (_dir, ledger) = prepared().await;
+        sqlx::query("UPDATE stock SET quantity = ? WHERE sku = 'SKU-2'")
+            .bind(i64::MIN)
+            .execute(&ledger.write)
+            .await
+            .unwrap();
+        let before = snapshot(&ledger).await;
+        let lines = vec![
+            line("ok", "L-MAP", "", None),
+            line("over", "L-WHOLE", "", None),
+        ];
+        let err = ledger.apply_orders(P, &page(lines), EPOCH).await;
+        assert!(
+            matches!(&err, Err(LedgerError::Invalid(m)) if m.contains("SKU-2")),
+            "{err:?}"
+        );
+        assert_eq!(snapshot(&ledger).await, before);
+    }
+}
