@@ -4,11 +4,16 @@
 //! applied when a link appears.
 
 use super::catalog::observe_count;
-use super::relink::{StoredItem, relink_in, resolve_sku, settle};
+use super::journal::{
+    Journaled, MovementKind, StockChange, balances, journal, json_list, next_quantity, taken_keys,
+};
+use super::relink::{
+    Resolution, StoredItem, learn, move_key, next_move, read_links, relink_in, resolve,
+};
 use super::{Ledger, Result, ensure_state_row};
 use crate::domain::{ItemEffect, OrderChanges, OrderItem, ProviderName, now_ms};
-use sqlx::{Row, Sqlite, Transaction};
-use std::collections::HashMap;
+use sqlx::{Row, SqliteConnection};
+use std::collections::{HashMap, HashSet};
 
 /// What applying one poll's changes did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,9 +117,7 @@ impl Ledger {
         let mut tx = self.begin().await?;
         ensure_state_row(&mut tx, provider).await?;
         let mut report = ApplyReport::default();
-        for item in &changes.items {
-            apply_item(&mut tx, provider, item, epoch_ms, &mut report).await?;
-        }
+        apply_items(&mut tx, provider, &changes.items, epoch_ms, &mut report).await?;
         let now = now_ms();
         for a in &changes.anomalies {
             sqlx::query(
@@ -171,85 +174,267 @@ impl Ledger {
     }
 }
 
-async fn apply_item(
-    tx: &mut Transaction<'static, Sqlite>,
+/// An item as the ledger holds it, with the units its status wanted.
+struct Held {
+    st: StoredItem,
+    wanted: i64,
+}
+
+/// An item's row after the page: its last line, and what it holds.
+struct ItemRow<'a> {
+    line: &'a OrderItem,
+    held: Held,
+}
+
+/// Applies a page of lines, in order, set-based: the rows they need are
+/// read in a few statements, the rules (units wanted, the confirmation
+/// forgotten, resolution, `next_move`, the balance after) run in memory
+/// line after line, and what changed is written in a few statements.
+/// Each line sees what the lines before it did (the same item's state, a
+/// SKU's balance, a link learned, a key journaled), so the ledger ends as
+/// if each line were applied alone in turn; only the clock's columns
+/// differ (one `now` for the page).
+async fn apply_items(
+    conn: &mut SqliteConnection,
     provider: ProviderName,
-    item: &OrderItem,
+    items: &[OrderItem],
     epoch_ms: i64,
     report: &mut ApplyReport,
 ) -> Result<()> {
-    report.items_seen += 1;
-    let row = sqlx::query(
-        "SELECT sku, held_qty, transitions, baseline, first_seen_ms, wanted_qty
-         FROM order_items WHERE provider = ? AND item_key = ?",
+    if items.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+
+    // ---- read: everything the page's lines may look at ----
+    let mut lines_of: HashMap<&str, i64> = HashMap::new();
+    for item in items {
+        *lines_of.entry(&item.key).or_default() += 1;
+    }
+    let mut stored = read_items(conn, provider, lines_of.keys().copied()).await?;
+    let mut links = read_links(conn, provider, items.iter().map(|i| i.listing_id.as_str())).await?;
+    let skus: HashSet<&str> = items
+        .iter()
+        .filter_map(|i| i.sku_hint.as_deref())
+        .chain(stored.values().filter_map(|h| h.st.sku.as_deref()))
+        .chain(links.values().flat_map(|l| l.values().map(String::as_str)))
+        .collect();
+    let mut stock = balances(conn, skus).await?;
+    // A line moves its item at most once: the keys an item's lines may
+    // ask for are its next transitions, one per line, of either kind.
+    let mut candidates = Vec::new();
+    for (&key, &n) in &lines_of {
+        let done = stored.get(key).map_or(0, |h| h.st.transitions);
+        for t in done + 1..=done + n {
+            for kind in [MovementKind::OrderHold, MovementKind::OrderRelease] {
+                candidates.push(move_key(provider, key, kind, t));
+            }
+        }
+    }
+    let mut taken = taken_keys(conn, candidates.iter().map(String::as_str)).await?;
+
+    // ---- compute: the lines in order ----
+    let mut rows: Vec<ItemRow> = Vec::new();
+    let mut row_of: HashMap<&str, usize> = HashMap::new();
+    let mut learned: Vec<(&str, &str, String)> = Vec::new();
+    let mut forget: Vec<(&str, &str)> = Vec::new();
+    let mut forget_seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut moves: Vec<Journaled> = Vec::new();
+    for item in items {
+        report.items_seen += 1;
+        let prev = match row_of.get(item.key.as_str()) {
+            Some(&i) => Some(Held {
+                st: rows[i].held.st.clone(),
+                wanted: rows[i].held.wanted,
+            }),
+            None => stored.remove(&item.key),
+        };
+        let wanted = match item.effect {
+            ItemEffect::Hold => item.quantity,
+            ItemEffect::Release => 0,
+        };
+        // The provider moves its own stock when the units a line holds
+        // change: a new line (a sale lowers it; even one placed and
+        // cancelled between two polls may leave it off, the marketplace
+        // floors at 0), a cancellation, a quantity change. Then what it
+        // shows is no longer the value we confirmed, even when the ledger
+        // does not move: forget the confirmation so the listing is pushed
+        // again. A status change that holds the same units (accepted ->
+        // shipped) moves nothing, and pushing then would set the value the
+        // listing already shows.
+        let units_moved = prev.as_ref().is_none_or(|p| p.wanted != wanted);
+        let pair = (item.listing_id.as_str(), item.variant_id.as_str());
+        if units_moved && forget_seen.insert(pair) {
+            forget.push(pair);
+        }
+        let mut st = match prev {
+            Some(p) => p.st,
+            None => {
+                report.new_items += 1;
+                StoredItem {
+                    sku: None,
+                    held: 0,
+                    transitions: 0,
+                    baseline: item
+                        .created_at
+                        .is_some_and(|c| c.timestamp_millis() < epoch_ms),
+                    first_seen_ms: now,
+                }
+            }
+        };
+        if st.sku.is_none() {
+            let listing = links.get(&item.listing_id);
+            st.sku = match resolve(listing, &item.variant_id, item.sku_hint.as_deref()) {
+                Resolution::Linked(sku) => Some(sku),
+                Resolution::Hint(h) if stock.contains_key(&h) => {
+                    links
+                        .entry(item.listing_id.clone())
+                        .or_default()
+                        .insert(item.variant_id.clone(), h.clone());
+                    learned.push((&item.listing_id, &item.variant_id, h.clone()));
+                    Some(h)
+                }
+                Resolution::Hint(_) | Resolution::Unlinked => None,
+            };
+        }
+        if let Some(m) = next_move(provider, &item.key, &item.order_ref, wanted, &mut st)
+            && taken.insert(m.key.clone())
+        {
+            let before = stock.get(&m.sku).copied().unwrap_or(0);
+            let (after, delta) = next_quantity(&m.sku, before, StockChange::By(m.delta))?;
+            stock.insert(m.sku.clone(), after);
+            moves.push(Journaled {
+                key: m.key,
+                sku: m.sku,
+                delta,
+                kind: m.kind,
+                source: provider.as_str().to_string(),
+                reason: m.reason,
+                before,
+                after,
+            });
+            report.movements += 1;
+        }
+        if st.sku.is_none() && !st.baseline {
+            report.unlinked += 1;
+        }
+        let held = Held { st, wanted };
+        match row_of.get(item.key.as_str()) {
+            Some(&i) => rows[i] = ItemRow { line: item, held },
+            None => {
+                row_of.insert(&item.key, rows.len());
+                rows.push(ItemRow { line: item, held });
+            }
+        }
+    }
+
+    // ---- write: what changed, in the order the lines did it ----
+    let learned: Vec<(&str, &str, &str)> = learned
+        .iter()
+        .map(|(l, v, s)| (*l, *v, s.as_str()))
+        .collect();
+    learn(conn, provider, &learned).await?;
+    forget_confirmed(conn, provider, &forget).await?;
+    journal(conn, &moves, now).await?;
+    write_items(conn, provider, &rows, now).await?;
+    Ok(())
+}
+
+/// The items of `provider` among `keys` that the ledger holds.
+async fn read_items<'a>(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, Held>> {
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let rows = sqlx::query(
+        "SELECT item_key, sku, held_qty, transitions, baseline, first_seen_ms, wanted_qty
+         FROM order_items
+         WHERE provider = ? AND item_key IN (SELECT value FROM json_each(?))",
     )
     .bind(provider.as_str())
-    .bind(&item.key)
-    .fetch_optional(&mut **tx)
+    .bind(json_list(&keys))
+    .fetch_all(&mut *conn)
     .await?;
-    let wanted = match item.effect {
-        ItemEffect::Hold => item.quantity,
-        ItemEffect::Release => 0,
-    };
-    // The provider moves its own stock when the units a line holds change:
-    // a new line (a sale lowers it; even one placed and cancelled between
-    // two polls may leave it off, the marketplace floors at 0), a
-    // cancellation, a quantity change. Then what it shows is no longer the
-    // value we confirmed, even when the ledger does not move: forget the
-    // confirmation so the listing is pushed again. A status change that
-    // holds the same units (accepted -> shipped) moves nothing, and pushing
-    // then would set the value the listing already shows.
-    let units_moved = row.as_ref().is_none_or(|r| r.get::<i64, _>(5) != wanted);
-    if units_moved {
-        sqlx::query(
-            "UPDATE listings SET confirmed_qty = NULL
-             WHERE provider = ? AND listing_id = ? AND (variant_id = ? OR variant_id = '')",
-        )
-        .bind(provider.as_str())
-        .bind(&item.listing_id)
-        .bind(&item.variant_id)
-        .execute(&mut **tx)
-        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let held = Held {
+                st: StoredItem {
+                    sku: r.get(1),
+                    held: r.get(2),
+                    transitions: r.get(3),
+                    baseline: r.get::<i64, _>(4) != 0,
+                    first_seen_ms: r.get(5),
+                },
+                wanted: r.get(6),
+            };
+            (r.get(0), held)
+        })
+        .collect())
+}
+
+/// Forgets the confirmed value of the listings (listing id, variant id)
+/// lines moved units of: the listing itself, or the whole listing.
+async fn forget_confirmed(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    listings: &[(&str, &str)],
+) -> Result<()> {
+    if listings.is_empty() {
+        return Ok(());
     }
-    let stored = row.map(|r| StoredItem {
-        sku: r.get(0),
-        held: r.get(1),
-        transitions: r.get(2),
-        baseline: r.get::<i64, _>(3) != 0,
-        first_seen_ms: r.get(4),
-    });
-    let now = now_ms();
-    let mut st = stored.unwrap_or_else(|| {
-        report.new_items += 1;
-        StoredItem {
-            sku: None,
-            held: 0,
-            transitions: 0,
-            baseline: item
-                .created_at
-                .is_some_and(|c| c.timestamp_millis() < epoch_ms),
-            first_seen_ms: now,
-        }
-    });
-    if st.sku.is_none() {
-        st.sku = resolve_sku(
-            tx,
-            provider,
-            &item.listing_id,
-            &item.variant_id,
-            item.sku_hint.as_deref(),
-        )
-        .await?;
-    }
-    report.movements += settle(tx, provider, &item.key, &item.order_ref, wanted, &mut st).await?;
-    if st.sku.is_none() && !st.baseline {
-        report.unlinked += 1;
-    }
+    sqlx::query(
+        "UPDATE listings SET confirmed_qty = NULL
+         WHERE rowid IN (
+             SELECT l.rowid FROM json_each(?2) AS j CROSS JOIN listings AS l
+             WHERE l.provider = ?1 AND l.listing_id = j.value ->> 0
+               AND (l.variant_id = j.value ->> 1 OR l.variant_id = ''))",
+    )
+    .bind(provider.as_str())
+    .bind(json_list(listings))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes each item's row, in the order the page first saw them. A row
+/// already there keeps its `baseline` and `first_seen_ms`.
+async fn write_items(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    rows: &[ItemRow<'_>],
+    now: i64,
+) -> Result<()> {
+    let values: Vec<_> = rows
+        .iter()
+        .map(|ItemRow { line, held }| {
+            serde_json::json!([
+                line.key,
+                line.order_ref,
+                line.listing_id,
+                line.variant_id,
+                line.sku_hint,
+                held.st.sku,
+                line.quantity,
+                line.status,
+                held.wanted,
+                held.st.held,
+                held.st.transitions,
+                i64::from(held.st.baseline),
+                line.updated_at,
+                held.st.first_seen_ms,
+            ])
+        })
+        .collect();
     sqlx::query(
         "INSERT INTO order_items (provider, item_key, order_ref, listing_id, variant_id, sku_hint,
                                   sku, quantity, status, wanted_qty, held_qty, transitions,
                                   baseline, provider_updated_at, first_seen_ms, updated_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
+                j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9,
+                j.value ->> 10, j.value ->> 11, j.value ->> 12, j.value ->> 13, ?3
+         FROM json_each(?2) AS j WHERE true ORDER BY j.key
          ON CONFLICT (provider, item_key) DO UPDATE SET
              order_ref = excluded.order_ref, listing_id = excluded.listing_id,
              variant_id = excluded.variant_id, sku_hint = excluded.sku_hint, sku = excluded.sku,
@@ -260,22 +445,9 @@ async fn apply_item(
              updated_at_ms = excluded.updated_at_ms",
     )
     .bind(provider.as_str())
-    .bind(&item.key)
-    .bind(&item.order_ref)
-    .bind(&item.listing_id)
-    .bind(&item.variant_id)
-    .bind(&item.sku_hint)
-    .bind(&st.sku)
-    .bind(item.quantity)
-    .bind(&item.status)
-    .bind(wanted)
-    .bind(st.held)
-    .bind(st.transitions)
-    .bind(st.baseline as i64)
-    .bind(&item.updated_at)
-    .bind(st.first_seen_ms)
+    .bind(json_list(&values))
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
