@@ -375,7 +375,8 @@ async fn read_items<'a>(
 }
 
 /// Forgets the confirmed value of the listings (listing id, variant id)
-/// lines moved units of: the listing itself, or the whole listing.
+/// lines moved units of: the listing itself, or the whole listing. Rows
+/// with nothing to forget are left unwritten (no page of theirs to sync).
 async fn forget_confirmed(
     conn: &mut SqliteConnection,
     provider: ProviderName,
@@ -389,7 +390,8 @@ async fn forget_confirmed(
          WHERE rowid IN (
              SELECT l.rowid FROM json_each(?2) AS j CROSS JOIN listings AS l
              WHERE l.provider = ?1 AND l.listing_id = j.value ->> 0
-               AND (l.variant_id = j.value ->> 1 OR l.variant_id = ''))",
+               AND (l.variant_id = j.value ->> 1 OR l.variant_id = '')
+               AND l.confirmed_qty IS NOT NULL)",
     )
     .bind(provider.as_str())
     .bind(json_list(listings))
