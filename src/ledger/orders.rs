@@ -4,11 +4,16 @@
 //! applied when a link appears.
 
 use super::catalog::observe_count;
-use super::relink::{StoredItem, relink_in, resolve_sku, settle};
+use super::journal::{
+    Journaled, MovementKind, StockChange, balances, journal, json_list, next_quantity, taken_keys,
+};
+use super::relink::{
+    Resolution, StoredItem, learn, move_key, next_move, read_links, relink_in, resolve,
+};
 use super::{Ledger, Result, ensure_state_row};
 use crate::domain::{ItemEffect, OrderChanges, OrderItem, ProviderName, now_ms};
-use sqlx::{Row, Sqlite, Transaction};
-use std::collections::HashMap;
+use sqlx::{Row, SqliteConnection};
+use std::collections::{HashMap, HashSet};
 
 /// What applying one poll's changes did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,9 +117,7 @@ impl Ledger {
         let mut tx = self.begin().await?;
         ensure_state_row(&mut tx, provider).await?;
         let mut report = ApplyReport::default();
-        for item in &changes.items {
-            apply_item(&mut tx, provider, item, epoch_ms, &mut report).await?;
-        }
+        apply_items(&mut tx, provider, &changes.items, epoch_ms, &mut report).await?;
         let now = now_ms();
         for a in &changes.anomalies {
             sqlx::query(
@@ -171,85 +174,269 @@ impl Ledger {
     }
 }
 
-async fn apply_item(
-    tx: &mut Transaction<'static, Sqlite>,
+/// An item as the ledger holds it, with the units its status wanted.
+struct Held {
+    st: StoredItem,
+    wanted: i64,
+}
+
+/// An item's row after the page: its last line, and what it holds.
+struct ItemRow<'a> {
+    line: &'a OrderItem,
+    held: Held,
+}
+
+/// Applies a page of lines, in order, set-based: the rows they need are
+/// read in a few statements, the rules (units wanted, the confirmation
+/// forgotten, resolution, `next_move`, the balance after) run in memory
+/// line after line, and what changed is written in a few statements.
+/// Each line sees what the lines before it did (the same item's state, a
+/// SKU's balance, a link learned, a key journaled), so the ledger ends as
+/// if each line were applied alone in turn; only the clock's columns
+/// differ (one `now` for the page).
+async fn apply_items(
+    conn: &mut SqliteConnection,
     provider: ProviderName,
-    item: &OrderItem,
+    items: &[OrderItem],
     epoch_ms: i64,
     report: &mut ApplyReport,
 ) -> Result<()> {
-    report.items_seen += 1;
-    let row = sqlx::query(
-        "SELECT sku, held_qty, transitions, baseline, first_seen_ms, wanted_qty
-         FROM order_items WHERE provider = ? AND item_key = ?",
+    if items.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+
+    // ---- read: everything the page's lines may look at ----
+    let mut lines_of: HashMap<&str, i64> = HashMap::new();
+    for item in items {
+        *lines_of.entry(&item.key).or_default() += 1;
+    }
+    let mut stored = read_items(conn, provider, lines_of.keys().copied()).await?;
+    let mut links = read_links(conn, provider, items.iter().map(|i| i.listing_id.as_str())).await?;
+    let skus: HashSet<&str> = items
+        .iter()
+        .filter_map(|i| i.sku_hint.as_deref())
+        .chain(stored.values().filter_map(|h| h.st.sku.as_deref()))
+        .chain(links.values().flat_map(|l| l.values().map(String::as_str)))
+        .collect();
+    let mut stock = balances(conn, skus).await?;
+    // A line moves its item at most once: the keys an item's lines may
+    // ask for are its next transitions, one per line, of either kind.
+    let mut candidates = Vec::new();
+    for (&key, &n) in &lines_of {
+        let done = stored.get(key).map_or(0, |h| h.st.transitions);
+        for t in done + 1..=done + n {
+            for kind in [MovementKind::OrderHold, MovementKind::OrderRelease] {
+                candidates.push(move_key(provider, key, kind, t));
+            }
+        }
+    }
+    let mut taken = taken_keys(conn, candidates.iter().map(String::as_str)).await?;
+
+    // ---- compute: the lines in order ----
+    let mut rows: Vec<ItemRow> = Vec::new();
+    let mut row_of: HashMap<&str, usize> = HashMap::new();
+    let mut learned: Vec<(&str, &str, String)> = Vec::new();
+    let mut forget: Vec<(&str, &str)> = Vec::new();
+    let mut forget_seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut moves: Vec<Journaled> = Vec::new();
+    for item in items {
+        report.items_seen += 1;
+        let prev = match row_of.get(item.key.as_str()) {
+            Some(&i) => Some(Held {
+                st: rows[i].held.st.clone(),
+                wanted: rows[i].held.wanted,
+            }),
+            None => stored.remove(&item.key),
+        };
+        let wanted = match item.effect {
+            ItemEffect::Hold => item.quantity,
+            ItemEffect::Release => 0,
+        };
+        // The provider moves its own stock when the units a line holds
+        // change: a new line (a sale lowers it; even one placed and
+        // cancelled between two polls may leave it off, the marketplace
+        // floors at 0), a cancellation, a quantity change. Then what it
+        // shows is no longer the value we confirmed, even when the ledger
+        // does not move: forget the confirmation so the listing is pushed
+        // again. A status change that holds the same units (accepted ->
+        // shipped) moves nothing, and pushing then would set the value the
+        // listing already shows.
+        let units_moved = prev.as_ref().is_none_or(|p| p.wanted != wanted);
+        let pair = (item.listing_id.as_str(), item.variant_id.as_str());
+        if units_moved && forget_seen.insert(pair) {
+            forget.push(pair);
+        }
+        let mut st = match prev {
+            Some(p) => p.st,
+            None => {
+                report.new_items += 1;
+                StoredItem {
+                    sku: None,
+                    held: 0,
+                    transitions: 0,
+                    baseline: item
+                        .created_at
+                        .is_some_and(|c| c.timestamp_millis() < epoch_ms),
+                    first_seen_ms: now,
+                }
+            }
+        };
+        if st.sku.is_none() {
+            let listing = links.get(&item.listing_id);
+            st.sku = match resolve(listing, &item.variant_id, item.sku_hint.as_deref()) {
+                Resolution::Linked(sku) => Some(sku),
+                Resolution::Hint(h) if stock.contains_key(&h) => {
+                    links
+                        .entry(item.listing_id.clone())
+                        .or_default()
+                        .insert(item.variant_id.clone(), h.clone());
+                    learned.push((&item.listing_id, &item.variant_id, h.clone()));
+                    Some(h)
+                }
+                Resolution::Hint(_) | Resolution::Unlinked => None,
+            };
+        }
+        if let Some(m) = next_move(provider, &item.key, &item.order_ref, wanted, &mut st)
+            && taken.insert(m.key.clone())
+        {
+            let before = stock.get(&m.sku).copied().unwrap_or(0);
+            let (after, delta) = next_quantity(&m.sku, before, StockChange::By(m.delta))?;
+            stock.insert(m.sku.clone(), after);
+            moves.push(Journaled {
+                key: m.key,
+                sku: m.sku,
+                delta,
+                kind: m.kind,
+                source: provider.as_str().to_string(),
+                reason: m.reason,
+                before,
+                after,
+            });
+            report.movements += 1;
+        }
+        if st.sku.is_none() && !st.baseline {
+            report.unlinked += 1;
+        }
+        let held = Held { st, wanted };
+        match row_of.get(item.key.as_str()) {
+            Some(&i) => rows[i] = ItemRow { line: item, held },
+            None => {
+                row_of.insert(&item.key, rows.len());
+                rows.push(ItemRow { line: item, held });
+            }
+        }
+    }
+
+    // ---- write: what changed, in the order the lines did it ----
+    let learned: Vec<(&str, &str, &str)> = learned
+        .iter()
+        .map(|(l, v, s)| (*l, *v, s.as_str()))
+        .collect();
+    learn(conn, provider, &learned).await?;
+    forget_confirmed(conn, provider, &forget).await?;
+    journal(conn, &moves, now).await?;
+    write_items(conn, provider, &rows, now).await?;
+    Ok(())
+}
+
+/// The items of `provider` among `keys` that the ledger holds.
+async fn read_items<'a>(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, Held>> {
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let rows = sqlx::query(
+        "SELECT item_key, sku, held_qty, transitions, baseline, first_seen_ms, wanted_qty
+         FROM order_items
+         WHERE provider = ? AND item_key IN (SELECT value FROM json_each(?))",
     )
     .bind(provider.as_str())
-    .bind(&item.key)
-    .fetch_optional(&mut **tx)
+    .bind(json_list(&keys))
+    .fetch_all(&mut *conn)
     .await?;
-    let wanted = match item.effect {
-        ItemEffect::Hold => item.quantity,
-        ItemEffect::Release => 0,
-    };
-    // The provider moves its own stock when the units a line holds change:
-    // a new line (a sale lowers it; even one placed and cancelled between
-    // two polls may leave it off, the marketplace floors at 0), a
-    // cancellation, a quantity change. Then what it shows is no longer the
-    // value we confirmed, even when the ledger does not move: forget the
-    // confirmation so the listing is pushed again. A status change that
-    // holds the same units (accepted -> shipped) moves nothing, and pushing
-    // then would set the value the listing already shows.
-    let units_moved = row.as_ref().is_none_or(|r| r.get::<i64, _>(5) != wanted);
-    if units_moved {
-        sqlx::query(
-            "UPDATE listings SET confirmed_qty = NULL
-             WHERE provider = ? AND listing_id = ? AND (variant_id = ? OR variant_id = '')",
-        )
-        .bind(provider.as_str())
-        .bind(&item.listing_id)
-        .bind(&item.variant_id)
-        .execute(&mut **tx)
-        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let held = Held {
+                st: StoredItem {
+                    sku: r.get(1),
+                    held: r.get(2),
+                    transitions: r.get(3),
+                    baseline: r.get::<i64, _>(4) != 0,
+                    first_seen_ms: r.get(5),
+                },
+                wanted: r.get(6),
+            };
+            (r.get(0), held)
+        })
+        .collect())
+}
+
+/// Forgets the confirmed value of the listings (listing id, variant id)
+/// lines moved units of: the listing itself, or the whole listing. Rows
+/// with nothing to forget are left unwritten (no page of theirs to sync).
+async fn forget_confirmed(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    listings: &[(&str, &str)],
+) -> Result<()> {
+    if listings.is_empty() {
+        return Ok(());
     }
-    let stored = row.map(|r| StoredItem {
-        sku: r.get(0),
-        held: r.get(1),
-        transitions: r.get(2),
-        baseline: r.get::<i64, _>(3) != 0,
-        first_seen_ms: r.get(4),
-    });
-    let now = now_ms();
-    let mut st = stored.unwrap_or_else(|| {
-        report.new_items += 1;
-        StoredItem {
-            sku: None,
-            held: 0,
-            transitions: 0,
-            baseline: item
-                .created_at
-                .is_some_and(|c| c.timestamp_millis() < epoch_ms),
-            first_seen_ms: now,
-        }
-    });
-    if st.sku.is_none() {
-        st.sku = resolve_sku(
-            tx,
-            provider,
-            &item.listing_id,
-            &item.variant_id,
-            item.sku_hint.as_deref(),
-        )
-        .await?;
-    }
-    report.movements += settle(tx, provider, &item.key, &item.order_ref, wanted, &mut st).await?;
-    if st.sku.is_none() && !st.baseline {
-        report.unlinked += 1;
-    }
+    sqlx::query(
+        "UPDATE listings SET confirmed_qty = NULL
+         WHERE rowid IN (
+             SELECT l.rowid FROM json_each(?2) AS j CROSS JOIN listings AS l
+             WHERE l.provider = ?1 AND l.listing_id = j.value ->> 0
+               AND (l.variant_id = j.value ->> 1 OR l.variant_id = '')
+               AND l.confirmed_qty IS NOT NULL)",
+    )
+    .bind(provider.as_str())
+    .bind(json_list(listings))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes each item's row, in the order the page first saw them. A row
+/// already there keeps its `baseline` and `first_seen_ms`.
+async fn write_items(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    rows: &[ItemRow<'_>],
+    now: i64,
+) -> Result<()> {
+    let values: Vec<_> = rows
+        .iter()
+        .map(|ItemRow { line, held }| {
+            serde_json::json!([
+                line.key,
+                line.order_ref,
+                line.listing_id,
+                line.variant_id,
+                line.sku_hint,
+                held.st.sku,
+                line.quantity,
+                line.status,
+                held.wanted,
+                held.st.held,
+                held.st.transitions,
+                i64::from(held.st.baseline),
+                line.updated_at,
+                held.st.first_seen_ms,
+            ])
+        })
+        .collect();
     sqlx::query(
         "INSERT INTO order_items (provider, item_key, order_ref, listing_id, variant_id, sku_hint,
                                   sku, quantity, status, wanted_qty, held_qty, transitions,
                                   baseline, provider_updated_at, first_seen_ms, updated_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
+                j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9,
+                j.value ->> 10, j.value ->> 11, j.value ->> 12, j.value ->> 13, ?3
+         FROM json_each(?2) AS j WHERE true ORDER BY j.key
          ON CONFLICT (provider, item_key) DO UPDATE SET
              order_ref = excluded.order_ref, listing_id = excluded.listing_id,
              variant_id = excluded.variant_id, sku_hint = excluded.sku_hint, sku = excluded.sku,
@@ -260,22 +447,9 @@ async fn apply_item(
              updated_at_ms = excluded.updated_at_ms",
     )
     .bind(provider.as_str())
-    .bind(&item.key)
-    .bind(&item.order_ref)
-    .bind(&item.listing_id)
-    .bind(&item.variant_id)
-    .bind(&item.sku_hint)
-    .bind(&st.sku)
-    .bind(item.quantity)
-    .bind(&item.status)
-    .bind(wanted)
-    .bind(st.held)
-    .bind(st.transitions)
-    .bind(st.baseline as i64)
-    .bind(&item.updated_at)
-    .bind(st.first_seen_ms)
+    .bind(json_list(&values))
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -519,5 +693,256 @@ mod tests {
                 "bazaardan/item/9/hold/4"
             ]
         );
+    }
+}
+
+/// A page applied in one call leaves exactly the ledger that its lines
+/// applied one call each leave: the batched path must not differ from the
+/// line-by-line reading of the rules in any row.
+#[cfg(test)]
+mod page_equivalence {
+    use super::*;
+    use crate::domain::ListingRef;
+    use crate::ledger::test_support::temp_ledger;
+    use crate::ledger::{LedgerError, PushRecord};
+
+    const P: ProviderName = ProviderName::Bazaardan;
+    const EPOCH: i64 = 2_000;
+
+    fn line(key: &str, listing: &str, variant: &str, hint: Option<&str>) -> OrderItem {
+        OrderItem {
+            key: key.to_string(),
+            order_ref: format!("BD-{key}"),
+            listing_id: listing.to_string(),
+            variant_id: variant.to_string(),
+            sku_hint: hint.map(str::to_string),
+            quantity: 1,
+            status: "accepted".to_string(),
+            effect: ItemEffect::Hold,
+            updated_at: "2026-05-08 18:45:00".to_string(),
+            created_at: Some(crate::domain::ms_to_utc(3_000)),
+        }
+    }
+
+    fn qty(mut l: OrderItem, q: i64) -> OrderItem {
+        l.quantity = q;
+        l
+    }
+
+    fn release(mut l: OrderItem) -> OrderItem {
+        l.effect = ItemEffect::Release;
+        l.status = "cancelled".to_string();
+        l
+    }
+
+    fn status(mut l: OrderItem, s: &str) -> OrderItem {
+        l.status = s.to_string();
+        l
+    }
+
+    fn page(items: Vec<OrderItem>) -> OrderChanges {
+        OrderChanges {
+            items,
+            cursor: Some("c".to_string()),
+            ..OrderChanges::default()
+        }
+    }
+
+    fn listing(id: &str, variant: &str) -> ListingRef {
+        ListingRef {
+            provider: P,
+            listing_id: id.into(),
+            variant_id: variant.into(),
+        }
+    }
+
+    /// Stock, links (some confirmed), a link to a SKU with no stock row, a
+    /// movement whose key a line of the page will ask for, and lines of an
+    /// earlier poll (one of them baseline).
+    async fn prepared() -> (tempfile::TempDir, Ledger) {
+        let (dir, ledger) = temp_ledger().await;
+        ledger
+            .import_stock(
+                &[
+                    ("SKU-1".into(), 10),
+                    ("SKU-2".into(), 5),
+                    ("SKU-3".into(), 7),
+                ],
+                "seed",
+                "seed",
+            )
+            .await
+            .unwrap();
+        let maps = [
+            ("SKU-1", listing("L-MAP", "")),
+            ("SKU-1", listing("L-S", "")),
+            ("SKU-2", listing("L-WHOLE", "")),
+        ];
+        let maps: Vec<(String, ListingRef)> =
+            maps.into_iter().map(|(s, l)| (s.to_string(), l)).collect();
+        ledger.import_mappings(&maps).await.unwrap();
+        // Written by hand: links refuse unknown SKUs, and a key is only
+        // taken before its line when something outside the poll wrote it.
+        sqlx::query(
+            "INSERT INTO listings (provider, listing_id, variant_id, sku, origin, confirmed_qty)
+             VALUES ('bazaardan', 'L-GHOST', '', 'GHOST', 'mapping', 4)",
+        )
+        .execute(&ledger.write)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO movements (idempotency_key, sku, delta, kind, source, reason,
+                                    quantity_before, quantity_after, created_at_ms)
+             VALUES ('bazaardan/item/dup/hold', 'SKU-1', 0, 'order_hold', 'bazaardan', 'x',
+                     10, 10, 0)",
+        )
+        .execute(&ledger.write)
+        .await
+        .unwrap();
+        let mut old = line("b0", "L-MAP", "", Some("SKU-1"));
+        old.created_at = Some(crate::domain::ms_to_utc(1_000));
+        let earlier = vec![qty(line("s1", "L-S", "", None), 2), old];
+        ledger.apply_orders(P, &page(earlier), EPOCH).await.unwrap();
+        for (_, l) in &maps {
+            ledger
+                .record_push(l, PushRecord::Confirmed(7))
+                .await
+                .unwrap();
+        }
+        (dir, ledger)
+    }
+
+    fn tricky_page() -> Vec<OrderItem> {
+        let a = line("a", "L-MAP", "", Some("SKU-1"));
+        let b = line("b", "L-MAP", "", None);
+        let mut base = qty(line("base", "L-MAP", "", Some("SKU-1")), 4);
+        base.created_at = Some(crate::domain::ms_to_utc(1_000));
+        let mut b0 = line("b0", "L-MAP", "", Some("SKU-1"));
+        b0.created_at = Some(crate::domain::ms_to_utc(1_000));
+        vec![
+            // The same key three times: hold, release, hold again.
+            qty(a.clone(), 2),
+            release(a.clone()),
+            qty(a, 2),
+            // Hold, then a quantity change (whose key is the hold's: see
+            // `settle`; it applies nothing).
+            b.clone(),
+            qty(b, 3),
+            // The SKU learned from the hint, then the same listing bare.
+            line("h1", "L-LEARN", "", Some("SKU-3")),
+            qty(line("h2", "L-LEARN", "", None), 2),
+            base,
+            release(b0),
+            line("u", "L-NONE", "", Some("NOPE")),
+            // A variant of a listing linked as a whole.
+            line("v", "L-WHOLE", "red", None),
+            // Accepted -> shipped: moves nothing, forgets nothing.
+            qty(status(line("s1", "L-S", "", None), "shipped"), 2),
+            // A variant link learned, then the whole listing learned: a
+            // bare variant of it is then not the whole listing's.
+            line("x1", "L-X", "a", Some("SKU-1")),
+            line("x2", "L-X", "", Some("SKU-2")),
+            line("x3", "L-X", "b", None),
+            // A whole listing learned, then one of its variants.
+            line("w1", "L-W", "", Some("SKU-2")),
+            line("w2", "L-W", "y", Some("SKU-1")),
+            // A SKU that gets its stock row from a line of the page, then
+            // is learned from another line's hint.
+            line("g1", "L-GHOST", "", None),
+            line("g2", "L-G2", "", Some("GHOST")),
+            // Its key is already in the journal.
+            line("dup", "L-MAP", "", None),
+            // An empty hint is no hint.
+            line("e", "L-EMPTY", "", Some("")),
+        ]
+    }
+
+    type Snapshot = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+
+    /// Every row the apply path writes, without the clock's columns.
+    async fn snapshot(ledger: &Ledger) -> Snapshot {
+        let rows = |sql: &'static str| {
+            let pool = ledger.read.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        (
+            rows("SELECT sku || '=' || quantity FROM stock ORDER BY rowid").await,
+            rows(
+                "SELECT concat_ws(' ', id, idempotency_key, sku, delta, kind, source, reason,
+                                  quantity_before, quantity_after)
+                 FROM movements ORDER BY id",
+            )
+            .await,
+            rows(
+                "SELECT concat_ws(' ', provider, item_key, order_ref, listing_id, variant_id,
+                                  ifnull(sku_hint, '-'), ifnull(sku, '-'), quantity, status,
+                                  wanted_qty, held_qty, transitions, baseline,
+                                  provider_updated_at)
+                 FROM order_items ORDER BY rowid",
+            )
+            .await,
+            rows(
+                "SELECT concat_ws(' ', provider, listing_id, variant_id, sku, origin,
+                                  ifnull(confirmed_qty, '-'), ifnull(rejected_qty, '-'))
+                 FROM listings ORDER BY rowid",
+            )
+            .await,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_page_in_one_call_leaves_the_ledger_its_lines_one_by_one_leave() {
+        let (_d1, whole) = prepared().await;
+        let (_d2, single) = prepared().await;
+        let lines = tricky_page();
+        let got = whole
+            .apply_orders(P, &page(lines.clone()), EPOCH)
+            .await
+            .unwrap();
+        let mut want = ApplyReport::default();
+        for l in lines {
+            let r = single.apply_orders(P, &page(vec![l]), EPOCH).await.unwrap();
+            want.items_seen += r.items_seen;
+            want.new_items += r.new_items;
+            want.movements += r.movements;
+            want.unlinked += r.unlinked;
+        }
+        assert_eq!(got, want);
+        let (a, b) = (snapshot(&whole).await, snapshot(&single).await);
+        assert_eq!(a.0, b.0, "stock");
+        assert_eq!(a.1, b.1, "movements");
+        assert_eq!(a.2, b.2, "order items");
+        assert_eq!(a.3, b.3, "listings");
+        // The page did exercise the rules it names.
+        assert_eq!(
+            (got.items_seen, got.new_items, got.movements, got.unlinked),
+            (21, 16, 13, 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_that_would_overflow_refuses_the_whole_page() {
+        let (_dir, ledger) = prepared().await;
+        sqlx::query("UPDATE stock SET quantity = ? WHERE sku = 'SKU-2'")
+            .bind(i64::MIN)
+            .execute(&ledger.write)
+            .await
+            .unwrap();
+        let before = snapshot(&ledger).await;
+        let lines = vec![
+            line("ok", "L-MAP", "", None),
+            line("over", "L-WHOLE", "", None),
+        ];
+        let err = ledger.apply_orders(P, &page(lines), EPOCH).await;
+        assert!(
+            matches!(&err, Err(LedgerError::Invalid(m)) if m.contains("SKU-2")),
+            "{err:?}"
+        );
+        assert_eq!(snapshot(&ledger).await, before);
     }
 }

@@ -4,16 +4,80 @@
 //! waiting ones.
 
 use super::Result;
-use super::journal::{MovementKind, NewMovement, StockChange, apply_movement};
+use super::journal::{MovementKind, NewMovement, StockChange, apply_movement, balances, json_list};
 use crate::domain::{ProviderName, now_ms};
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use std::collections::{BTreeMap, HashMap};
 
+#[derive(Debug, Clone)]
 pub(super) struct StoredItem {
     pub sku: Option<String>,
     pub held: i64,
     pub transitions: i64,
     pub baseline: bool,
     pub first_seen_ms: i64,
+}
+
+/// The movement that takes an item's held units to what its status wants.
+pub(super) struct ItemMove {
+    pub key: String,
+    pub sku: String,
+    pub delta: i64,
+    pub kind: MovementKind,
+    pub reason: String,
+}
+
+/// The idempotency key of an item's `transitions`-th move, of `kind`.
+/// The first hold and the first release are the common real-world events
+/// and get the plain keys (`bazaardan/item/1024/hold`); any later change of
+/// the same line (re-hold, quantity change) is numbered.
+pub(super) fn move_key(
+    provider: ProviderName,
+    item_key: &str,
+    kind: MovementKind,
+    transitions: i64,
+) -> String {
+    let word = match kind {
+        MovementKind::OrderHold => "hold",
+        _ => "release",
+    };
+    if transitions <= 2 {
+        format!("{provider}/item/{item_key}/{word}")
+    } else {
+        format!("{provider}/item/{item_key}/{word}/{transitions}")
+    }
+}
+
+/// The move settling an item at `wanted` held units, if it is linked, not
+/// baseline and holds another number of units. `st` then counts one more
+/// transition and holds `wanted`, whether or not the journal already has
+/// the move's key (then the move applies nothing).
+pub(super) fn next_move(
+    provider: ProviderName,
+    item_key: &str,
+    order_ref: &str,
+    wanted: i64,
+    st: &mut StoredItem,
+) -> Option<ItemMove> {
+    let sku = st.sku.clone()?;
+    if st.baseline || wanted == st.held {
+        return None;
+    }
+    st.transitions += 1;
+    let delta = st.held - wanted;
+    let kind = if delta < 0 {
+        MovementKind::OrderHold
+    } else {
+        MovementKind::OrderRelease
+    };
+    st.held = wanted;
+    Some(ItemMove {
+        key: move_key(provider, item_key, kind, st.transitions),
+        sku,
+        delta,
+        kind,
+        reason: format!("order {order_ref}"),
+    })
 }
 
 /// Moves the item's held units to `wanted` if it is linked and not baseline.
@@ -26,46 +90,113 @@ pub(super) async fn settle(
     wanted: i64,
     st: &mut StoredItem,
 ) -> Result<usize> {
-    let Some(sku) = st.sku.clone() else {
+    let Some(m) = next_move(provider, item_key, order_ref, wanted, st) else {
         return Ok(0);
     };
-    if st.baseline || wanted == st.held {
-        return Ok(0);
-    }
-    st.transitions += 1;
-    let delta = st.held - wanted;
-    let (kind, word) = if delta < 0 {
-        (MovementKind::OrderHold, "hold")
-    } else {
-        (MovementKind::OrderRelease, "release")
-    };
-    // The first hold and the first release are the common real-world events
-    // and get the plain keys (`bazaardan/item/1024/hold`); any later change of
-    // the same line (re-hold, quantity change) is numbered.
-    let key = if st.transitions <= 2 {
-        format!("{provider}/item/{item_key}/{word}")
-    } else {
-        format!("{provider}/item/{item_key}/{word}/{}", st.transitions)
-    };
-    let reason = format!("order {order_ref}");
     let applied = apply_movement(
         conn,
         NewMovement {
-            key: &key,
-            sku: &sku,
-            change: StockChange::By(delta),
-            kind,
+            key: &m.key,
+            sku: &m.sku,
+            change: StockChange::By(m.delta),
+            kind: m.kind,
             source: provider.as_str(),
-            reason: &reason,
+            reason: &m.reason,
         },
     )
     .await?;
-    st.held = wanted;
     Ok(usize::from(applied.is_some()))
 }
 
-/// A listing's SKU: the operator's mapping first, else the SKU printed on the
-/// order line when the ledger knows it (and then the link is learned).
+/// The links of some listings of a provider: listing id -> variant id -> SKU
+/// (variant id `''`: the listing as a whole).
+pub(super) type Links = HashMap<String, BTreeMap<String, String>>;
+
+/// The links of `provider`'s listings among `listing_ids`.
+pub(super) async fn read_links<'a>(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    listing_ids: impl IntoIterator<Item = &'a str>,
+) -> Result<Links> {
+    let ids: Vec<&str> = listing_ids.into_iter().collect();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT listing_id, variant_id, sku FROM listings
+         WHERE provider = ? AND listing_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(provider.as_str())
+    .bind(json_list(&ids))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut links = Links::new();
+    for (listing, variant, sku) in rows {
+        links.entry(listing).or_default().insert(variant, sku);
+    }
+    Ok(links)
+}
+
+/// What a line's listing resolves to.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Resolution {
+    /// A link gives the SKU.
+    Linked(String),
+    /// No link; the line's SKU, to learn as the link if the ledger knows it.
+    Hint(String),
+    Unlinked,
+}
+
+/// A listing's SKU from its links (`links`: the listing's, variant id ->
+/// SKU): the operator's mapping first, else the SKU printed on the order
+/// line (`hint`).
+pub(super) fn resolve(
+    links: Option<&BTreeMap<String, String>>,
+    variant_id: &str,
+    hint: Option<&str>,
+) -> Resolution {
+    if let Some(links) = links {
+        if let Some(sku) = links.get(variant_id) {
+            return Resolution::Linked(sku.clone());
+        }
+        // A line for a variant of a listing linked as a whole (no
+        // variant-level link): the whole listing's SKU. v2 lines carry the
+        // product's barcode even when the product has no variants.
+        let whole_only = links.keys().all(|v| v.is_empty());
+        if !variant_id.is_empty()
+            && whole_only
+            && let Some(sku) = links.get("")
+        {
+            return Resolution::Linked(sku.clone());
+        }
+    }
+    match hint.filter(|h| !h.is_empty()) {
+        Some(h) => Resolution::Hint(h.to_string()),
+        None => Resolution::Unlinked,
+    }
+}
+
+/// Writes links learned from order lines' SKUs, in order: (listing id,
+/// variant id, SKU).
+pub(super) async fn learn(
+    conn: &mut SqliteConnection,
+    provider: ProviderName,
+    learned: &[(&str, &str, &str)],
+) -> Result<()> {
+    if learned.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT OR IGNORE INTO listings (provider, listing_id, variant_id, sku, origin)
+         SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, 'learned'
+         FROM json_each(?2) AS j ORDER BY j.key",
+    )
+    .bind(provider.as_str())
+    .bind(json_list(learned))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A listing's SKU (see [`resolve`]); a SKU learned from the line's hint
+/// when the ledger knows it is written as the listing's link.
 pub(super) async fn resolve_sku(
     conn: &mut SqliteConnection,
     provider: ProviderName,
@@ -73,55 +204,18 @@ pub(super) async fn resolve_sku(
     variant_id: &str,
     hint: Option<&str>,
 ) -> Result<Option<String>> {
-    let mapped: Option<String> = sqlx::query_scalar(
-        "SELECT sku FROM listings WHERE provider = ? AND listing_id = ? AND variant_id = ?",
-    )
-    .bind(provider.as_str())
-    .bind(listing_id)
-    .bind(variant_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if mapped.is_some() {
-        return Ok(mapped);
-    }
-    // A line for a variant of a listing linked as a whole (no variant-level
-    // link): the whole listing's SKU. v2 lines carry the product's barcode
-    // even when the product has no variants.
-    if !variant_id.is_empty() {
-        let whole: Option<String> = sqlx::query_scalar(
-            "SELECT sku FROM listings WHERE provider = ?1 AND listing_id = ?2 AND variant_id = ''
-               AND NOT EXISTS (SELECT 1 FROM listings WHERE provider = ?1 AND listing_id = ?2
-                                                          AND variant_id <> '')",
-        )
-        .bind(provider.as_str())
-        .bind(listing_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if whole.is_some() {
-            return Ok(whole);
+    let links = read_links(conn, provider, [listing_id]).await?;
+    match resolve(links.get(listing_id), variant_id, hint) {
+        Resolution::Linked(sku) => Ok(Some(sku)),
+        Resolution::Unlinked => Ok(None),
+        Resolution::Hint(h) => {
+            if balances(conn, [h.as_str()]).await?.is_empty() {
+                return Ok(None);
+            }
+            learn(conn, provider, &[(listing_id, variant_id, &h)]).await?;
+            Ok(Some(h))
         }
     }
-    let Some(hint) = hint.filter(|h| !h.is_empty()) else {
-        return Ok(None);
-    };
-    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM stock WHERE sku = ?")
-        .bind(hint)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if known.is_none() {
-        return Ok(None);
-    }
-    sqlx::query(
-        "INSERT OR IGNORE INTO listings (provider, listing_id, variant_id, sku, origin)
-         VALUES (?, ?, ?, ?, 'learned')",
-    )
-    .bind(provider.as_str())
-    .bind(listing_id)
-    .bind(variant_id)
-    .bind(hint)
-    .execute(&mut *conn)
-    .await?;
-    Ok(Some(hint.to_string()))
 }
 
 /// Links and applies unlinked items inside the caller's transaction.
