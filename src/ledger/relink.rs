@@ -28,9 +28,12 @@ pub(super) struct ItemMove {
 }
 
 /// The idempotency key of an item's `transitions`-th move, of `kind`.
-/// The first hold and the first release are the common real-world events
-/// and get the plain keys (`bazaardan/item/1024/hold`); any later change of
-/// the same line (re-hold, quantity change) is numbered.
+/// The first hold (always the 1st move) and the release right after it
+/// (the 2nd) are the common real-world events and get the plain keys
+/// (`bazaardan/item/1024/hold`); any other move of the same line (a
+/// quantity change, a re-hold) is numbered. A 2nd move that is a hold (the
+/// quantity of a held line went up) is numbered too: with the plain key it
+/// was taken for the first hold already applied, and the units were lost.
 pub(super) fn move_key(
     provider: ProviderName,
     item_key: &str,
@@ -41,7 +44,11 @@ pub(super) fn move_key(
         MovementKind::OrderHold => "hold",
         _ => "release",
     };
-    if transitions <= 2 {
+    let plain = match kind {
+        MovementKind::OrderHold => transitions == 1,
+        _ => transitions == 2,
+    };
+    if plain {
         format!("{provider}/item/{item_key}/{word}")
     } else {
         format!("{provider}/item/{item_key}/{word}/{transitions}")
