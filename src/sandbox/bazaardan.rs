@@ -68,6 +68,8 @@ struct Item {
     status: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// Whether [`FakeBazaardan::change_quantity`] ever changed it.
+    resized: bool,
 }
 
 pub use super::Counters;
@@ -193,6 +195,29 @@ impl FakeBazaardan {
         self.change_status(item_id, status, true);
     }
 
+    /// The seller changes the quantity of an order line still held (the
+    /// customer added a unit, or one was out of stock): the listing's stock
+    /// moves by the difference, and the line shows its new quantity.
+    pub fn change_quantity(&self, item_id: u64, quantity: i64) {
+        let mut d = self.shared.data();
+        let Some(item) = d.items.get_mut(&item_id) else {
+            return;
+        };
+        if item.status == "cancelled" || item.quantity == quantity {
+            return;
+        }
+        let by = quantity - item.quantity;
+        item.quantity = quantity;
+        item.resized = true;
+        item.updated_at = crate::clock::now_utc();
+        let k = (item.product_id, item.variant);
+        if let Some(l) = d.listings.get_mut(&k) {
+            l.stock = (l.stock - by).max(0);
+            drop(d);
+            self.shared.core.changed(&key(k.0, k.1));
+        }
+    }
+
     /// As [`set_status`](Self::set_status), but within the same second as the
     /// item's last change: its `updated_at` text does not move.
     pub fn set_status_same_second(&self, item_id: u64, status: &str) {
@@ -254,6 +279,16 @@ impl FakeBazaardan {
             .collect()
     }
 
+    /// The order items whose quantity [`change_quantity`](Self::change_quantity) changed.
+    pub fn resized_items(&self) -> Vec<u64> {
+        let d = self.shared.data();
+        d.items
+            .iter()
+            .filter(|(_, i)| i.resized)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Fails the next `times` requests (to `endpoint`, e.g. "stock_update.php", if given).
     pub fn inject(&self, fault: Fault, times: usize, endpoint: Option<&str>) {
         self.shared.core.faults.push(fault, times, endpoint);
@@ -297,6 +332,7 @@ fn insert_item(
             status: "accepted".into(),
             created_at: now,
             updated_at: now,
+            resized: false,
         },
     );
     id

@@ -91,6 +91,13 @@ pub enum Event {
         listing: usize,
         qty: i64,
     },
+    /// The seller changes the quantity of a BaZaaRDan line still placed
+    /// (the line's 2nd move may then be a hold, which once reused the 1st
+    /// hold's key and lost the units).
+    Requantity {
+        pick: usize,
+        qty: i64,
+    },
     /// A placed order moves on without changing the units it holds.
     Ship {
         provider: ProviderName,
@@ -271,7 +278,17 @@ fn draw_events(rng: &mut fastrand::Rng, s: &Setup) -> Vec<(Duration, Event)> {
                 listing: rng.usize(..),
                 qty: rng.i64(1..=3),
             },
-            30..=39 => Event::Ship {
+            30..=31 => match pick(rng, &ORDERING) {
+                ProviderName::Bazaardan => Event::Requantity {
+                    pick: rng.usize(..),
+                    qty: rng.i64(1..=4),
+                },
+                provider => Event::Ship {
+                    provider,
+                    pick: rng.usize(..),
+                },
+            },
+            32..=39 => Event::Ship {
                 provider: pick(rng, &ORDERING),
                 pick: rng.usize(..),
             },
@@ -605,6 +622,14 @@ async fn apply(
             if let Some(id) = f.get(*provider).place_order(l, *qty) {
                 orders[slot(*provider)].placed.push(id);
             }
+        }
+        Event::Requantity { pick, qty } => {
+            let o = &orders[slot(ProviderName::Bazaardan)];
+            if o.placed.is_empty() {
+                return;
+            }
+            let id = &o.placed[pick % o.placed.len()];
+            f.bz.change_quantity(id.parse().unwrap_or(0), *qty);
         }
         Event::Ship { provider, pick } => {
             let o = &mut orders[slot(*provider)];
