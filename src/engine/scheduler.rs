@@ -67,6 +67,9 @@ pub struct Queue {
     wanted: HashMap<ListingRef, i64>,
     /// When each listing started to differ (kept across re-plans).
     since: HashMap<ListingRef, i64>,
+    /// Listings whose wanted value went down while they waited in the
+    /// increase lane (kept while they differ): see [`Queue::replan`].
+    sank: HashSet<ListingRef>,
     /// The places of the pushes last taken.
     taken: HashMap<ListingRef, Key>,
 }
@@ -75,21 +78,38 @@ impl Queue {
     /// Replaces the queue with `plan`, leaving out `skip` (in flight, or
     /// failed this round). A listing that was pending keeps its place in
     /// time; one no longer in the plan is dropped.
+    ///
+    /// A listing queued to go up whose wanted value then went down (a sale
+    /// while it waited, on a listing whose shown value is not known: it may
+    /// show more than the new value) moves to the decrease lane and stays
+    /// there while it differs: the sale must not wait for the backlog.
     pub fn replan(&mut self, plan: &plan::Plan, skip: &HashSet<ListingRef>, now_ms: i64) {
         let mut since = HashMap::with_capacity(plan.pushes.len());
+        let mut sank = HashSet::new();
+        let before = std::mem::take(&mut self.wanted);
         self.line.clear();
-        self.wanted.clear();
         for (seq, (push, lane)) in plan.pushes.iter().zip(&plan.lanes).enumerate() {
             let first = self.since.get(&push.listing).copied().unwrap_or(now_ms);
             since.insert(push.listing.clone(), first);
+            let mut lane = *lane;
+            if lane == Lane::Increase
+                && (self.sank.contains(&push.listing)
+                    || before
+                        .get(&push.listing)
+                        .is_some_and(|w| push.quantity < *w))
+            {
+                sank.insert(push.listing.clone());
+                lane = Lane::Decrease;
+            }
             if skip.contains(&push.listing) {
                 continue;
             }
-            let key = (*lane, first, seq as u64);
+            let key = (lane, first, seq as u64);
             self.line.insert(key, push.listing.clone());
             self.wanted.insert(push.listing.clone(), push.quantity);
         }
         self.since = since;
+        self.sank = sank;
     }
 
     pub fn len(&self) -> usize {
@@ -617,6 +637,38 @@ mod tests {
         assert_eq!(all.len(), 1, "{all:?}");
         assert_eq!((all[0].listing.clone(), all[0].quantity), (l(1), 4));
         assert_eq!(q.differing(), 2, "in-flight listing 3 still differs");
+    }
+
+    /// A listing waiting to go up (its shown value unknown) whose wanted
+    /// value then drops (a sale elsewhere) goes ahead of the backlog, and
+    /// stays ahead on later re-plans while it differs.
+    #[test]
+    fn a_queued_increase_whose_value_sinks_goes_ahead() {
+        let mut q = Queue::default();
+        let mut items: Vec<(u32, i64, Lane)> = (0..100).map(|i| (i, 10, Lane::Increase)).collect();
+        q.replan(&plan_of(&items), &HashSet::new(), 0);
+        items[99].1 = 9;
+        q.replan(&plan_of(&items), &HashSet::new(), 10);
+        assert_eq!(q.head(), Some(Lane::Decrease));
+        // Another change elsewhere: listing 99 keeps its place.
+        items.push((500, 4, Lane::Increase));
+        q.replan(&plan_of(&items), &HashSet::new(), 20);
+        let first = q.take(1);
+        assert_eq!((first[0].listing.clone(), first[0].quantity), (l(99), 9));
+        assert_eq!(q.lane_of(&first), Lane::Decrease);
+        // A value that goes up again is an increase like any other.
+        let mut q = Queue::default();
+        q.replan(
+            &plan_of(&[(1, 5, Lane::Increase), (2, 5, Lane::Increase)]),
+            &HashSet::new(),
+            0,
+        );
+        q.replan(
+            &plan_of(&[(1, 5, Lane::Increase), (2, 6, Lane::Increase)]),
+            &HashSet::new(),
+            0,
+        );
+        assert_eq!(q.head(), Some(Lane::Increase));
     }
 
     #[test]
