@@ -31,7 +31,8 @@ COPY --from=build /src/target/release/stoksync /usr/local/bin/stoksync
 USER stoksync
 WORKDIR /var/lib/stoksync
 VOLUME ["/var/lib/stoksync"]
-ENV STOKSYNC_CONFIG=/etc/stoksync/stoksync.toml RUST_LOG=stoksync=info
+# Two malloc arenas are plenty for a daemon that mostly waits (see deploy/stoksync.service).
+ENV STOKSYNC_CONFIG=/etc/stoksync/stoksync.toml RUST_LOG=stoksync=info MALLOC_ARENA_MAX=2
 EXPOSE 8787
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8787/healthz || exit 1
