@@ -27,6 +27,9 @@ pub struct Plan {
     pub pushes: Vec<StockPush>,
     /// The lane of each push, index for index.
     pub lanes: Vec<Lane>,
+    /// Whether what each push's listing shows is unknown (never confirmed,
+    /// or a lost answer of ours may have changed it), index for index.
+    pub blind: Vec<bool>,
     pub held: Vec<(ListingRef, Held)>,
 }
 
@@ -72,6 +75,7 @@ pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
             continue;
         }
         out.lanes.push(lane(want, l.confirmed_qty, l.unsettled));
+        out.blind.push(l.confirmed_qty.is_none() || l.unsettled);
         out.pushes.push(StockPush::new(l.listing.clone(), want));
     }
     out

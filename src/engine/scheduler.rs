@@ -79,10 +79,10 @@ impl Queue {
     /// failed this round). A listing that was pending keeps its place in
     /// time; one no longer in the plan is dropped.
     ///
-    /// A listing queued to go up whose wanted value then went down (a sale
-    /// while it waited, on a listing whose shown value is not known: it may
-    /// show more than the new value) moves to the decrease lane and stays
-    /// there while it differs: the sale must not wait for the backlog.
+    /// A listing queued to go up whose shown value is not known and whose
+    /// wanted value then went down (a sale while it waited: it may show more
+    /// than the new value) moves to the decrease lane and stays there while
+    /// it differs: the sale must not wait for the backlog.
     pub fn replan(&mut self, plan: &plan::Plan, skip: &HashSet<ListingRef>, now_ms: i64) {
         let mut since = HashMap::with_capacity(plan.pushes.len());
         let mut sank = HashSet::new();
@@ -92,7 +92,9 @@ impl Queue {
             let first = self.since.get(&push.listing).copied().unwrap_or(now_ms);
             since.insert(push.listing.clone(), first);
             let mut lane = *lane;
+            let blind = plan.blind.get(seq).copied().unwrap_or(true);
             if lane == Lane::Increase
+                && blind
                 && (self.sank.contains(&push.listing)
                     || before
                         .get(&push.listing)
@@ -582,6 +584,7 @@ mod tests {
                 .map(|(i, q, _)| StockPush::new(l(*i), *q))
                 .collect(),
             lanes: items.iter().map(|x| x.2).collect(),
+            blind: items.iter().map(|_| true).collect(),
             held: vec![],
         }
     }
@@ -656,6 +659,15 @@ mod tests {
         let first = q.take(1);
         assert_eq!((first[0].listing.clone(), first[0].quantity), (l(99), 9));
         assert_eq!(q.lane_of(&first), Lane::Decrease);
+        // A listing known to show less than the new value (confirmed
+        // below it) is an increase, however its wanted value moved.
+        let mut q = Queue::default();
+        let mut known = plan_of(&[(1, 5, Lane::Increase)]);
+        known.blind = vec![false];
+        q.replan(&known, &HashSet::new(), 0);
+        known.pushes[0].quantity = 4;
+        q.replan(&known, &HashSet::new(), 0);
+        assert_eq!(q.head(), Some(Lane::Increase));
         // A value that goes up again is an increase like any other.
         let mut q = Queue::default();
         q.replan(
