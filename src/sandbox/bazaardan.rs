@@ -570,12 +570,7 @@ fn orders(s: &Shared, q: &HashMap<String, String>) -> Response {
         .skip(offset)
         .take(limit)
         .map(|(id, i)| {
-            s.core.served(
-                &id.to_string(),
-                &i.status,
-                matches!(i.status.as_str(), "cancelled" | "returned"),
-                &key(i.product_id, i.variant),
-            );
+            serve(s, *id, i);
             item_json(*id, i, false)
         })
         .collect();
@@ -584,6 +579,18 @@ fn orders(s: &Shared, q: &HashMap<String, String>) -> Response {
         "orders": page,
         "pagination": {"limit": limit, "offset": offset, "returned": returned, "has_more": offset + returned < total}
     }))
+}
+
+/// Tells the no-op check what the client is shown of a line: its status
+/// and, for a line whose quantity changed, its quantity (a new quantity
+/// moved the marketplace's stock as a cancellation does).
+fn serve(s: &Shared, id: u64, i: &Item) {
+    s.core.served(
+        &id.to_string(),
+        &format!("{} x{}", i.status, i.quantity),
+        i.resized || matches!(i.status.as_str(), "cancelled" | "returned"),
+        &key(i.product_id, i.variant),
+    );
 }
 
 fn order_detail(s: &Shared, q: &HashMap<String, String>) -> Response {
@@ -596,12 +603,7 @@ fn order_detail(s: &Shared, q: &HashMap<String, String>) -> Response {
     };
     match s.data().items.get(&id) {
         Some(i) => {
-            s.core.served(
-                &id.to_string(),
-                &i.status,
-                matches!(i.status.as_str(), "cancelled" | "returned"),
-                &key(i.product_id, i.variant),
-            );
+            serve(s, id, i);
             ok(item_json(id, i, true))
         }
         None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "Order item not found"),
