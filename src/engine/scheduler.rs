@@ -26,7 +26,7 @@ use super::{Engine, PushReport};
 use crate::domain::{ListingRef, PushOutcome, StockPush, now_ms};
 use crate::failpoint;
 use crate::ledger::{PlanVersion, PushRecord};
-use crate::limit::{LimitError, Priority, with_priority};
+use crate::limit::{Priority, with_priority};
 use crate::providers::{Provider, ProviderError, PushResults};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -234,8 +234,19 @@ impl Scheduler {
         p: &dyn Provider,
         in_flight: &HashSet<ListingRef>,
     ) -> Result<(), ProviderError> {
+        let version = engine.ledger.plan_version(p.name()).await?;
+        self.replan_at(engine, p, in_flight, version).await
+    }
+
+    /// Re-plans from the ledger as it is at `version` (just read).
+    async fn replan_at(
+        &mut self,
+        engine: &Engine,
+        p: &dyn Provider,
+        in_flight: &HashSet<ListingRef>,
+        version: PlanVersion,
+    ) -> Result<(), ProviderError> {
         let name = p.name();
-        let version = engine.ledger.plan_version(name).await?;
         let states = engine.ledger.listing_states(name).await?;
         let plan = plan::plan(&states, engine.sync.safety_stock);
         let skip: HashSet<ListingRef> = in_flight.union(&self.failed).cloned().collect();
@@ -259,7 +270,7 @@ impl Scheduler {
     ) -> Result<(), ProviderError> {
         let now = engine.ledger.plan_version(p.name()).await?;
         if self.version != Some(now) {
-            self.replan(engine, p, in_flight).await?;
+            self.replan_at(engine, p, in_flight, now).await?;
         }
         Ok(())
     }
@@ -327,15 +338,10 @@ impl Scheduler {
                                 break Turn::Again;
                             }
                         }
-                        r = &mut wait => break match r {
+                        r = &mut wait => break match r.map_err(ProviderError::from) {
                             Ok(()) => Turn::Ready,
-                            Err(LimitError::Cancelled) => Turn::Cancelled,
-                            Err(e) => Turn::Stop(ProviderError::RateLimited {
-                                wait: match e {
-                                    LimitError::Paused { wait } => wait,
-                                    _ => p.limiter().default_wait(),
-                                },
-                            }),
+                            Err(ProviderError::Cancelled) => Turn::Cancelled,
+                            Err(e) => Turn::Stop(e),
                         },
                     }
                 };

@@ -495,6 +495,17 @@ mod tests {
         }
     }
 
+    /// The journal's keys under `prefix`, in order.
+    async fn keys_of(ledger: &Ledger, prefix: &str) -> Vec<String> {
+        ledger
+            .movements_with_prefix(prefix)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.idempotency_key)
+            .collect()
+    }
+
     async fn seeded() -> (tempfile::TempDir, Ledger) {
         let (dir, ledger) = temp_ledger().await;
         ledger
@@ -685,15 +696,8 @@ mod tests {
                 "step {i}"
             );
         }
-        let keys: Vec<String> = ledger
-            .movements_with_prefix("bazaardan/item/5/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.idempotency_key)
-            .collect();
         assert_eq!(
-            keys,
+            keys_of(&ledger, "bazaardan/item/5/").await,
             [
                 "bazaardan/item/5/hold",
                 "bazaardan/item/5/hold/2",
@@ -716,15 +720,8 @@ mod tests {
             ledger.apply_orders(P, &c, 0).await.unwrap();
             assert_eq!(ledger.stock_of("SKU-1").await.unwrap(), Some(expect));
         }
-        let keys: Vec<String> = ledger
-            .movements_with_prefix("bazaardan/item/9/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.idempotency_key)
-            .collect();
         assert_eq!(
-            keys,
+            keys_of(&ledger, "bazaardan/item/9/").await,
             [
                 "bazaardan/item/9/hold",
                 "bazaardan/item/9/release",
