@@ -4,8 +4,9 @@
 //! nothing, so nothing is half-imported.
 
 use crate::domain::{ListingRef, ProviderName};
-use crate::ledger::LinkRow;
+use crate::ledger::{BundleRow, LinkRow, RuleRow};
 use crate::providers::validate_listing;
+use crate::rules::{Field, RuleSet};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -228,6 +229,148 @@ pub fn parse_mappings(path: &Path) -> Result<(Vec<LinkRow>, LineErrors), CsvErro
         });
     }
     Ok((out, errors))
+}
+
+/// `sku,provider,safety_stock,max_quantity,percent,zero_below,frozen`: a
+/// SKU's rule on one provider. An empty cell inherits that field; a row
+/// with every field empty removes the SKU's rule for the provider.
+pub fn read_rules(path: &Path) -> Result<Vec<RuleRow>, CsvErrors> {
+    const COLUMNS: [(usize, Field); 5] = [
+        (2, Field::SafetyStock),
+        (3, Field::MaxQuantity),
+        (4, Field::Percent),
+        (5, Field::ZeroBelow),
+        (6, Field::Frozen),
+    ];
+    let (rows, mut errors) = rows(
+        path,
+        &[
+            "sku",
+            "provider",
+            "safety_stock",
+            "max_quantity",
+            "percent",
+            "zero_below",
+            "frozen",
+        ],
+    )?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<(String, ProviderName), usize> = HashMap::new();
+    'rows: for (line, r) in rows {
+        let sku = &r[0];
+        if let Some(problem) = sku_problem(sku) {
+            errors.push((line, problem));
+            continue;
+        }
+        let Some(provider) = ProviderName::parse(&r[1]) else {
+            errors.push((
+                line,
+                format!(
+                    "provider `{}` is not one of bazaardan, stokdurumu, eticaret, pazarsync",
+                    r[1]
+                ),
+            ));
+            continue;
+        };
+        let mut set = RuleSet::default();
+        for (col, f) in COLUMNS {
+            let cell = r[col].as_str();
+            if cell.is_empty() {
+                continue;
+            }
+            let value = match f {
+                Field::Frozen => match cell.to_ascii_lowercase().as_str() {
+                    "true" => Ok(1),
+                    "false" => Ok(0),
+                    _ => Err(format!("frozen `{cell}` is not true or false")),
+                },
+                _ => cell
+                    .parse::<i64>()
+                    .map_err(|_| format!("{f} `{cell}` is not a whole number"))
+                    .and_then(|v| f.check(v).map(|()| v)),
+            };
+            match value {
+                Ok(v) => set.set(f, Some(v)),
+                Err(e) => {
+                    errors.push((line, format!("{e} (SKU `{sku}`, {provider})")));
+                    continue 'rows;
+                }
+            }
+        }
+        if let Some(first) = seen.insert((sku.clone(), provider), line) {
+            errors.push((
+                line,
+                format!("SKU `{sku}` on {provider} already given on line {first}"),
+            ));
+            continue;
+        }
+        out.push(RuleRow {
+            line,
+            sku: sku.clone(),
+            provider,
+            set,
+        });
+    }
+    finish(path, out, errors)
+}
+
+/// `bundle_sku,component_sku,quantity`: the units of a component in one
+/// bundle (a whole number, 1 or more).
+pub fn read_bundles(path: &Path) -> Result<Vec<BundleRow>, CsvErrors> {
+    let (rows, mut errors) = rows(path, &["bundle_sku", "component_sku", "quantity"])?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for (line, r) in rows {
+        let (bundle, component, qty) = (&r[0], &r[1], &r[2]);
+        if let Some(problem) = sku_problem(bundle).or_else(|| sku_problem(component)) {
+            errors.push((line, problem));
+            continue;
+        }
+        if bundle == component {
+            errors.push((line, format!("bundle `{bundle}` cannot contain itself")));
+            continue;
+        }
+        let quantity = match qty.parse::<i64>() {
+            Ok(q) if q > 0 => q,
+            Ok(0) => {
+                errors.push((
+                    line,
+                    format!("quantity of `{component}` in `{bundle}` is 0: a component is at least 1 unit"),
+                ));
+                continue;
+            }
+            Ok(q) => {
+                errors.push((
+                    line,
+                    format!("quantity {q} of `{component}` in `{bundle}` is negative"),
+                ));
+                continue;
+            }
+            Err(_) => {
+                errors.push((
+                    line,
+                    format!(
+                        "quantity `{qty}` of `{component}` in `{bundle}` is not a whole number"
+                    ),
+                ));
+                continue;
+            }
+        };
+        if let Some(first) = seen.insert((bundle.clone(), component.clone()), line) {
+            errors.push((
+                line,
+                format!("`{component}` in `{bundle}` already given on line {first}"),
+            ));
+            continue;
+        }
+        out.push(BundleRow {
+            line,
+            bundle: bundle.clone(),
+            component: component.clone(),
+            quantity,
+        });
+    }
+    finish(path, out, errors)
 }
 
 fn finish<T>(path: &Path, out: Vec<T>, errors: Vec<(usize, String)>) -> Result<Vec<T>, CsvErrors> {

@@ -4,11 +4,25 @@
 
 use crate::domain::{ListingRef, StockPush};
 use crate::ledger::ListingState;
+use crate::rules::{Limits, Rules, show};
 
 /// What a listing should show: the ledger quantity less the safety stock,
-/// never below zero.
+/// never below zero (no other rule).
 pub fn wanted(ledger_qty: i64, safety_stock: i64) -> i64 {
-    ledger_qty.saturating_sub(safety_stock).max(0)
+    show(
+        ledger_qty,
+        &Limits {
+            safety_stock,
+            ..Limits::default()
+        },
+    )
+}
+
+/// What `l` should show under `rules`, and whether it is frozen; `None`
+/// when its SKU has no stock in the ledger.
+pub fn wanted_of(l: &ListingState, rules: &Rules) -> Option<(i64, bool)> {
+    let limits = rules.limits(l.listing.provider, l.rule.as_ref());
+    l.ledger_qty.map(|q| (show(q, &limits), limits.frozen))
 }
 
 /// Why a listing that differs is not pushed now.
@@ -20,6 +34,8 @@ pub enum Held {
     /// The provider refused exactly this value before; retried once the
     /// wanted value changes (or the mapping is re-imported).
     Rejected { wanted: i64 },
+    /// A `frozen` rule: never pushed; it shows what the provider shows.
+    Frozen { wanted: i64 },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,14 +72,18 @@ pub fn lane(want: i64, confirmed: Option<i64>, unsettled: bool) -> Lane {
     }
 }
 
-pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
+pub fn plan(listings: &[ListingState], rules: &Rules) -> Plan {
     let mut out = Plan::default();
     for l in listings {
-        let Some(qty) = l.ledger_qty else {
+        let Some((want, frozen)) = wanted_of(l, rules) else {
             out.held.push((l.listing.clone(), Held::SkuNotInLedger));
             continue;
         };
-        let want = wanted(qty, safety_stock);
+        if frozen {
+            out.held
+                .push((l.listing.clone(), Held::Frozen { wanted: want }));
+            continue;
+        }
         // An unsettled push may have left another value there: push again
         // (the answer settles it), even when the confirmed value matches.
         if l.confirmed_qty == Some(want) && !l.unsettled {
@@ -103,6 +123,7 @@ mod tests {
             confirmed_qty: confirmed,
             rejected_qty: rejected,
             unsettled: false,
+            rule: None,
         }
     }
 
@@ -165,7 +186,10 @@ mod tests {
             (None, Some(5), None, 0, None, Some(Held::SkuNotInLedger)),
         ];
         for (i, (ledger, confirmed, rejected, safety, push, held)) in cases.iter().enumerate() {
-            let p = plan(&[listing("1", *ledger, *confirmed, *rejected)], *safety);
+            let p = plan(
+                &[listing("1", *ledger, *confirmed, *rejected)],
+                &Rules::with_safety_stock(*safety),
+            );
             assert_eq!(p.pushes.first().map(|s| s.quantity), *push, "case {i}");
             assert_eq!(p.held.first().map(|h| h.1.clone()), *held, "case {i}");
         }
@@ -177,11 +201,18 @@ mod tests {
     #[test]
     fn an_unsettled_listing_is_pushed_even_when_it_looks_confirmed() {
         let mut l = listing("1", Some(5), Some(5), None);
-        assert!(plan(std::slice::from_ref(&l), 0).pushes.is_empty());
+        assert!(
+            plan(std::slice::from_ref(&l), &Rules::default())
+                .pushes
+                .is_empty()
+        );
         l.unsettled = true;
-        assert_eq!(plan(std::slice::from_ref(&l), 0).pushes[0].quantity, 5);
+        assert_eq!(
+            plan(std::slice::from_ref(&l), &Rules::default()).pushes[0].quantity,
+            5
+        );
         l.rejected_qty = Some(5);
-        let p = plan(&[l], 0);
+        let p = plan(&[l], &Rules::default());
         assert!(p.pushes.is_empty());
         assert_eq!(p.held[0].1, Held::Rejected { wanted: 5 });
     }
@@ -200,7 +231,7 @@ mod tests {
                 listing("1", Some(9), Some(2), None),
                 listing("2", Some(1), Some(2), None),
             ],
-            0,
+            &Rules::default(),
         );
         assert_eq!(p.lanes, [Lane::Increase, Lane::Decrease]);
     }
@@ -212,12 +243,37 @@ mod tests {
             listing("2", Some(2), Some(2), None),
             listing("3", Some(3), Some(0), None),
         ];
-        let p = plan(&ls, 0);
+        let p = plan(&ls, &Rules::default());
         let ids: Vec<&str> = p
             .pushes
             .iter()
             .map(|s| s.listing.listing_id.as_str())
             .collect();
         assert_eq!(ids, ["1", "3"]);
+    }
+
+    #[test]
+    fn a_frozen_listing_is_never_pushed_and_is_reported() {
+        use crate::rules::{Field, RuleSet};
+        let mut l = listing("1", Some(9), Some(4), None);
+        l.rule = Some(RuleSet::default().with(Field::Frozen, 1));
+        let p = plan(std::slice::from_ref(&l), &Rules::default());
+        assert!(p.pushes.is_empty());
+        assert_eq!(p.held, [(l.listing.clone(), Held::Frozen { wanted: 9 })]);
+        // Even never confirmed, or unsettled.
+        l.confirmed_qty = None;
+        l.unsettled = true;
+        assert!(plan(&[l], &Rules::default()).pushes.is_empty());
+    }
+
+    #[test]
+    fn a_sku_rule_caps_its_listing_and_not_the_others() {
+        use crate::rules::{Field, RuleSet};
+        let mut capped = listing("1", Some(9), None, None);
+        capped.rule = Some(RuleSet::default().with(Field::MaxQuantity, 2));
+        let free = listing("2", Some(9), None, None);
+        let p = plan(&[capped, free], &Rules::with_safety_stock(1));
+        let got: Vec<i64> = p.pushes.iter().map(|s| s.quantity).collect();
+        assert_eq!(got, [2, 8]);
     }
 }
