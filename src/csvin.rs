@@ -462,4 +462,70 @@ mod tests {
         assert_eq!(lines, vec![2, 3]);
         assert_eq!(errors.len(), 3);
     }
+
+    #[test]
+    fn rule_rows_inherit_empty_cells_and_bad_rows_name_their_line() {
+        let head = "sku,provider,safety_stock,max_quantity,percent,zero_below,frozen\n";
+        let ok = file(&format!(
+            "{head}A,eticaret,,5,,,\nA,pazarsync,2,,50,1,TRUE\nB,eticaret,,,,,\n"
+        ));
+        let rows = read_rules(ok.path()).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].set, RuleSet::default().with(Field::MaxQuantity, 5));
+        assert_eq!(
+            rows[1].set,
+            RuleSet::default()
+                .with(Field::SafetyStock, 2)
+                .with(Field::Percent, 50)
+                .with(Field::ZeroBelow, 1)
+                .with(Field::Frozen, 1)
+        );
+        assert!(rows[2].set.is_empty(), "an empty row removes");
+        assert_eq!(
+            (rows[1].line, rows[1].provider),
+            (3, ProviderName::Pazarsync)
+        );
+
+        let bad = file(&format!(
+            "{head}A,eticaret,,5,,,\nB,etsy,,,,,\nC,eticaret,-1,,,,\nD,eticaret,,,101,,\nE,eticaret,,,,,yes\nF,eticaret,,2.5,,,\nA,eticaret,,,,,\n"
+        ));
+        let err = read_rules(bad.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![3, 4, 5, 6, 7, 8], "{err}");
+        let text = err.to_string();
+        for needle in [
+            "etsy",
+            "safety_stock must be 0 or more",
+            "percent must be",
+            "frozen `yes`",
+            "2.5",
+            "already given on line 2",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+    }
+
+    #[test]
+    fn bundle_rows_refuse_zero_self_and_repeats_by_line() {
+        let ok = file("bundle_sku,component_sku,quantity\nSET,KALEM,2\nSET,SILGI,1\n");
+        let rows = read_bundles(ok.path()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].line, rows[0].quantity), (2, 2));
+        let bad = file(
+            "bundle_sku,component_sku,quantity\nSET,KALEM,0\nSET,SET,1\nSET,SILGI,-1\nSET,A,x\nSET,B,1\nSET,B,2\n",
+        );
+        let err = read_bundles(bad.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5, 7], "{err}");
+        let text = err.to_string();
+        for needle in [
+            "is 0",
+            "cannot contain itself",
+            "negative",
+            "not a whole number",
+            "already given on line 6",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+    }
 }

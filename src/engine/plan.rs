@@ -276,4 +276,186 @@ mod tests {
         let got: Vec<i64> = p.pushes.iter().map(|s| s.quantity).collect();
         assert_eq!(got, [2, 8]);
     }
+
+    mod properties {
+        use super::*;
+        use crate::domain::ProviderName;
+        use crate::rules::{ConfigLevel, Field, Limits, RuleSet, show};
+        use proptest::prelude::*;
+
+        /// Fixed seed unless `PROPTEST_RNG_SEED` is set (as tests/props.rs):
+        /// a red run is reproducible; `PROPTEST_CASES` soaks longer.
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(512);
+            let rng_seed = match std::env::var("PROPTEST_RNG_SEED") {
+                Ok(_) => ProptestConfig::default().rng_seed,
+                Err(_) => proptest::test_runner::RngSeed::Fixed(0x91a7_0c12),
+            };
+            ProptestConfig {
+                cases,
+                rng_seed,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn quantity() -> impl Strategy<Value = i64> {
+            prop_oneof![-50i64..200, any::<i64>(), Just(i64::MAX), Just(i64::MIN)]
+        }
+
+        fn count() -> impl Strategy<Value = i64> {
+            prop_oneof![0i64..60, 0i64..=i64::MAX]
+        }
+
+        fn rule_set() -> impl Strategy<Value = RuleSet> {
+            (
+                proptest::option::of(count()),
+                proptest::option::of(count()),
+                proptest::option::of(0i64..=100),
+                proptest::option::of(count()),
+                proptest::option::of(0i64..=1),
+            )
+                .prop_map(|(safety, zero, pct, max, frozen)| {
+                    let mut r = RuleSet::default();
+                    r.set(Field::SafetyStock, safety);
+                    r.set(Field::ZeroBelow, zero);
+                    r.set(Field::Percent, pct);
+                    r.set(Field::MaxQuantity, max);
+                    r.set(Field::Frozen, frozen);
+                    r
+                })
+        }
+
+        fn rules() -> impl Strategy<Value = Rules> {
+            (
+                proptest::option::of(count()),
+                proptest::collection::vec(proptest::option::of(rule_set()), 4),
+            )
+                .prop_map(|(safety, per)| {
+                    let mut r = Rules::default();
+                    r.base.set.set(Field::SafetyStock, safety);
+                    for (p, set) in ProviderName::ALL.into_iter().zip(per) {
+                        if let Some(set) = set {
+                            r.providers.insert(p, ConfigLevel { set, lines: [1; 5] });
+                        }
+                    }
+                    r
+                })
+        }
+
+        fn state() -> impl Strategy<Value = ListingState> {
+            (
+                0usize..4,
+                proptest::option::of(quantity()),
+                proptest::option::of(0i64..200),
+                proptest::option::of(0i64..200),
+                any::<bool>(),
+                proptest::option::of(rule_set()),
+            )
+                .prop_map(|(p, ledger, confirmed, rejected, unsettled, rule)| {
+                    ListingState {
+                        listing: ListingRef {
+                            provider: ProviderName::ALL[p],
+                            listing_id: String::new(),
+                            variant_id: String::new(),
+                        },
+                        sku: String::new(),
+                        ledger_qty: ledger,
+                        confirmed_qty: confirmed,
+                        rejected_qty: rejected,
+                        unsettled,
+                        rule,
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// What a listing shows is never negative, never above what
+            /// the ledger has available after the safety stock, and never
+            /// goes down when more is available.
+            #[test]
+            fn shown_is_within_what_is_available_and_monotone(
+                available in quantity(),
+                safety in count(),
+                zero in proptest::option::of(count()),
+                pct in proptest::option::of(0i64..=100),
+                max in proptest::option::of(count()),
+            ) {
+                let l = Limits { safety_stock: safety, zero_below: zero, percent: pct, max_quantity: max, frozen: false };
+                let q = show(available, &l);
+                prop_assert!(q >= 0);
+                prop_assert!(q <= available.saturating_sub(safety).max(0));
+                prop_assert!(q <= available.max(0));
+                if let Some(m) = max {
+                    prop_assert!(q <= m);
+                }
+                if available < i64::MAX {
+                    prop_assert!(show(available + 1, &l) >= q);
+                }
+            }
+
+            /// The planner: every push within [0, the ledger's quantity],
+            /// never for a frozen listing or a SKU without stock, and each
+            /// listing either pushed, held, or already showing its value.
+            #[test]
+            fn the_plan_never_pushes_outside_the_ledger_or_a_frozen_listing(
+                mut states in proptest::collection::vec(state(), 0..40),
+                rules in rules(),
+            ) {
+                for (i, s) in states.iter_mut().enumerate() {
+                    s.listing.listing_id = i.to_string();
+                }
+                let p = plan(&states, &rules);
+                prop_assert_eq!(p.pushes.len(), p.lanes.len());
+                for push in &p.pushes {
+                    let s = &states[push.listing.listing_id.parse::<usize>().unwrap()];
+                    let ledger = s.ledger_qty.expect("a SKU without stock is never pushed");
+                    prop_assert!(push.quantity >= 0);
+                    prop_assert!(push.quantity <= ledger.max(0));
+                    let lim = rules.limits(s.listing.provider, s.rule.as_ref());
+                    prop_assert!(!lim.frozen, "a frozen listing was pushed");
+                    prop_assert_eq!(push.quantity, show(ledger, &lim));
+                }
+                for (i, s) in states.iter().enumerate() {
+                    let id = i.to_string();
+                    let pushed = p.pushes.iter().filter(|x| x.listing.listing_id == id).count();
+                    let held = p.held.iter().filter(|(l, _)| l.listing_id == id).count();
+                    prop_assert!(pushed + held <= 1);
+                    if pushed + held == 0 {
+                        let want = wanted_of(s, &rules).map(|w| w.0);
+                        prop_assert_eq!(s.confirmed_qty, want, "left alone only when it shows the wanted value");
+                        prop_assert!(!s.unsettled);
+                    }
+                }
+            }
+
+            /// Field by field: the SKU's row, then the provider's table,
+            /// then `[sync]`.
+            #[test]
+            fn each_field_comes_from_the_nearest_level_that_sets_it(
+                rules in rules(),
+                sku in proptest::option::of(rule_set()),
+                p in 0usize..4,
+            ) {
+                let p = ProviderName::ALL[p];
+                let lim = rules.limits(p, sku.as_ref());
+                let pick = |f: Field| sku.and_then(|s| s.get(f))
+                    .or_else(|| rules.providers.get(&p).and_then(|l| l.set.get(f)))
+                    .or_else(|| rules.base.set.get(f));
+                prop_assert_eq!(lim.safety_stock, pick(Field::SafetyStock).unwrap_or(0));
+                prop_assert_eq!(lim.zero_below, pick(Field::ZeroBelow));
+                prop_assert_eq!(lim.percent, pick(Field::Percent));
+                prop_assert_eq!(lim.max_quantity, pick(Field::MaxQuantity));
+                prop_assert_eq!(lim.frozen, pick(Field::Frozen) == Some(1));
+                // explain's steps end where the planner does.
+                let steps = rules.steps(p, sku.as_ref(), "row", 37);
+                prop_assert_eq!(steps.last().map(|s| s.after), Some(show(37, &lim)));
+            }
+        }
+    }
 }

@@ -335,6 +335,8 @@ impl Ledger {
                 Ok(parts) => {
                     write_bundles(&mut tx, rows, &named, &parts, file).await?;
                     changed(&mut tx, "bundles", file, rows.len()).await?;
+                    // Lines that waited for a SKU the ledger now knows.
+                    super::relink::relink_in(&mut tx).await?;
                     tx.commit().await?;
                     return Ok(DefinitionReport {
                         written: rows.len(),
@@ -521,5 +523,249 @@ mod tests {
             None
         );
         assert_eq!(bundle_quantity(&Parts::new(), &stock(1, 1)), None);
+    }
+
+    use crate::domain::{ItemEffect, ListingRef, OrderChanges, OrderItem};
+    use crate::ledger::test_support::temp_ledger;
+
+    const P: ProviderName = ProviderName::Bazaardan;
+
+    fn line(key: &str, listing: &str, hint: Option<&str>, qty: i64, hold: bool) -> OrderChanges {
+        OrderChanges {
+            items: vec![OrderItem {
+                key: key.to_string(),
+                order_ref: format!("BD-{key}"),
+                listing_id: listing.to_string(),
+                variant_id: String::new(),
+                sku_hint: hint.map(str::to_string),
+                quantity: qty,
+                status: if hold { "accepted" } else { "cancelled" }.to_string(),
+                effect: if hold {
+                    ItemEffect::Hold
+                } else {
+                    ItemEffect::Release
+                },
+                updated_at: format!("2026-12-02 10:00:0{}", u8::from(!hold)),
+                created_at: None,
+            }],
+            cursor: Some("c".to_string()),
+            ..OrderChanges::default()
+        }
+    }
+
+    fn row(line: usize, b: &str, c: &str, q: i64) -> BundleRow {
+        BundleRow {
+            line,
+            bundle: b.to_string(),
+            component: c.to_string(),
+            quantity: q,
+        }
+    }
+
+    fn listing(id: &str) -> ListingRef {
+        ListingRef {
+            provider: P,
+            listing_id: id.to_string(),
+            variant_id: String::new(),
+        }
+    }
+
+    async fn seeded() -> (tempfile::TempDir, Ledger) {
+        let (dir, ledger) = temp_ledger().await;
+        ledger
+            .import_stock(&[("A".into(), 10), ("B".into(), 5)], "seed", "seed")
+            .await
+            .unwrap();
+        ledger
+            .import_bundles(&[row(2, "K", "A", 2), row(3, "K", "B", 1)], "b.csv")
+            .await
+            .unwrap();
+        (dir, ledger)
+    }
+
+    async fn qty(ledger: &Ledger, sku: &str) -> Option<i64> {
+        ledger.stock_of(sku).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bundle_line_moves_its_parts_once_and_its_cancellation_gives_back_what_it_took() {
+        let (_d, ledger) = seeded().await;
+        ledger
+            .import_mappings(&[("K".into(), listing("77"))])
+            .await
+            .unwrap();
+        let hold = line("1", "77", None, 2, true);
+        let r = ledger.apply_orders(P, &hold, 0).await.unwrap();
+        assert_eq!(r.movements, 2, "one movement per part");
+        ledger.apply_orders(P, &hold, 0).await.unwrap();
+        assert_eq!(
+            (qty(&ledger, "A").await, qty(&ledger, "B").await),
+            (Some(6), Some(3))
+        );
+        assert_eq!(qty(&ledger, "K").await, None, "a bundle has no stock row");
+        let a = ledger.history("A").await.unwrap();
+        let last = a.last().unwrap();
+        assert_eq!(last.idempotency_key, "bazaardan/item/1/hold/A");
+        assert!(
+            last.reason.contains("BD-1") && last.reason.contains("bundle K"),
+            "{}",
+            last.reason
+        );
+        // Redefined between the sale and its cancellation: the cancellation
+        // still gives back what the sale took.
+        ledger
+            .import_bundles(&[row(2, "K", "A", 1)], "b2.csv")
+            .await
+            .unwrap();
+        let cancel = line("1", "77", None, 2, false);
+        ledger.apply_orders(P, &cancel, 0).await.unwrap();
+        ledger.apply_orders(P, &cancel, 0).await.unwrap();
+        assert_eq!(
+            (qty(&ledger, "A").await, qty(&ledger, "B").await),
+            (Some(10), Some(5))
+        );
+        // The planner reads what the parts make: now K = A x1 only.
+        let states = ledger.listing_states(P).await.unwrap();
+        assert_eq!(states[0].ledger_qty, Some(10));
+    }
+
+    #[tokio::test]
+    async fn a_line_waiting_for_a_bundle_applies_when_the_bundle_is_defined() {
+        let (_d, ledger) = seeded().await;
+        // A line printing SKU `G`, unknown yet: kept, unlinked.
+        let r = ledger
+            .apply_orders(P, &line("9", "88", Some("G"), 1, true), 0)
+            .await
+            .unwrap();
+        assert_eq!(r.unlinked, 1);
+        ledger
+            .import_bundles(&[row(2, "G", "K", 2), row(3, "G", "B", 1)], "g.csv")
+            .await
+            .unwrap();
+        // G = 2 K + B = 4 A + 3 B: the waiting line took them.
+        assert_eq!(
+            (qty(&ledger, "A").await, qty(&ledger, "B").await),
+            (Some(6), Some(2))
+        );
+        let states = ledger.listing_states(P).await.unwrap();
+        // G now makes min(6 / 4, 2 / 3) = 0.
+        assert_eq!(states[0].sku, "G");
+        assert_eq!(states[0].ledger_qty, Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_bundle_has_no_stock_of_its_own() {
+        let (_d, ledger) = seeded().await;
+        let e = ledger
+            .erp_movement("K", crate::ledger::StockChange::To(3), "count", "k1")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("is a bundle"), "{e}");
+        assert!(
+            ledger
+                .import_stock(&[("K".into(), 1)], "x", "x")
+                .await
+                .is_err()
+        );
+        assert_eq!(qty(&ledger, "K").await, None);
+        // But it can be linked.
+        ledger
+            .import_mappings(&[("K".into(), listing("5"))])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn imports_refuse_what_cannot_be_a_bundle_and_write_nothing() {
+        let (_d, ledger) = seeded().await;
+        let refused = |e: LedgerError| match e {
+            LedgerError::Refused(r) => r,
+            e => panic!("{e}"),
+        };
+        // A SKU with stock of its own.
+        let r = refused(
+            ledger
+                .import_bundles(&[row(2, "A", "B", 1)], "x.csv")
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(r[0].0, 2);
+        assert!(r[0].1.contains("stock of its own"), "{r:?}");
+        // An unknown component.
+        let r = refused(
+            ledger
+                .import_bundles(&[row(2, "N", "A", 1), row(3, "N", "ZZ", 1)], "x.csv")
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0, 3);
+        assert!(r[0].1.contains("`ZZ`"), "{r:?}");
+        // A cycle through a stored bundle: K (stored) would contain L,
+        // which contains K.
+        let r = refused(
+            ledger
+                .import_bundles(&[row(2, "L", "K", 1), row(4, "K", "L", 1)], "x.csv")
+                .await
+                .unwrap_err(),
+        );
+        assert!(r[0].1.contains("would contain itself"), "{r:?}");
+        assert_eq!(r[0].0, 2, "{r:?}");
+        // Nothing of the refused files was written.
+        let all: Vec<String> = ledger
+            .bundles(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.sku)
+            .collect();
+        assert_eq!(all, ["K"]);
+        assert_eq!(
+            ledger.bundles(Some("K")).await.unwrap()[0].parts,
+            Parts::from([("A".to_string(), 2), ("B".to_string(), 1)])
+        );
+    }
+
+    #[tokio::test]
+    async fn sku_rules_are_set_replaced_and_removed_and_move_the_plan_version() {
+        let (_d, ledger) = seeded().await;
+        ledger
+            .import_mappings(&[("A".into(), listing("1"))])
+            .await
+            .unwrap();
+        let v0 = ledger.plan_version(P).await.unwrap();
+        let rule = |line, sku: &str, set| RuleRow {
+            line,
+            sku: sku.to_string(),
+            provider: P,
+            set,
+        };
+        let cap = RuleSet::default().with(Field::MaxQuantity, 3);
+        let r = ledger
+            .import_rules(&[rule(2, "A", cap), rule(3, "NOPE", cap)], "r.csv")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&r, LedgerError::Refused(v) if v.len() == 1 && v[0].0 == 3),
+            "{r}"
+        );
+        assert_eq!(ledger.plan_version(P).await.unwrap(), v0, "nothing written");
+        ledger
+            .import_rules(&[rule(2, "A", cap), rule(3, "K", cap)], "r.csv")
+            .await
+            .unwrap();
+        let v1 = ledger.plan_version(P).await.unwrap();
+        assert_ne!(v0, v1, "an import re-plans");
+        assert_eq!(ledger.listing_states(P).await.unwrap()[0].rule, Some(cap));
+        let rows = ledger.sku_rules(Some("A")).await.unwrap();
+        assert_eq!(rows[0].source, "r.csv line 2");
+        // An all-empty row removes it.
+        let r = ledger
+            .import_rules(&[rule(5, "A", RuleSet::default())], "r2.csv")
+            .await
+            .unwrap();
+        assert_eq!((r.written, r.removed), (0, 1));
+        assert_eq!(ledger.listing_states(P).await.unwrap()[0].rule, None);
+        assert_eq!(ledger.sku_rules(None).await.unwrap().len(), 1, "K's stays");
     }
 }
