@@ -8,6 +8,7 @@
 mod common;
 
 use common::describe;
+use futures_util::FutureExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use stoksync::domain::{ListingRef, ProviderName};
@@ -16,6 +17,7 @@ use tokio::process::Command;
 
 struct World {
     dir: tempfile::TempDir,
+    http: std::net::SocketAddr,
     fakes: Vec<Box<dyn Fake>>,
     /// Per fake: SKU -> its listing.
     listings: Vec<BTreeMap<&'static str, ListingRef>>,
@@ -95,8 +97,9 @@ async fn world() -> World {
     ];
     let dir = tempfile::tempdir().unwrap();
     // stokdurumu keeps one unit back of everything (a provider rule).
-    let mut config = String::from(
-        "[ledger]\ndatabase = \"ledger.db\"\n[sync]\npoll_interval = \"1s\"\norder_lookback = \"5m\"\nrequest_timeout = \"5s\"\n\n[rules.stokdurumu]\nsafety_stock = 1\n",
+    let http = common::free_port();
+    let mut config = format!(
+        "[ledger]\ndatabase = \"ledger.db\"\n[sync]\npoll_interval = \"1s\"\norder_lookback = \"5m\"\nrequest_timeout = \"5s\"\n[http]\nlisten = \"{http}\"\n\n[rules.stokdurumu]\nsafety_stock = 1\n",
     );
     for f in &fakes {
         config.push_str(&f.config_table(true));
@@ -115,6 +118,7 @@ async fn world() -> World {
         .collect();
     World {
         dir,
+        http,
         fakes,
         listings,
     }
@@ -235,7 +239,7 @@ async fn bundles_rules_and_frozen_listings_across_four_providers() {
         "on eticaret",
         "rules.csv line 2: 28 -> 4",
         "max_quantity 4 from ",
-        "safety_stock 1 from config line 9 (`rules.stokdurumu.safety_stock`): 28 -> 27",
+        "safety_stock 1 from config line 11 (`rules.stokdurumu.safety_stock`): 28 -> 27",
         "bazaardan/999999 (mapping)",
         "bazaardan refused the value 28",
         "in step",
@@ -275,4 +279,49 @@ async fn bundles_rules_and_frozen_listings_across_four_providers() {
     let out = w.run(&["explain", "NOPE"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no SKU `NOPE`"));
+
+    // The same on the status page, beside the running daemon.
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_stoksync"));
+    let mut daemon = daemon
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .env("STOKSYNC_CONFIG", w.dir.path().join("stoksync.toml"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{}", w.http);
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(path).send().await.ok()?;
+            Some((r.status().as_u16(), r.text().await.ok()?))
+        }
+    };
+    common::wait_for(Duration::from_secs(30), "the status page", || {
+        get(format!("{base}/readyz")).map(|r| r.is_some_and(|(c, _)| c == 200))
+    })
+    .await;
+    let (code, page) = get(format!("{base}/sku/SET")).await.unwrap();
+    assert_eq!(code, 200, "{page}");
+    for needle in ["A bundle", "KALEM", "The fewest is 10", "in step"] {
+        assert!(page.contains(needle), "/sku/SET lacks {needle:?}:\n{page}");
+    }
+    let (code, page) = get(format!("{base}/sku/DEFTER?format=json")).await.unwrap();
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(v["ledger_quantity"], 28, "{v:#}");
+    let (code, _) = get(format!("{base}/sku/NOPE")).await.unwrap();
+    assert_eq!(code, 404);
+    let pid = daemon.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("the daemon stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }
