@@ -915,6 +915,14 @@ mod tests {
             .unwrap_or_else(|e| panic!("config.example.toml: {e}"));
         assert_eq!(cfg.enabled_providers(), ProviderName::ALL.to_vec());
         assert_eq!(cfg.sync.poll_interval, Duration::from_secs(30));
+        // Its rules show the keys and change nothing.
+        let rules = &cfg.sync.rules;
+        assert!(rules.providers.contains_key(&ProviderName::Eticaret));
+        for p in ProviderName::ALL {
+            let l = rules.limits(p, None);
+            assert_eq!(crate::rules::show(17, &l), 17, "{p}: {l:?}");
+            assert!(!l.frozen);
+        }
     }
 
     #[test]
