@@ -230,10 +230,10 @@ async fn listing_note(
         ));
         return Ok(out);
     }
-    if !plans.contains_key(&p) {
+    if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(p) {
         let states = ledger.listing_states(p).await?;
         let planned = plan::plan(&states, rules);
-        plans.insert(p, (states, planned));
+        e.insert((states, planned));
     }
     let (states, planned) = &plans[&p];
     if let Some((_, held)) = planned.held.iter().find(|(l, _)| *l == d.listing) {
