@@ -224,16 +224,34 @@ async fn apply_items(
     // Bundles among them, and the parts of bundle lines already linked:
     // their moves move those SKUs.
     let bundles = parts_of(conn, skus.iter().copied()).await?;
-    let part_skus: HashSet<String> = bundles
-        .values()
-        .chain(stored.values().filter_map(|h| h.st.parts.as_ref()))
-        .flat_map(|p| p.keys().cloned())
-        .collect();
+    // The parts each item's moves may move: those fixed when it was linked,
+    // or, not linked yet, those of any bundle its listing or SKU may name.
+    let mut parts_of_item: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for item in items {
+        let parts = parts_of_item.entry(item.key.as_str()).or_default();
+        match stored.get(&item.key) {
+            Some(h) if h.st.sku.is_some() => {
+                parts.extend(h.st.parts.iter().flat_map(|p| p.keys().map(String::as_str)));
+            }
+            _ => {
+                let named = links
+                    .get(&item.listing_id)
+                    .into_iter()
+                    .flat_map(|l| l.values().map(String::as_str))
+                    .chain(item.sku_hint.as_deref());
+                for sku in named {
+                    if let Some(p) = bundles.get(sku) {
+                        parts.extend(p.keys().map(String::as_str));
+                    }
+                }
+            }
+        }
+    }
     let mut stock = balances(
         conn,
         skus.iter()
             .copied()
-            .chain(part_skus.iter().map(String::as_str)),
+            .chain(parts_of_item.values().flatten().copied()),
     )
     .await?;
     // A line moves its item at most once: the keys an item's lines may
@@ -245,7 +263,7 @@ async fn apply_items(
         for t in done + 1..=done + n {
             for kind in [MovementKind::OrderHold, MovementKind::OrderRelease] {
                 let k = move_key(provider, key, kind, t);
-                for part in &part_skus {
+                for part in &parts_of_item[key] {
                     candidates.push(format!("{k}/{part}"));
                 }
                 candidates.push(k);
