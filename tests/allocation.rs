@@ -155,6 +155,44 @@ async fn bundles_rules_and_frozen_listings_across_four_providers() {
     );
     let out = w.ok(&["rules", "import", &rules]).await;
     assert!(out.contains("2 SKU rule(s) set"), "{out}");
+    // A bad file changes nothing and names its rows: a CSV-level error and
+    // a SKU the ledger does not know.
+    let bad = w.file(
+        "bad-rules.csv",
+        "sku,provider,safety_stock,max_quantity,percent,zero_below,frozen\nKALEM,eticaret,,,150,,\nYOK,eticaret,,1,,,\n",
+    );
+    let out = w.run(&["rules", "import", &bad]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("percent"), "{err}");
+    let bad = w.file(
+        "bad-rules2.csv",
+        "sku,provider,safety_stock,max_quantity,percent,zero_below,frozen\nKALEM,eticaret,,3,,,\nYOK,eticaret,,1,,,\n",
+    );
+    let out = w.run(&["rules", "import", &bad]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("`YOK`"), "{err}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&w.ok(&["rules", "list", "--json"]).await).unwrap();
+    let skus: Vec<(&str, &str)> = listed["skus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["sku"].as_str().unwrap(), r["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        skus.len(),
+        2,
+        "nothing of the bad files was written: {listed:#}"
+    );
+    assert!(
+        skus[0].1.ends_with("rules.csv line 3") && skus[0].0 == "CANTA",
+        "{skus:?}"
+    );
+    assert_eq!(listed["providers"]["stokdurumu"]["safety_stock"], 1);
+    let out = w.ok(&["bundle", "list"]).await;
+    assert!(out.contains("SET\tKALEM x2 + SILGI x1\tmakes 10"), "{out}");
 
     w.ok(&["sync", "--once"]).await;
     assert_eq!(w.shown("KALEM"), each(20, 19, 20, 20));
