@@ -80,7 +80,12 @@ pub enum Command {
         write_config: Option<PathBuf>,
     },
     /// Run the daemon until SIGTERM or SIGINT.
-    Run,
+    Run {
+        /// Shadow mode whatever the config says: poll, apply and plan, but
+        /// never push (`shadow report` shows what it would push).
+        #[arg(long)]
+        shadow: bool,
+    },
     /// One full cycle: poll everything, apply, push everything pending.
     Sync {
         /// Required: run one cycle and exit (0 converged, 1 something pending).
@@ -99,6 +104,9 @@ pub enum Command {
     /// Links between listings and SKUs.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// Shadow mode: what stoksync would push, beside your current tool.
+    #[command(subcommand)]
+    Shadow(ShadowCommand),
     /// Per-SKU allocation rules (safety stock, caps, shares, frozen listings).
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -181,6 +189,18 @@ pub enum MappingCommand {
     },
     /// Reads each provider's product list and links listings by SKU now.
     Discover {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ShadowCommand {
+    /// Per provider: listings that agree, that stoksync would lower (the
+    /// oversell risk your current tool leaves) or raise, with SKU, both
+    /// values and since when.
+    Report {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -288,7 +308,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     // The daemon listens for its stop before anything else, so a SIGTERM
     // while it opens the database is a stop (exit 0), not a kill.
     let stop = CancellationToken::new();
-    if matches!(cli.command, Command::Run) {
+    if matches!(cli.command, Command::Run { .. }) {
         cancel_on_signal(stop.clone());
     }
     let config = Config::load(&cli.config).map_err(Failure::Config)?;
@@ -377,7 +397,23 @@ async fn dispatch(
         Command::Demo { .. } | Command::Sandbox { .. } => Err(Failure::Runtime(anyhow::anyhow!(
             "internal: demo and sandbox run without a config"
         ))),
-        Command::Run => daemon(config, ledger, stop).await,
+        Command::Run { shadow: true } => {
+            let mut config = config.clone();
+            config.sync.mode = crate::config::Mode::Shadow;
+            daemon(&config, ledger, stop).await
+        }
+        Command::Run { shadow: false } => daemon(config, ledger, stop).await,
+        Command::Shadow(ShadowCommand::Report { json }) => {
+            let r = crate::engine::shadow::report(config, ledger)
+                .await
+                .context("reading the ledger")?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print!("{}", crate::engine::shadow::render(&r));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sync { .. } => sync_once(config, ledger).await,
         Command::Check { online } => check(config, ledger, online).await,
         Command::Stock(cmd) => stock(cmd, ledger).await,
@@ -458,7 +494,12 @@ async fn daemon(
         Some(addr) => Some(crate::server::bind(addr).await?),
         None => None,
     };
-    tracing::info!(providers = engine.providers().len(), database = %config.database.display(), "stoksync running");
+    tracing::info!(providers = engine.providers().len(), database = %config.database.display(), mode = ?config.sync.mode, "stoksync running");
+    if engine.shadow() {
+        tracing::warn!(
+            "shadow mode: polling and applying orders, never pushing; `stoksync shadow report` shows what would be pushed"
+        );
+    }
     let d = Daemon {
         config: Arc::new(config.clone()),
         ledger: ledger.clone(),
@@ -502,6 +543,16 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
         println!(
             "{} order line(s) not linked to a SKU (see `status`)",
             unlinked.len()
+        );
+    }
+    if engine.shadow() {
+        println!("shadow mode: nothing pushed; `stoksync shadow report` shows what would be");
+        return Ok(
+            if summary.providers.iter().all(|p| p.poll_error.is_none()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            },
         );
     }
     if summary.converged() {
@@ -738,6 +789,13 @@ async fn bundle(cmd: BundleCommand, ledger: &Ledger) -> Result<ExitCode, Failure
                 bundles.len(),
                 rows.len()
             );
+            let linked = ledger
+                .relink_pending()
+                .await
+                .context("linking waiting order lines")?;
+            if linked > 0 {
+                println!("{linked} waiting order line(s) linked and applied");
+            }
         }
         BundleCommand::List { json } => {
             let bundles = ledger.bundles(None).await.context("reading bundles")?;

@@ -182,6 +182,7 @@ struct RawSync {
     request_timeout: Option<Str>,
     max_attempts: Option<Spanned<u32>>,
     discovery_interval: Option<Str>,
+    mode: Option<Str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,6 +287,8 @@ pub struct SyncSettings {
     pub poll_interval: Duration,
     /// `[sync] safety_stock` and `[rules.<provider>]`.
     pub rules: crate::rules::Rules,
+    /// `live` pushes; `shadow` polls, applies and plans, never pushes.
+    pub mode: Mode,
     pub restock_returns: bool,
     pub order_lookback: Duration,
     pub request_timeout: Duration,
@@ -295,6 +298,19 @@ pub struct SyncSettings {
     /// providers fix them. Only the simulator shrinks them, so that many
     /// windows pass in a test that lasts a second.
     pub timing: Timing,
+}
+
+/// `[sync] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Polls, applies, pushes.
+    #[default]
+    Live,
+    /// Polls, applies orders and plans exactly as live, but never pushes:
+    /// beside the tool a seller uses today, it records what it would push
+    /// (`shadow report`).
+    Shadow,
 }
 
 /// Time constants the limiter and the retry loop work with.
@@ -327,6 +343,7 @@ impl Default for SyncSettings {
         SyncSettings {
             poll_interval: DEFAULT_POLL_INTERVAL,
             rules: crate::rules::Rules::default(),
+            mode: Mode::Live,
             restock_returns: false,
             order_lookback: DEFAULT_ORDER_LOOKBACK,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -493,6 +510,19 @@ impl Config {
             sync.max_attempts = *v.get_ref();
         }
         sync.restock_returns = s.restock_returns.unwrap_or(false);
+        if let Some(v) = &s.mode {
+            sync.mode = match cx.string(v, "sync.mode")?.as_str() {
+                "live" => Mode::Live,
+                "shadow" => Mode::Shadow,
+                other => {
+                    return Err(cx.err(
+                        v.span(),
+                        "sync.mode",
+                        format!("`{other}` is not a mode; write \"live\" or \"shadow\""),
+                    ));
+                }
+            };
+        }
 
         let mut http = HttpSettings::default();
         if let Some(v) = &raw.http.token {

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Run | Command::Sync { .. } | Command::Sandbox { .. } => "info",
+        Command::Run { .. } | Command::Sync { .. } | Command::Sandbox { .. } => "info",
         // The demo draws its own progress; only failures go to the log.
         Command::Demo { .. } => "error",
         _ => "warn",

@@ -15,6 +15,7 @@ pub mod explain;
 pub mod health;
 pub mod plan;
 pub mod scheduler;
+pub mod shadow;
 pub mod status;
 
 use crate::config::SyncSettings;
@@ -127,6 +128,15 @@ impl Engine {
             return Ok(None);
         };
         let report = self.ledger.discover(p.name(), &remote).await?;
+        if self.shadow() {
+            // Nothing of ours was pushed: what a listing shows is what was
+            // read, and the seller's current tool keeps writing it.
+            let shown: Vec<(ListingRef, i64)> = remote
+                .iter()
+                .filter_map(|r| r.quantity.map(|q| (r.listing.clone(), q)))
+                .collect();
+            self.ledger.observe_shown(p.name(), &shown).await?;
+        }
         tracing::info!(
             provider = %p.name(),
             seen = report.seen,
@@ -156,6 +166,17 @@ impl Engine {
             lookback: self.sync.order_lookback,
         };
         let mut changes = p.poll_orders(&req, &self.ledger).await?;
+        if self.shadow() {
+            // In shadow mode the seller's current tool writes the listings:
+            // a count that changed is its write as much as a hand edit, so
+            // it is recorded as what the listing shows, never journaled.
+            let shown: Vec<(ListingRef, i64)> = changes
+                .external
+                .drain(..)
+                .map(|c| (c.listing, c.observed))
+                .collect();
+            self.ledger.observe_shown(name, &shown).await?;
+        }
         failpoint::point("poll.answered").await;
         for a in &changes.anomalies {
             tracing::warn!(provider = %name, item = %a.key, problem = %a.message, "order line kept as an anomaly");
@@ -293,6 +314,10 @@ impl Engine {
         p: &Arc<dyn Provider>,
         cancel: &CancellationToken,
     ) -> Result<PushReport, ProviderError> {
+        if self.shadow() {
+            shadow::record(&self.sync.rules, &self.ledger, p.name()).await?;
+            return Ok(PushReport::default());
+        }
         let mut s = scheduler::Scheduler::new();
         let (report, _) = s.round(self, p, cancel, None).await?;
         Ok(report)
@@ -463,7 +488,12 @@ impl Engine {
                 }
             }
             let next_poll = polled_at.map(|t| t + self.sync.poll_interval);
-            if poll_ok && !cancel.is_cancelled() {
+            if poll_ok && self.shadow() {
+                // Never a push: what it would push is recorded instead.
+                if let Err(e) = shadow::record(&self.sync.rules, &self.ledger, name).await {
+                    tracing::warn!(provider = %name, error = %e, "cannot record the shadow verdicts");
+                }
+            } else if poll_ok && !cancel.is_cancelled() {
                 match sched.round(self, &p, &cancel, next_poll).await {
                     Ok((r, end)) => {
                         if r.movements > 0 {
@@ -506,6 +536,11 @@ impl Engine {
         }
         self.health.stopped(name);
         tracing::info!(provider = %name, "provider loop stopped");
+    }
+
+    /// Shadow mode: everything but the pushes.
+    pub fn shadow(&self) -> bool {
+        self.sync.mode == crate::config::Mode::Shadow
     }
 
     async fn note_error(&self, name: ProviderName, e: &ProviderError) {

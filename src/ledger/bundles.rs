@@ -335,8 +335,6 @@ impl Ledger {
                 Ok(parts) => {
                     write_bundles(&mut tx, rows, &named, &parts, file).await?;
                     changed(&mut tx, "bundles", file, rows.len()).await?;
-                    // Lines that waited for a SKU the ledger now knows.
-                    super::relink::relink_in(&mut tx).await?;
                     tx.commit().await?;
                     return Ok(DefinitionReport {
                         written: rows.len(),
@@ -642,6 +640,8 @@ mod tests {
             .import_bundles(&[row(2, "G", "K", 2), row(3, "G", "B", 1)], "g.csv")
             .await
             .unwrap();
+        // As `bundle import` and every poll do.
+        assert_eq!(ledger.relink_pending().await.unwrap(), 1);
         // G = 2 K + B = 4 A + 3 B: the waiting line took them.
         assert_eq!(
             (qty(&ledger, "A").await, qty(&ledger, "B").await),

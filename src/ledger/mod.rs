@@ -20,6 +20,7 @@ mod journal;
 mod links;
 mod orders;
 mod relink;
+mod shadow;
 mod stock;
 
 pub use bundles::{

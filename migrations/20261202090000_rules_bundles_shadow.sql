@@ -49,3 +49,14 @@ CREATE TABLE definition_changes (
 -- was redefined between: JSON [[sku, units per bundle], ...]; NULL for a
 -- line of a plain SKU.
 ALTER TABLE order_items ADD COLUMN parts TEXT;
+
+-- Shadow mode (`[sync] mode = "shadow"`): per linked listing, how what it
+-- would push compares with what the provider shows, and since when.
+CREATE TABLE shadow_state (
+    provider   TEXT NOT NULL,
+    listing_id TEXT NOT NULL,
+    variant_id TEXT NOT NULL,
+    verdict    TEXT NOT NULL,      -- agree | lower | raise | unknown | frozen | no_stock
+    since_ms   INTEGER NOT NULL,
+    PRIMARY KEY (provider, listing_id, variant_id)
+);
