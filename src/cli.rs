@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::Daemon;
-use crate::domain::{ms_to_utc, now_ms};
+use crate::domain::{ListingRef, ms_to_utc, now_ms};
 use crate::engine::{Engine, status};
 use crate::ledger::{Ledger, LedgerError, StockChange};
 use crate::lock::InstanceLock;
@@ -92,6 +92,21 @@ pub enum Command {
         /// Also prove each provider's credentials with one cheap call.
         #[arg(long)]
         online: bool,
+        /// Also check the database file (`PRAGMA integrity_check`) and that
+        /// every SKU's balance equals the sum of its journal; exit 1 naming
+        /// each bad SKU.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Write a consistent copy of the ledger to FILE while the daemon runs
+    /// (it keeps syncing). Restore: stop the daemon, copy FILE over the
+    /// database, remove its -wal and -shm files, start it.
+    Backup {
+        /// The copy to write; an existing file is refused unless --force.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// The stock ledger.
     #[command(subcommand)]
@@ -111,6 +126,12 @@ pub enum Command {
 pub enum StockCommand {
     /// Set SKUs to ERP counts from a CSV file with header `sku,quantity`.
     Import { file: PathBuf },
+    /// Write every SKU's quantity as CSV `sku,quantity` (what `stock
+    /// import` reads).
+    Export {
+        /// Where to write; standard output without it.
+        file: Option<PathBuf>,
+    },
     /// Set one SKU to a counted quantity.
     Set {
         sku: String,
@@ -155,6 +176,12 @@ pub enum MappingCommand {
         /// (each move is reported and journaled; `mapping list` shows it).
         #[arg(long)]
         relink: bool,
+    },
+    /// Write every link as CSV `sku,provider,listing_id,variant_id` (what
+    /// `mapping import` reads).
+    Export {
+        /// Where to write; standard output without it.
+        file: Option<PathBuf>,
     },
     /// Every link, with what the provider last confirmed, the listings
     /// discovery could not link, and the latest links moved by --relink.
@@ -321,7 +348,22 @@ async fn dispatch(
         ))),
         Command::Run => daemon(config, ledger, stop).await,
         Command::Sync { .. } => sync_once(config, ledger).await,
-        Command::Check { online } => check(config, ledger, online).await,
+        Command::Check { online, deep } => check(config, ledger, online, deep).await,
+        Command::Backup { file, force } => {
+            let r = ledger
+                .backup_to(&file, force)
+                .await
+                .context("backing up the ledger")?;
+            println!(
+                "backed up {} to {} ({} bytes, {} SKU(s), {} movement(s)); integrity ok",
+                config.database.display(),
+                r.path.display(),
+                r.bytes,
+                r.skus,
+                r.movements
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Stock(cmd) => stock(cmd, ledger).await,
         Command::Mapping(cmd) => mapping(cmd, config, ledger).await,
         Command::Status { json } => {
@@ -453,7 +495,12 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
     }
 }
 
-async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCode, Failure> {
+async fn check(
+    config: &Config,
+    ledger: &Ledger,
+    online: bool,
+    deep: bool,
+) -> Result<ExitCode, Failure> {
     println!("config: {} ok", config.file.display());
     println!(
         "database: {} ok, migrations applied",
@@ -472,9 +519,71 @@ async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCod
             enabled.join(", ")
         }
     );
-    if !online {
-        return Ok(ExitCode::SUCCESS);
+    let mut ok = true;
+    if deep {
+        ok &= deep_check(ledger).await?;
     }
+    if online {
+        ok &= check_online(config, ledger).await?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The database file and the journal: prints what it found, `false` when
+/// anything is wrong.
+async fn deep_check(ledger: &Ledger) -> Result<bool, Failure> {
+    let mut ok = true;
+    let problems = ledger
+        .integrity_problems()
+        .await
+        .context("checking the database's integrity")?;
+    if problems.is_empty() {
+        println!("integrity: ok");
+    } else {
+        ok = false;
+        println!("integrity: FAILED ({} problem(s))", problems.len());
+        for p in &problems {
+            println!("  {p}");
+        }
+    }
+    let bad = ledger
+        .journal_mismatches()
+        .await
+        .context("summing the journal")?;
+    let skus = ledger.sku_count().await.context("counting SKUs")?;
+    if bad.is_empty() {
+        println!("journal: ok, every balance of {skus} SKU(s) equals the sum of its movements");
+    } else {
+        ok = false;
+        println!(
+            "journal: FAILED, {} SKU(s) off the sum of their movements:",
+            bad.len()
+        );
+        for m in &bad {
+            match m.balance {
+                Some(b) => println!(
+                    "  SKU {}: balance {b}, journal sums to {}",
+                    m.sku, m.journal_sum
+                ),
+                None => println!(
+                    "  SKU {}: no balance, journal sums to {}",
+                    m.sku, m.journal_sum
+                ),
+            }
+        }
+    }
+    if !ok {
+        eprintln!("stoksync: the deep check failed (see above)");
+    }
+    Ok(ok)
+}
+
+/// Proves each provider's credentials; `false` when any is refused.
+async fn check_online(config: &Config, ledger: &Ledger) -> Result<bool, Failure> {
     let cancel = CancellationToken::new();
     let engine = engine(config, ledger, &cancel)?;
     let mut ok = true;
@@ -487,11 +596,27 @@ async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCod
             }
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ok)
+}
+
+/// Writes a CSV export to `file`, or to standard output without one.
+fn export(
+    file: Option<&std::path::Path>,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), Failure> {
+    match file {
+        Some(path) => {
+            let mut buf = Vec::new();
+            write(&mut buf).context("encoding CSV")?;
+            std::fs::write(path, buf).with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            write(&mut lock).context("writing to standard output")?;
+        }
+    }
+    Ok(())
 }
 
 /// How many link moves `mapping list` shows: enough to review a relink
@@ -516,6 +641,21 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
                 rows.len(),
                 file.display()
             );
+        }
+        StockCommand::Export { file } => {
+            let rows = ledger.list_stock().await.context("reading stock")?;
+            export(file.as_deref(), |out| {
+                csvin::write_stock(out, rows.iter().map(|r| (r.sku.as_str(), r.quantity)))
+            })?;
+            let negative = rows.iter().filter(|r| r.quantity < 0).count();
+            if negative > 0 {
+                eprintln!(
+                    "stoksync: {negative} oversold SKU(s) exported with a negative quantity; `stock import` refuses negative counts"
+                );
+            }
+            if let Some(f) = file {
+                println!("exported {} SKU count(s) to {}", rows.len(), f.display());
+            }
         }
         StockCommand::Set {
             sku,
@@ -671,6 +811,28 @@ async fn mapping(
             println!("imported {} link(s) from {}", rows.len(), file.display());
             if linked > 0 {
                 println!("{linked} waiting order line(s) linked and applied");
+            }
+        }
+        MappingCommand::Export { file } => {
+            let rows = ledger.list_mappings().await.context("reading mappings")?;
+            let links: Vec<(String, ListingRef)> = rows
+                .into_iter()
+                .map(|m| {
+                    (
+                        m.sku,
+                        ListingRef {
+                            provider: m.provider,
+                            listing_id: m.listing_id,
+                            variant_id: m.variant_id,
+                        },
+                    )
+                })
+                .collect();
+            export(file.as_deref(), |out| {
+                csvin::write_mappings(out, links.iter().map(|(s, l)| (s.as_str(), l)))
+            })?;
+            if let Some(f) = file {
+                println!("exported {} link(s) to {}", links.len(), f.display());
             }
         }
         MappingCommand::List { json } => {

@@ -1,7 +1,9 @@
 //! CSV files from the ERP and the operator: stock counts (`sku,quantity`)
 //! and listing mappings (`sku,provider,listing_id,variant_id`). Every bad
 //! row is reported with its line number; a file with any bad row yields
-//! nothing, so nothing is half-imported.
+//! nothing, so nothing is half-imported. The exports write the same two
+//! shapes, quoted where a field needs it, so an export imports back as it
+//! was.
 
 use crate::domain::{ListingRef, ProviderName};
 use crate::ledger::LinkRow;
@@ -228,6 +230,37 @@ pub fn parse_mappings(path: &Path) -> Result<(Vec<LinkRow>, LineErrors), CsvErro
         });
     }
     Ok((out, errors))
+}
+
+/// `sku,quantity` rows as `stock import` reads them.
+pub fn write_stock<'a>(
+    out: impl std::io::Write,
+    rows: impl IntoIterator<Item = (&'a str, i64)>,
+) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["sku", "quantity"])?;
+    for (sku, qty) in rows {
+        w.write_record([sku, &qty.to_string()])?;
+    }
+    w.flush()
+}
+
+/// `sku,provider,listing_id,variant_id` rows as `mapping import` reads them.
+pub fn write_mappings<'a>(
+    out: impl std::io::Write,
+    rows: impl IntoIterator<Item = (&'a str, &'a ListingRef)>,
+) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["sku", "provider", "listing_id", "variant_id"])?;
+    for (sku, l) in rows {
+        w.write_record([
+            sku,
+            l.provider.as_str(),
+            l.listing_id.as_str(),
+            l.variant_id.as_str(),
+        ])?;
+    }
+    w.flush()
 }
 
 fn finish<T>(path: &Path, out: Vec<T>, errors: Vec<(usize, String)>) -> Result<Vec<T>, CsvErrors> {

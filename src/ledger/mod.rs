@@ -11,12 +11,13 @@
 
 // Each file uses only those above it in this order (tests/architecture.rs
 // checks there is no cycle): journal <- relink <- stock, catalog <- orders;
-// links, changes and backlog stand alone.
+// links, changes, backlog and maintenance stand alone.
 mod backlog;
 mod catalog;
 mod changes;
 mod journal;
 mod links;
+mod maintenance;
 mod orders;
 mod relink;
 mod stock;
@@ -25,6 +26,7 @@ pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_
 pub use changes::PlanVersion;
 pub use journal::{MovementKind, StockChange};
 pub use links::{LinkChange, LinkReport, LinkRow};
+pub use maintenance::{BackupReport, JournalMismatch};
 pub use orders::{ApplyReport, KnownItem};
 
 use crate::domain::{ListingRef, ProviderName, now_ms};
