@@ -697,6 +697,17 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
         }
         StockCommand::History { sku, json } => {
             let rows = ledger.history(&sku).await.context("reading history")?;
+            if rows.is_empty()
+                && ledger
+                    .stock_of(&sku)
+                    .await
+                    .context("reading stock")?
+                    .is_none()
+            {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "no SKU `{sku}` in the ledger (`stock list` shows every SKU)"
+                )));
+            }
             if json {
                 println!(
                     "{}",

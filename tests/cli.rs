@@ -30,3 +30,51 @@ async fn logs_to_a_pipe_carry_no_colour_codes() {
         "escape codes in piped logs: {err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_of_an_unknown_sku_says_so() {
+    let env = Env::new(Knobs::default()).await;
+    let stock = env.write("stock.csv", "sku,quantity\nKALEM-1,5\n");
+    env.ok(&["stock", "import", stock.to_str().unwrap()]).await;
+    for args in [
+        &["stock", "history", "KALEM-9"][..],
+        &["stock", "history", "KALEM-9", "--json"][..],
+    ] {
+        let out = env.run(args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no SKU `KALEM-9`"), "{}", describe(&out));
+        assert!(out.stdout.is_empty(), "{}", describe(&out));
+    }
+    let known = env.ok(&["stock", "history", "KALEM-1"]).await;
+    assert!(known.contains("erp_set"), "{known}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_reason_is_refused_as_the_api_refuses_it() {
+    let env = Env::new(Knobs::default()).await;
+    let stock = env.write("stock.csv", "sku,quantity\nKALEM-1,5\n");
+    env.ok(&["stock", "import", stock.to_str().unwrap()]).await;
+    for (cmd, n) in [("set", "9"), ("adjust", "-1")] {
+        for reason in ["", "   "] {
+            let out = env
+                .run(&["stock", cmd, "KALEM-1", n, "--reason", reason])
+                .await;
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{cmd} {reason:?}: {}",
+                describe(&out)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("`reason` must say why"),
+                "{}",
+                describe(&out)
+            );
+        }
+    }
+    assert_eq!(env.quantity("KALEM-1").await, Some(5), "nothing moved");
+    let history = env.ok(&["stock", "history", "KALEM-1", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_str(&history).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{history}");
+}

@@ -28,6 +28,7 @@ pub use journal::{MovementKind, StockChange};
 pub use links::{LinkChange, LinkReport, LinkRow};
 pub use maintenance::{BackupReport, JournalMismatch};
 pub use orders::{ApplyReport, KnownItem};
+pub use stock::check_reason;
 
 use crate::domain::{ListingRef, ProviderName, now_ms};
 use serde::Serialize;
