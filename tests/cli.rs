@@ -78,3 +78,42 @@ async fn an_empty_reason_is_refused_as_the_api_refuses_it() {
     let rows: serde_json::Value = serde_json::from_str(&history).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1, "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semicolon_csv_is_read_and_a_bad_csv_exits_1_as_other_bad_input() {
+    let env = Env::new(Knobs::default()).await;
+    let good = env.write(
+        "sayim.csv",
+        "\u{feff}sku;quantity\r\n\"ÇANTA,büyük\";7\r\nSİLGİ;3\r\n",
+    );
+    env.ok(&["stock", "import", good.to_str().unwrap()]).await;
+    assert_eq!(env.quantity("ÇANTA,büyük").await, Some(7));
+    assert_eq!(env.quantity("SİLGİ").await, Some(3));
+
+    // A bad row, a wrong header, a missing file: exit 1, as a negative
+    // count or an unknown SKU; 2 is for the config and the command line.
+    let bad_row = env.write("bad.csv", "sku;quantity\nA;5\nB;1,5\n");
+    let bad_header = env.write("header.csv", "sku;adet\nA;5\n");
+    let missing = env.path("missing.csv");
+    for (file, says) in [
+        (
+            &bad_row,
+            "line 3: quantity `1,5` for `B` is not a whole number",
+        ),
+        (&bad_header, "header must be `sku,quantity`"),
+        (&missing, "cannot read"),
+    ] {
+        let out = env.run(&["stock", "import", file.to_str().unwrap()]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{says}: {}",
+            describe(&out)
+        );
+    }
+    let negative = env
+        .run(&["stock", "set", "SİLGİ", "-1", "--reason", "x"])
+        .await;
+    assert_eq!(negative.status.code(), Some(1), "{}", describe(&negative));
+    assert_eq!(env.quantity("A").await, None, "nothing imported");
+}
