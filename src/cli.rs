@@ -10,6 +10,8 @@ use crate::lock::InstanceLock;
 use crate::notify::Notifier;
 use crate::{csvin, providers};
 use anyhow::Context;
+#[cfg(test)]
+use clap::CommandFactory;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,11 +19,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What `--help` says of exit codes (README, Command reference, says the same).
+pub const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  failure: input refused (a bad CSV, a negative count, an unknown SKU, an
+     empty reason), `sync --once` not converged, `check` finding a problem,
+     a provider or the database failing
+  2  configuration error, or a command line that cannot be parsed";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "stoksync",
     version,
-    about = "One stock ledger for every place you sell."
+    about = "One stock ledger for every place you sell.",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// The TOML configuration file.
@@ -60,6 +71,8 @@ pub enum Command {
         /// Keep the temporary folder (config, ledger) afterwards.
         #[arg(long)]
         keep: bool,
+        #[command(flatten)]
+        no_config: NoConfig,
     },
     /// Serve all four provider fakes on loopback with a JSON control API,
     /// until SIGTERM or SIGINT.
@@ -78,6 +91,8 @@ pub enum Command {
         /// Also write a ready config (and the BaZaaRDan mapping CSV beside it).
         #[arg(long)]
         write_config: Option<PathBuf>,
+        #[command(flatten)]
+        no_config: NoConfig,
     },
     /// Run the daemon until SIGTERM or SIGINT.
     Run,
@@ -117,15 +132,35 @@ pub enum Command {
     /// Per provider: last poll, pending pushes, requests used, last error;
     /// unlinked order items; oversold SKUs.
     Status {
+        /// Print JSON (times in RFC 3339, Turkey's +03:00 offset) instead of text.
         #[arg(long)]
         json: bool,
     },
 }
 
+/// `demo` and `sandbox` make their own config. The global `--config` is
+/// not offered to them: an argument of the same id here takes its place
+/// (clap does not propagate a global arg to a subcommand that has one),
+/// hidden from `--help` and refusing a value with a clear word rather than
+/// ignoring it.
+#[derive(clap::Args, Debug)]
+pub struct NoConfig {
+    #[arg(id = "config", long = "config", short = 'c', hide = true, value_parser = refuse_config)]
+    _config: Option<String>,
+}
+
+fn refuse_config(_: &str) -> Result<String, String> {
+    Err("this command makes its own config and takes no --config".to_string())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum StockCommand {
-    /// Set SKUs to ERP counts from a CSV file with header `sku,quantity`.
-    Import { file: PathBuf },
+    /// Set SKUs to ERP counts from a CSV file with header `sku,quantity`
+    /// (or `sku;quantity`).
+    Import {
+        /// The CSV file; any bad row and nothing is imported.
+        file: PathBuf,
+    },
     /// Write every SKU's quantity as CSV `sku,quantity` (what `stock
     /// import` reads).
     Export {
@@ -134,28 +169,37 @@ pub enum StockCommand {
     },
     /// Set one SKU to a counted quantity.
     Set {
+        /// The SKU (created when the ledger does not know it yet).
         sku: String,
+        /// The counted quantity, 0 or more.
         #[arg(allow_negative_numbers = true)]
         quantity: i64,
+        /// Why the stock changes (journaled; must not be empty).
         #[arg(long)]
         reason: String,
     },
     /// Move one SKU by DELTA units (negative to take away).
     Adjust {
+        /// The SKU.
         sku: String,
+        /// Units to add, or to take away when negative.
         #[arg(allow_negative_numbers = true)]
         delta: i64,
+        /// Why the stock changes (journaled; must not be empty).
         #[arg(long)]
         reason: String,
     },
     /// Every SKU and its quantity.
     List {
+        /// Print JSON `[{"sku","quantity"}]` instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// The journal of one SKU.
+    /// The journal of one SKU (exit 1 when the ledger has no such SKU).
     History {
+        /// The SKU.
         sku: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -186,11 +230,13 @@ pub enum MappingCommand {
     /// Every link, with what the provider last confirmed, the listings
     /// discovery could not link, and the latest links moved by --relink.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Reads each provider's product list and links listings by SKU now.
     Discover {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -240,6 +286,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             duration,
             skus,
             keep,
+            no_config: _,
         } => {
             let ok = crate::demo::run(crate::demo::DemoOptions {
                 duration,
@@ -258,6 +305,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             catalog,
             faults,
             write_config,
+            no_config: _,
         } => return sandbox(listen_base, catalog, faults, write_config).await,
         _ => {}
     }
@@ -942,6 +990,74 @@ async fn mapping(
 mod tests {
     use super::*;
     use std::ffi::OsStr;
+
+    /// Every argument and option says what it is, in every subcommand.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "stoksync", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn config_is_offered_where_it_is_used_only() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let offers = |path: &[&str]| {
+            let mut c = &cmd;
+            for p in path {
+                c = c.find_subcommand(p).unwrap();
+            }
+            c.get_arguments()
+                .any(|a| a.get_id() == "config" && !a.is_hide_set())
+        };
+        for used in [&["status"][..], &["run"], &["backup"], &["stock", "set"]] {
+            assert!(offers(used), "{used:?} should offer --config");
+        }
+        for unused in [&["demo"][..], &["sandbox"]] {
+            assert!(!offers(unused), "{unused:?} should not offer --config");
+        }
+        // Given to them anyway, it is refused, not ignored.
+        let err = Cli::try_parse_from(["stoksync", "demo", "--config", "x.toml"]).unwrap_err();
+        assert!(err.to_string().contains("takes no --config"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        // Before or after the command, where it is used.
+        for args in [
+            &["stoksync", "--config", "a.toml", "status"][..],
+            &["stoksync", "status", "--config", "a.toml"],
+            &["stoksync", "stock", "list", "-c", "a.toml"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.config, PathBuf::from("a.toml"), "{args:?}");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        assert!(
+            help.contains("Exit codes:") && help.contains("2  configuration error"),
+            "{help}"
+        );
+    }
 
     #[test]
     fn logs_are_coloured_only_on_a_terminal_without_no_color() {
