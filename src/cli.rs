@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::Daemon;
-use crate::domain::{ListingRef, ms_to_utc, now_ms};
+use crate::domain::{ListingRef, ms_to_utc, now_ms, shown_time};
 use crate::engine::{Engine, status};
 use crate::ledger::{Ledger, LedgerError, StockChange};
 use crate::lock::InstanceLock;
@@ -765,7 +765,7 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
                 for m in rows {
                     println!(
                         "{}\t{:+}\t{} -> {}\t{}\t{}\t{}\t{}",
-                        ms_to_utc(m.created_at_ms).to_rfc3339(),
+                        shown_time(ms_to_utc(m.created_at_ms)),
                         m.delta,
                         m.quantity_before,
                         m.quantity_after,
@@ -954,7 +954,7 @@ async fn mapping(
                     for m in &moves {
                         println!(
                             "#   {} moved {} from {} to {} ({})",
-                            ms_to_utc(m.at_ms).to_rfc3339(),
+                            shown_time(ms_to_utc(m.at_ms)),
                             m.listing(),
                             m.old_sku,
                             m.new_sku,
