@@ -142,14 +142,15 @@ pub enum Command {
 /// not offered to them: an argument of the same id here takes its place
 /// (clap does not propagate a global arg to a subcommand that has one),
 /// hidden from `--help` and refusing a value with a clear word rather than
-/// ignoring it.
+/// ignoring it. Its type is the global's: clap still hands the global's
+/// default down to the subcommand's matches.
 #[derive(clap::Args, Debug)]
 pub struct NoConfig {
     #[arg(id = "config", long = "config", short = 'c', hide = true, value_parser = refuse_config)]
-    _config: Option<String>,
+    _config: Option<PathBuf>,
 }
 
-fn refuse_config(_: &str) -> Result<String, String> {
+fn refuse_config(_: &str) -> Result<PathBuf, String> {
     Err("this command makes its own config and takes no --config".to_string())
 }
 
@@ -1038,6 +1039,10 @@ mod tests {
         }
         for unused in [&["demo"][..], &["sandbox"]] {
             assert!(!offers(unused), "{unused:?} should not offer --config");
+        }
+        // Without it they parse, with STOKSYNC_CONFIG set or not.
+        for args in [&["stoksync", "demo"][..], &["stoksync", "sandbox"]] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
         // Given to them anyway, it is refused, not ignored.
         let err = Cli::try_parse_from(["stoksync", "demo", "--config", "x.toml"]).unwrap_err();
