@@ -111,7 +111,7 @@ async fn a_backup_taken_while_the_ledger_is_written_is_a_sound_ledger() {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                let delta = if n % 2 == 0 { 3 } else { -2 };
+                let delta = if n.is_multiple_of(2) { 3 } else { -2 };
                 ledger
                     .erp_movement("KALEM-2", StockChange::By(delta), "test", &format!("w/{n}"))
                     .await
