@@ -129,6 +129,23 @@ pub enum Command {
     /// Links between listings and SKUs.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// Per-SKU allocation rules (safety stock, caps, shares, frozen listings).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Bundles and kits: SKUs whose stock comes from their components.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Every number shown for a SKU and why: ledger quantity and last
+    /// movements, bundle arithmetic, each rule with its source, and for each
+    /// listing what it should show, what the provider confirmed, and why
+    /// they differ.
+    Explain {
+        /// The SKU (or bundle SKU) to explain.
+        sku: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per provider: last poll, pending pushes, requests used, last error;
     /// unlinked order items; oversold SKUs.
     Status {
@@ -237,6 +254,47 @@ pub enum MappingCommand {
     },
     /// Reads each provider's product list and links listings by SKU now.
     Discover {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Set SKU rules from a CSV file with header
+    /// `sku,provider,safety_stock,max_quantity,percent,zero_below,frozen`.
+    ///
+    /// All rows or none. A row replaces the SKU's rule on that provider; an
+    /// empty cell inherits that field from `[rules.<provider>]`, then
+    /// `[sync]`; a row with every field empty removes the SKU's rule.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Every SKU rule, with the file row it came from, and the config's
+    /// provider rules.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Define bundles from a CSV file with header
+    /// `bundle_sku,component_sku,quantity`.
+    ///
+    /// All rows or none. Each bundle named in the file is replaced by its
+    /// rows. Refused: a bundle SKU with stock of its own, an unknown
+    /// component, a zero quantity, a bundle containing itself.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Every bundle, its components and what they make now.
+    List {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -422,6 +480,9 @@ async fn dispatch(
         }
         Command::Stock(cmd) => stock(cmd, ledger).await,
         Command::Mapping(cmd) => mapping(cmd, config, ledger).await,
+        Command::Rules(cmd) => rules(cmd, config, ledger).await,
+        Command::Bundle(cmd) => bundle(cmd, ledger).await,
+        Command::Explain { sku, json } => explain(config, ledger, &sku, json).await,
         Command::Status { json } => {
             let s = status::collect(config, ledger)
                 .await
@@ -778,6 +839,179 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
                 }
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A ledger import's refusal as the file's errors (each with its line).
+fn import_failure(file: &std::path::Path, e: LedgerError, what: &str) -> Failure {
+    match e {
+        LedgerError::Refused(errors) => {
+            anyhow::Error::from(csvin::CsvErrors::new(file, errors)).into()
+        }
+        e => anyhow::Error::from(e).context(what.to_string()).into(),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).context("encoding")?
+    );
+    Ok(())
+}
+
+async fn rules(cmd: RulesCommand, config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    match cmd {
+        RulesCommand::Import { file } => {
+            let rows = csvin::read_rules(&file).map_err(anyhow::Error::from)?;
+            let name = file.display().to_string();
+            let r = ledger
+                .import_rules(&rows, &name)
+                .await
+                .map_err(|e| import_failure(&file, e, "importing rules"))?;
+            println!(
+                "{} SKU rule(s) set, {} removed, from {name}",
+                r.written, r.removed
+            );
+        }
+        RulesCommand::List { json } => {
+            let rows = ledger.sku_rules(None).await.context("reading rules")?;
+            let r = &config.sync.rules;
+            let providers: std::collections::BTreeMap<String, serde_json::Value> = r
+                .providers
+                .iter()
+                .map(|(p, level)| {
+                    let fields: serde_json::Map<String, serde_json::Value> =
+                        crate::rules::Field::ALL
+                            .into_iter()
+                            .filter_map(|f| level.set.get(f).map(|v| (f.to_string(), v.into())))
+                            .collect();
+                    (p.to_string(), fields.into())
+                })
+                .collect();
+            if json {
+                print_json(&serde_json::json!({
+                    "safety_stock": r.safety_stock(),
+                    "providers": providers,
+                    "skus": rows,
+                }))?;
+            } else {
+                println!("[sync] safety_stock = {}", r.safety_stock());
+                for (p, fields) in &providers {
+                    println!("[rules.{p}] {fields}");
+                }
+                if rows.is_empty() {
+                    println!("no SKU rules");
+                }
+                for s in rows {
+                    let set = s.set();
+                    let fields: Vec<String> = crate::rules::Field::ALL
+                        .into_iter()
+                        .filter_map(|f| {
+                            set.get(f).map(|v| match f {
+                                crate::rules::Field::Frozen => format!("frozen={}", v == 1),
+                                _ => format!("{f}={v}"),
+                            })
+                        })
+                        .collect();
+                    println!(
+                        "{}\t{}\t{}\t({})",
+                        s.sku,
+                        s.provider,
+                        fields.join(" "),
+                        s.source
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bundle(cmd: BundleCommand, ledger: &Ledger) -> Result<ExitCode, Failure> {
+    match cmd {
+        BundleCommand::Import { file } => {
+            let rows = csvin::read_bundles(&file).map_err(anyhow::Error::from)?;
+            let name = file.display().to_string();
+            ledger
+                .import_bundles(&rows, &name)
+                .await
+                .map_err(|e| import_failure(&file, e, "importing bundles"))?;
+            let bundles: std::collections::BTreeSet<&str> =
+                rows.iter().map(|r| r.bundle.as_str()).collect();
+            println!(
+                "{} bundle(s) defined ({} component row(s)) from {name}",
+                bundles.len(),
+                rows.len()
+            );
+        }
+        BundleCommand::List { json } => {
+            let bundles = ledger.bundles(None).await.context("reading bundles")?;
+            let stock: std::collections::HashMap<String, i64> = ledger
+                .list_stock()
+                .await
+                .context("reading stock")?
+                .into_iter()
+                .map(|r| (r.sku, r.quantity))
+                .collect();
+            let makes: Vec<Option<i64>> = bundles
+                .iter()
+                .map(|b| crate::ledger::bundle_quantity(&b.parts, &stock))
+                .collect();
+            if json {
+                let rows: Vec<serde_json::Value> = bundles
+                    .iter()
+                    .zip(&makes)
+                    .map(|(b, m)| {
+                        serde_json::json!({
+                            "sku": b.sku, "components": b.components, "parts": b.parts, "makes": m,
+                        })
+                    })
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                if bundles.is_empty() {
+                    println!("no bundles");
+                }
+                for (b, m) in bundles.iter().zip(&makes) {
+                    let comps: Vec<String> = b
+                        .components
+                        .iter()
+                        .map(|c| format!("{} x{}", c.sku, c.quantity))
+                        .collect();
+                    println!(
+                        "{}\t{}\tmakes {}",
+                        b.sku,
+                        comps.join(" + "),
+                        m.map_or("unknown".to_string(), |m| m.to_string())
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn explain(
+    config: &Config,
+    ledger: &Ledger,
+    sku: &str,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let Some(e) = crate::engine::explain::explain(config, ledger, sku)
+        .await
+        .context("reading the ledger")?
+    else {
+        eprintln!(
+            "stoksync: no SKU `{sku}`: no stock, no bundle and no listing has it (`stock list`, `bundle list`)"
+        );
+        return Ok(ExitCode::from(1));
+    };
+    if json {
+        print_json(&e)?;
+    } else {
+        print!("{}", crate::engine::explain::render(&e));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@
 //! durations and URLs, applies defaults, and returns [`Config`].
 
 use crate::domain::ProviderName;
+use crate::rules::{ConfigLevel, Field};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -162,6 +163,19 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     providers: RawProviders,
+    #[serde(default)]
+    rules: std::collections::BTreeMap<String, Spanned<RawRules>>,
+}
+
+/// `[rules.<provider>]`: that provider's allocation rules (see `rules`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    safety_stock: Option<Spanned<i64>>,
+    zero_below: Option<Spanned<i64>>,
+    percent: Option<Spanned<i64>>,
+    max_quantity: Option<Spanned<i64>>,
+    frozen: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -282,7 +296,8 @@ impl Default for HttpSettings {
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     pub poll_interval: Duration,
-    pub safety_stock: i64,
+    /// `[sync] safety_stock` and `[rules.<provider>]`.
+    pub rules: crate::rules::Rules,
     pub restock_returns: bool,
     pub order_lookback: Duration,
     pub request_timeout: Duration,
@@ -323,7 +338,7 @@ impl Default for SyncSettings {
     fn default() -> Self {
         SyncSettings {
             poll_interval: DEFAULT_POLL_INTERVAL,
-            safety_stock: 0,
+            rules: crate::rules::Rules::default(),
             restock_returns: false,
             order_lookback: DEFAULT_ORDER_LOOKBACK,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -466,7 +481,42 @@ impl Config {
             if *v.get_ref() < 0 {
                 return Err(cx.err(v.span(), "sync.safety_stock", "must be 0 or more"));
             }
-            sync.safety_stock = *v.get_ref();
+            let base = &mut sync.rules.base;
+            base.set.set(Field::SafetyStock, Some(*v.get_ref()));
+            base.lines[Field::SafetyStock as usize] = line_of(text, v.span().start);
+        }
+        for (name, table) in &raw.rules {
+            let key = format!("rules.{name}");
+            let Some(provider) = ProviderName::parse(name) else {
+                return Err(cx.err(
+                    table.span(),
+                    &key,
+                    format!(
+                        "`{name}` is not a provider; write one of [rules.bazaardan], [rules.stokdurumu], [rules.eticaret], [rules.pazarsync]"
+                    ),
+                ));
+            };
+            let t = table.get_ref();
+            let mut level = ConfigLevel::default();
+            let frozen = t
+                .frozen
+                .as_ref()
+                .map(|v| Spanned::new(v.span(), i64::from(*v.get_ref())));
+            let fields = [
+                (Field::SafetyStock, t.safety_stock.as_ref()),
+                (Field::ZeroBelow, t.zero_below.as_ref()),
+                (Field::Percent, t.percent.as_ref()),
+                (Field::MaxQuantity, t.max_quantity.as_ref()),
+                (Field::Frozen, frozen.as_ref()),
+            ];
+            for (f, v) in fields {
+                let Some(v) = v else { continue };
+                f.check(*v.get_ref())
+                    .map_err(|m| cx.err(v.span(), &format!("{key}.{f}"), m))?;
+                level.set.set(f, Some(*v.get_ref()));
+                level.lines[f as usize] = line_of(text, v.span().start);
+            }
+            sync.rules.providers.insert(provider, level);
         }
         if let Some(v) = &s.max_attempts {
             if *v.get_ref() == 0 {
@@ -987,13 +1037,21 @@ mod tests {
             .unwrap_or_else(|e| panic!("config.example.toml: {e}"));
         assert_eq!(cfg.enabled_providers(), ProviderName::ALL.to_vec());
         assert_eq!(cfg.sync.poll_interval, Duration::from_secs(30));
+        // Its rules show the keys and change nothing.
+        let rules = &cfg.sync.rules;
+        assert!(rules.providers.contains_key(&ProviderName::Eticaret));
+        for p in ProviderName::ALL {
+            let l = rules.limits(p, None);
+            assert_eq!(crate::rules::show(17, &l), 17, "{p}: {l:?}");
+            assert!(!l.frozen);
+        }
     }
 
     #[test]
     fn defaults_apply_and_relative_database_is_beside_the_file() {
         let cfg = parse(MINIMAL).unwrap();
         assert_eq!(cfg.database, PathBuf::from("/etc/stoksync/ledger.db"));
-        assert_eq!(cfg.sync.safety_stock, 0);
+        assert_eq!(cfg.sync.rules.safety_stock(), 0);
         assert!(!cfg.sync.restock_returns);
         assert_eq!(cfg.sync.order_lookback, DEFAULT_ORDER_LOOKBACK);
         assert!(cfg.enabled_providers().is_empty());
@@ -1011,6 +1069,59 @@ mod tests {
         assert_eq!(b.requests_per_minute, 60);
         let debug = format!("{b:?}");
         assert!(!debug.contains("s3"), "secret leaked in Debug: {debug}");
+    }
+
+    #[test]
+    fn provider_rules_are_read_with_the_line_of_each_key() {
+        let cfg = parse(&format!(
+            "{MINIMAL}[sync]\nsafety_stock = 2\n[rules.eticaret]\nmax_quantity = 5\npercent = 50\n[rules.stokdurumu]\nfrozen = true\nzero_below = 1\n"
+        ))
+        .unwrap();
+        let r = &cfg.sync.rules;
+        assert_eq!(r.safety_stock(), 2);
+        assert_eq!(r.base.lines[Field::SafetyStock as usize], 4);
+        let e = &r.providers[&ProviderName::Eticaret];
+        assert_eq!(e.set.get(Field::MaxQuantity), Some(5));
+        assert_eq!(e.set.get(Field::Percent), Some(50));
+        assert_eq!(e.set.get(Field::SafetyStock), None);
+        assert_eq!(e.lines[Field::Percent as usize], 7);
+        let lim = r.limits(ProviderName::Stokdurumu, None);
+        assert!(lim.frozen);
+        assert_eq!((lim.zero_below, lim.safety_stock), (Some(1), 2));
+        assert!(!r.limits(ProviderName::Pazarsync, None).frozen);
+    }
+
+    #[test]
+    fn bad_rules_name_the_key_and_the_line() {
+        let cases: &[(&str, &str, usize)] = &[
+            ("[rules.etsy]\nmax_quantity = 5\n", "rules.etsy", 4),
+            (
+                "[rules.eticaret]\npercent = 101\n",
+                "rules.eticaret.percent",
+                5,
+            ),
+            (
+                "[rules.eticaret]\nmax_quantity = -1\n",
+                "rules.eticaret.max_quantity",
+                5,
+            ),
+            (
+                "[rules.pazarsync]\nzero_below = -2\n",
+                "rules.pazarsync.zero_below",
+                5,
+            ),
+            ("[rules.pazarsync]\nfrozen = \"yes\"\n", "invalid type", 5),
+            ("[rules.pazarsync]\nmax_qty = 1\n", "max_qty", 5),
+        ];
+        for (rules, needle, line) in cases {
+            let text = format!("{MINIMAL}\n{rules}");
+            let err = parse(&text).expect_err(&text).to_string();
+            assert!(err.contains(needle), "{err:?} should name {needle}");
+            assert!(
+                err.contains(&format!("stoksync.toml:{line}:")),
+                "{err:?} should name line {line}"
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! was.
 
 use crate::domain::{ListingRef, ProviderName};
-use crate::ledger::LinkRow;
+use crate::ledger::{BundleRow, LinkRow, RuleRow};
 use crate::providers::validate_listing;
+use crate::rules::{Field, RuleSet};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -275,6 +276,148 @@ pub fn write_mappings<'a>(
     w.flush()
 }
 
+/// `sku,provider,safety_stock,max_quantity,percent,zero_below,frozen`: a
+/// SKU's rule on one provider. An empty cell inherits that field; a row
+/// with every field empty removes the SKU's rule for the provider.
+pub fn read_rules(path: &Path) -> Result<Vec<RuleRow>, CsvErrors> {
+    const COLUMNS: [(usize, Field); 5] = [
+        (2, Field::SafetyStock),
+        (3, Field::MaxQuantity),
+        (4, Field::Percent),
+        (5, Field::ZeroBelow),
+        (6, Field::Frozen),
+    ];
+    let (rows, mut errors) = rows(
+        path,
+        &[
+            "sku",
+            "provider",
+            "safety_stock",
+            "max_quantity",
+            "percent",
+            "zero_below",
+            "frozen",
+        ],
+    )?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<(String, ProviderName), usize> = HashMap::new();
+    'rows: for (line, r) in rows {
+        let sku = &r[0];
+        if let Some(problem) = sku_problem(sku) {
+            errors.push((line, problem));
+            continue;
+        }
+        let Some(provider) = ProviderName::parse(&r[1]) else {
+            errors.push((
+                line,
+                format!(
+                    "provider `{}` is not one of bazaardan, stokdurumu, eticaret, pazarsync",
+                    r[1]
+                ),
+            ));
+            continue;
+        };
+        let mut set = RuleSet::default();
+        for (col, f) in COLUMNS {
+            let cell = r[col].as_str();
+            if cell.is_empty() {
+                continue;
+            }
+            let value = match f {
+                Field::Frozen => match cell.to_ascii_lowercase().as_str() {
+                    "true" => Ok(1),
+                    "false" => Ok(0),
+                    _ => Err(format!("frozen `{cell}` is not true or false")),
+                },
+                _ => cell
+                    .parse::<i64>()
+                    .map_err(|_| format!("{f} `{cell}` is not a whole number"))
+                    .and_then(|v| f.check(v).map(|()| v)),
+            };
+            match value {
+                Ok(v) => set.set(f, Some(v)),
+                Err(e) => {
+                    errors.push((line, format!("{e} (SKU `{sku}`, {provider})")));
+                    continue 'rows;
+                }
+            }
+        }
+        if let Some(first) = seen.insert((sku.clone(), provider), line) {
+            errors.push((
+                line,
+                format!("SKU `{sku}` on {provider} already given on line {first}"),
+            ));
+            continue;
+        }
+        out.push(RuleRow {
+            line,
+            sku: sku.clone(),
+            provider,
+            set,
+        });
+    }
+    finish(path, out, errors)
+}
+
+/// `bundle_sku,component_sku,quantity`: the units of a component in one
+/// bundle (a whole number, 1 or more).
+pub fn read_bundles(path: &Path) -> Result<Vec<BundleRow>, CsvErrors> {
+    let (rows, mut errors) = rows(path, &["bundle_sku", "component_sku", "quantity"])?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for (line, r) in rows {
+        let (bundle, component, qty) = (&r[0], &r[1], &r[2]);
+        if let Some(problem) = sku_problem(bundle).or_else(|| sku_problem(component)) {
+            errors.push((line, problem));
+            continue;
+        }
+        if bundle == component {
+            errors.push((line, format!("bundle `{bundle}` cannot contain itself")));
+            continue;
+        }
+        let quantity = match qty.parse::<i64>() {
+            Ok(q) if q > 0 => q,
+            Ok(0) => {
+                errors.push((
+                    line,
+                    format!("quantity of `{component}` in `{bundle}` is 0: a component is at least 1 unit"),
+                ));
+                continue;
+            }
+            Ok(q) => {
+                errors.push((
+                    line,
+                    format!("quantity {q} of `{component}` in `{bundle}` is negative"),
+                ));
+                continue;
+            }
+            Err(_) => {
+                errors.push((
+                    line,
+                    format!(
+                        "quantity `{qty}` of `{component}` in `{bundle}` is not a whole number"
+                    ),
+                ));
+                continue;
+            }
+        };
+        if let Some(first) = seen.insert((bundle.clone(), component.clone()), line) {
+            errors.push((
+                line,
+                format!("`{component}` in `{bundle}` already given on line {first}"),
+            ));
+            continue;
+        }
+        out.push(BundleRow {
+            line,
+            bundle: bundle.clone(),
+            component: component.clone(),
+            quantity,
+        });
+    }
+    finish(path, out, errors)
+}
+
 fn finish<T>(path: &Path, out: Vec<T>, errors: Vec<(usize, String)>) -> Result<Vec<T>, CsvErrors> {
     if errors.is_empty() {
         Ok(out)
@@ -417,5 +560,71 @@ mod tests {
         let lines: Vec<usize> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, vec![2, 3]);
         assert_eq!(errors.len(), 3);
+    }
+
+    #[test]
+    fn rule_rows_inherit_empty_cells_and_bad_rows_name_their_line() {
+        let head = "sku,provider,safety_stock,max_quantity,percent,zero_below,frozen\n";
+        let ok = file(&format!(
+            "{head}A,eticaret,,5,,,\nA,pazarsync,2,,50,1,TRUE\nB,eticaret,,,,,\n"
+        ));
+        let rows = read_rules(ok.path()).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].set, RuleSet::default().with(Field::MaxQuantity, 5));
+        assert_eq!(
+            rows[1].set,
+            RuleSet::default()
+                .with(Field::SafetyStock, 2)
+                .with(Field::Percent, 50)
+                .with(Field::ZeroBelow, 1)
+                .with(Field::Frozen, 1)
+        );
+        assert!(rows[2].set.is_empty(), "an empty row removes");
+        assert_eq!(
+            (rows[1].line, rows[1].provider),
+            (3, ProviderName::Pazarsync)
+        );
+
+        let bad = file(&format!(
+            "{head}A,eticaret,,5,,,\nB,etsy,,,,,\nC,eticaret,-1,,,,\nD,eticaret,,,101,,\nE,eticaret,,,,,yes\nF,eticaret,,2.5,,,\nA,eticaret,,,,,\n"
+        ));
+        let err = read_rules(bad.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![3, 4, 5, 6, 7, 8], "{err}");
+        let text = err.to_string();
+        for needle in [
+            "etsy",
+            "safety_stock must be 0 or more",
+            "percent must be",
+            "frozen `yes`",
+            "2.5",
+            "already given on line 2",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+    }
+
+    #[test]
+    fn bundle_rows_refuse_zero_self_and_repeats_by_line() {
+        let ok = file("bundle_sku,component_sku,quantity\nSET,KALEM,2\nSET,SILGI,1\n");
+        let rows = read_bundles(ok.path()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].line, rows[0].quantity), (2, 2));
+        let bad = file(
+            "bundle_sku,component_sku,quantity\nSET,KALEM,0\nSET,SET,1\nSET,SILGI,-1\nSET,A,x\nSET,B,1\nSET,B,2\n",
+        );
+        let err = read_bundles(bad.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5, 7], "{err}");
+        let text = err.to_string();
+        for needle in [
+            "is 0",
+            "cannot contain itself",
+            "negative",
+            "not a whole number",
+            "already given on line 6",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
     }
 }

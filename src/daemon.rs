@@ -41,7 +41,7 @@ impl Daemon {
         let mut run = tokio::spawn(engine.clone().run(cancel.clone()));
         let http = listener.map(|l| {
             if let Ok(addr) = l.local_addr() {
-                tracing::info!(%addr, "HTTP endpoint listening (/, /healthz, /readyz, /metrics, /v1/stock)");
+                tracing::info!(%addr, "HTTP endpoint listening (/, /sku/{{sku}}, /healthz, /readyz, /metrics, /v1/stock)");
             }
             let state = server::AppState {
                 config: config.clone(),

@@ -30,5 +30,6 @@ pub mod limit;
 pub mod lock;
 pub mod notify;
 pub mod providers;
+pub mod rules;
 pub mod sandbox;
 pub mod server;

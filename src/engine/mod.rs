@@ -11,6 +11,7 @@
 //! `poll_interval` at most) polls it and pushes the corrected value. The
 //! ledger itself never loses it.
 
+pub mod explain;
 pub mod health;
 pub mod plan;
 pub mod scheduler;
@@ -301,7 +302,7 @@ impl Engine {
     /// (to push, refused by the provider).
     pub async fn pending(&self, p: ProviderName) -> Result<(usize, usize), ProviderError> {
         let states = self.ledger.listing_states(p).await?;
-        let plan = plan::plan(&states, self.sync.safety_stock);
+        let plan = plan::plan(&states, &self.sync.rules);
         let refused = plan
             .held
             .iter()

@@ -4,11 +4,25 @@
 
 use crate::domain::{ListingRef, StockPush};
 use crate::ledger::ListingState;
+use crate::rules::{Limits, Rules, show};
 
 /// What a listing should show: the ledger quantity less the safety stock,
-/// never below zero.
+/// never below zero (no other rule).
 pub fn wanted(ledger_qty: i64, safety_stock: i64) -> i64 {
-    ledger_qty.saturating_sub(safety_stock).max(0)
+    show(
+        ledger_qty,
+        &Limits {
+            safety_stock,
+            ..Limits::default()
+        },
+    )
+}
+
+/// What `l` should show under `rules`, and whether it is frozen; `None`
+/// when its SKU has no stock in the ledger.
+pub fn wanted_of(l: &ListingState, rules: &Rules) -> Option<(i64, bool)> {
+    let limits = rules.limits(l.listing.provider, l.rule.as_ref());
+    l.ledger_qty.map(|q| (show(q, &limits), limits.frozen))
 }
 
 /// Why a listing that differs is not pushed now.
@@ -20,6 +34,8 @@ pub enum Held {
     /// The provider refused exactly this value before; retried once the
     /// wanted value changes (or the mapping is re-imported).
     Rejected { wanted: i64 },
+    /// A `frozen` rule: never pushed; it shows what the provider shows.
+    Frozen { wanted: i64 },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,14 +72,18 @@ pub fn lane(want: i64, confirmed: Option<i64>, unsettled: bool) -> Lane {
     }
 }
 
-pub fn plan(listings: &[ListingState], safety_stock: i64) -> Plan {
+pub fn plan(listings: &[ListingState], rules: &Rules) -> Plan {
     let mut out = Plan::default();
     for l in listings {
-        let Some(qty) = l.ledger_qty else {
+        let Some((want, frozen)) = wanted_of(l, rules) else {
             out.held.push((l.listing.clone(), Held::SkuNotInLedger));
             continue;
         };
-        let want = wanted(qty, safety_stock);
+        if frozen {
+            out.held
+                .push((l.listing.clone(), Held::Frozen { wanted: want }));
+            continue;
+        }
         // An unsettled push may have left another value there: push again
         // (the answer settles it), even when the confirmed value matches.
         if l.confirmed_qty == Some(want) && !l.unsettled {
@@ -103,6 +123,7 @@ mod tests {
             confirmed_qty: confirmed,
             rejected_qty: rejected,
             unsettled: false,
+            rule: None,
         }
     }
 
@@ -165,7 +186,10 @@ mod tests {
             (None, Some(5), None, 0, None, Some(Held::SkuNotInLedger)),
         ];
         for (i, (ledger, confirmed, rejected, safety, push, held)) in cases.iter().enumerate() {
-            let p = plan(&[listing("1", *ledger, *confirmed, *rejected)], *safety);
+            let p = plan(
+                &[listing("1", *ledger, *confirmed, *rejected)],
+                &Rules::with_safety_stock(*safety),
+            );
             assert_eq!(p.pushes.first().map(|s| s.quantity), *push, "case {i}");
             assert_eq!(p.held.first().map(|h| h.1.clone()), *held, "case {i}");
         }
@@ -177,11 +201,18 @@ mod tests {
     #[test]
     fn an_unsettled_listing_is_pushed_even_when_it_looks_confirmed() {
         let mut l = listing("1", Some(5), Some(5), None);
-        assert!(plan(std::slice::from_ref(&l), 0).pushes.is_empty());
+        assert!(
+            plan(std::slice::from_ref(&l), &Rules::default())
+                .pushes
+                .is_empty()
+        );
         l.unsettled = true;
-        assert_eq!(plan(std::slice::from_ref(&l), 0).pushes[0].quantity, 5);
+        assert_eq!(
+            plan(std::slice::from_ref(&l), &Rules::default()).pushes[0].quantity,
+            5
+        );
         l.rejected_qty = Some(5);
-        let p = plan(&[l], 0);
+        let p = plan(&[l], &Rules::default());
         assert!(p.pushes.is_empty());
         assert_eq!(p.held[0].1, Held::Rejected { wanted: 5 });
     }
@@ -200,7 +231,7 @@ mod tests {
                 listing("1", Some(9), Some(2), None),
                 listing("2", Some(1), Some(2), None),
             ],
-            0,
+            &Rules::default(),
         );
         assert_eq!(p.lanes, [Lane::Increase, Lane::Decrease]);
     }
@@ -212,12 +243,219 @@ mod tests {
             listing("2", Some(2), Some(2), None),
             listing("3", Some(3), Some(0), None),
         ];
-        let p = plan(&ls, 0);
+        let p = plan(&ls, &Rules::default());
         let ids: Vec<&str> = p
             .pushes
             .iter()
             .map(|s| s.listing.listing_id.as_str())
             .collect();
         assert_eq!(ids, ["1", "3"]);
+    }
+
+    #[test]
+    fn a_frozen_listing_is_never_pushed_and_is_reported() {
+        use crate::rules::{Field, RuleSet};
+        let mut l = listing("1", Some(9), Some(4), None);
+        l.rule = Some(RuleSet::default().with(Field::Frozen, 1));
+        let p = plan(std::slice::from_ref(&l), &Rules::default());
+        assert!(p.pushes.is_empty());
+        assert_eq!(p.held, [(l.listing.clone(), Held::Frozen { wanted: 9 })]);
+        // Even never confirmed, or unsettled.
+        l.confirmed_qty = None;
+        l.unsettled = true;
+        assert!(plan(&[l], &Rules::default()).pushes.is_empty());
+    }
+
+    #[test]
+    fn a_sku_rule_caps_its_listing_and_not_the_others() {
+        use crate::rules::{Field, RuleSet};
+        let mut capped = listing("1", Some(9), None, None);
+        capped.rule = Some(RuleSet::default().with(Field::MaxQuantity, 2));
+        let free = listing("2", Some(9), None, None);
+        let p = plan(&[capped, free], &Rules::with_safety_stock(1));
+        let got: Vec<i64> = p.pushes.iter().map(|s| s.quantity).collect();
+        assert_eq!(got, [2, 8]);
+    }
+
+    mod properties {
+        use super::*;
+        use crate::domain::ProviderName;
+        use crate::rules::{ConfigLevel, Field, Limits, RuleSet, show};
+        use proptest::prelude::*;
+
+        /// Fixed seed unless `PROPTEST_RNG_SEED` is set (as tests/props.rs):
+        /// a red run is reproducible; `PROPTEST_CASES` soaks longer.
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(512);
+            let rng_seed = match std::env::var("PROPTEST_RNG_SEED") {
+                Ok(_) => ProptestConfig::default().rng_seed,
+                Err(_) => proptest::test_runner::RngSeed::Fixed(0x91a7_0c12),
+            };
+            ProptestConfig {
+                cases,
+                rng_seed,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn quantity() -> impl Strategy<Value = i64> {
+            prop_oneof![-50i64..200, any::<i64>(), Just(i64::MAX), Just(i64::MIN)]
+        }
+
+        fn count() -> impl Strategy<Value = i64> {
+            prop_oneof![0i64..60, 0i64..=i64::MAX]
+        }
+
+        fn rule_set() -> impl Strategy<Value = RuleSet> {
+            (
+                proptest::option::of(count()),
+                proptest::option::of(count()),
+                proptest::option::of(0i64..=100),
+                proptest::option::of(count()),
+                proptest::option::of(0i64..=1),
+            )
+                .prop_map(|(safety, zero, pct, max, frozen)| {
+                    let mut r = RuleSet::default();
+                    r.set(Field::SafetyStock, safety);
+                    r.set(Field::ZeroBelow, zero);
+                    r.set(Field::Percent, pct);
+                    r.set(Field::MaxQuantity, max);
+                    r.set(Field::Frozen, frozen);
+                    r
+                })
+        }
+
+        fn rules() -> impl Strategy<Value = Rules> {
+            (
+                proptest::option::of(count()),
+                proptest::collection::vec(proptest::option::of(rule_set()), 4),
+            )
+                .prop_map(|(safety, per)| {
+                    let mut r = Rules::default();
+                    r.base.set.set(Field::SafetyStock, safety);
+                    for (p, set) in ProviderName::ALL.into_iter().zip(per) {
+                        if let Some(set) = set {
+                            r.providers.insert(p, ConfigLevel { set, lines: [1; 5] });
+                        }
+                    }
+                    r
+                })
+        }
+
+        fn state() -> impl Strategy<Value = ListingState> {
+            (
+                0usize..4,
+                proptest::option::of(quantity()),
+                proptest::option::of(0i64..200),
+                proptest::option::of(0i64..200),
+                any::<bool>(),
+                proptest::option::of(rule_set()),
+            )
+                .prop_map(|(p, ledger, confirmed, rejected, unsettled, rule)| {
+                    ListingState {
+                        listing: ListingRef {
+                            provider: ProviderName::ALL[p],
+                            listing_id: String::new(),
+                            variant_id: String::new(),
+                        },
+                        sku: String::new(),
+                        ledger_qty: ledger,
+                        confirmed_qty: confirmed,
+                        rejected_qty: rejected,
+                        unsettled,
+                        rule,
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// What a listing shows is never negative, never above what
+            /// the ledger has available after the safety stock, and never
+            /// goes down when more is available.
+            #[test]
+            fn shown_is_within_what_is_available_and_monotone(
+                available in quantity(),
+                safety in count(),
+                zero in proptest::option::of(count()),
+                pct in proptest::option::of(0i64..=100),
+                max in proptest::option::of(count()),
+            ) {
+                let l = Limits { safety_stock: safety, zero_below: zero, percent: pct, max_quantity: max, frozen: false };
+                let q = show(available, &l);
+                prop_assert!(q >= 0);
+                prop_assert!(q <= available.saturating_sub(safety).max(0));
+                prop_assert!(q <= available.max(0));
+                if let Some(m) = max {
+                    prop_assert!(q <= m);
+                }
+                if available < i64::MAX {
+                    prop_assert!(show(available + 1, &l) >= q);
+                }
+            }
+
+            /// The planner: every push within [0, the ledger's quantity],
+            /// never for a frozen listing or a SKU without stock, and each
+            /// listing either pushed, held, or already showing its value.
+            #[test]
+            fn the_plan_never_pushes_outside_the_ledger_or_a_frozen_listing(
+                mut states in proptest::collection::vec(state(), 0..40),
+                rules in rules(),
+            ) {
+                for (i, s) in states.iter_mut().enumerate() {
+                    s.listing.listing_id = i.to_string();
+                }
+                let p = plan(&states, &rules);
+                prop_assert_eq!(p.pushes.len(), p.lanes.len());
+                for push in &p.pushes {
+                    let s = &states[push.listing.listing_id.parse::<usize>().unwrap()];
+                    let ledger = s.ledger_qty.expect("a SKU without stock is never pushed");
+                    prop_assert!(push.quantity >= 0);
+                    prop_assert!(push.quantity <= ledger.max(0));
+                    let lim = rules.limits(s.listing.provider, s.rule.as_ref());
+                    prop_assert!(!lim.frozen, "a frozen listing was pushed");
+                    prop_assert_eq!(push.quantity, show(ledger, &lim));
+                }
+                for (i, s) in states.iter().enumerate() {
+                    let id = i.to_string();
+                    let pushed = p.pushes.iter().filter(|x| x.listing.listing_id == id).count();
+                    let held = p.held.iter().filter(|(l, _)| l.listing_id == id).count();
+                    prop_assert!(pushed + held <= 1);
+                    if pushed + held == 0 {
+                        let want = wanted_of(s, &rules).map(|w| w.0);
+                        prop_assert_eq!(s.confirmed_qty, want, "left alone only when it shows the wanted value");
+                        prop_assert!(!s.unsettled);
+                    }
+                }
+            }
+
+            /// Field by field: the SKU's row, then the provider's table,
+            /// then `[sync]`.
+            #[test]
+            fn each_field_comes_from_the_nearest_level_that_sets_it(
+                rules in rules(),
+                sku in proptest::option::of(rule_set()),
+                p in 0usize..4,
+            ) {
+                let p = ProviderName::ALL[p];
+                let lim = rules.limits(p, sku.as_ref());
+                let pick = |f: Field| sku.and_then(|s| s.get(f))
+                    .or_else(|| rules.providers.get(&p).and_then(|l| l.set.get(f)))
+                    .or_else(|| rules.base.set.get(f));
+                prop_assert_eq!(lim.safety_stock, pick(Field::SafetyStock).unwrap_or(0));
+                prop_assert_eq!(lim.zero_below, pick(Field::ZeroBelow));
+                prop_assert_eq!(lim.percent, pick(Field::Percent));
+                prop_assert_eq!(lim.max_quantity, pick(Field::MaxQuantity));
+                prop_assert_eq!(lim.frozen, pick(Field::Frozen) == Some(1));
+                // explain's steps end where the planner does.
+                let steps = rules.steps(p, sku.as_ref(), "row", 37);
+                prop_assert_eq!(steps.last().map(|s| s.after), Some(show(37, &lim)));
+            }
+        }
     }
 }

@@ -248,7 +248,7 @@ impl Scheduler {
     ) -> Result<(), ProviderError> {
         let name = p.name();
         let states = engine.ledger.listing_states(name).await?;
-        let plan = plan::plan(&states, engine.sync.safety_stock);
+        let plan = plan::plan(&states, &engine.sync.rules);
         let skip: HashSet<ListingRef> = in_flight.union(&self.failed).cloned().collect();
         self.queue.replan(&plan, &skip, now_ms());
         self.version = Some(version);

@@ -40,6 +40,8 @@ pub struct ProviderStatus {
     pub drain_eta_seconds: Option<u64>,
     pub refused_listings: usize,
     pub listings_without_stock: usize,
+    /// Listings a `frozen` rule keeps from ever being pushed.
+    pub frozen_listings: usize,
     pub requests_current_minute: i64,
     pub requests_today: i64,
     pub per_minute_limit: Option<u32>,
@@ -50,7 +52,7 @@ pub struct ProviderStatus {
     pub last_error_at: Option<String>,
 }
 
-fn limits(config: &Config, p: ProviderName) -> (Option<u32>, Option<u32>) {
+pub(crate) fn limits(config: &Config, p: ProviderName) -> (Option<u32>, Option<u32>) {
     match p {
         ProviderName::Bazaardan => (
             config.bazaardan.as_ref().map(|c| c.requests_per_minute),
@@ -130,7 +132,7 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
     for p in config.enabled_providers() {
         let state = ledger.provider_state(p).await?;
         let listings = ledger.listing_states(p).await?;
-        let planned = plan::plan(&listings, config.sync.safety_stock);
+        let planned = plan::plan(&listings, &config.sync.rules);
         let (per_minute, daily) = limits(config, p);
         let today = ledger.requests_since(p, day_start).await?;
         let pending = planned.pushes.len();
@@ -151,6 +153,11 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
                 .held
                 .iter()
                 .filter(|(_, h)| matches!(h, plan::Held::SkuNotInLedger))
+                .count(),
+            frozen_listings: planned
+                .held
+                .iter()
+                .filter(|(_, h)| matches!(h, plan::Held::Frozen { .. }))
                 .count(),
             requests_current_minute: ledger.requests_since(p, now - 60_000).await?,
             requests_today: today,
@@ -184,8 +191,8 @@ pub fn render(s: &Status) -> String {
             shown(p.last_successful_push.as_deref())
         ));
         out.push_str(&format!(
-            "  pending pushes: {}   refused: {}   linked to SKUs without stock: {}\n",
-            p.pending_pushes, p.refused_listings, p.listings_without_stock
+            "  pending pushes: {}   refused: {}   linked to SKUs without stock: {}   frozen: {}\n",
+            p.pending_pushes, p.refused_listings, p.listings_without_stock, p.frozen_listings
         ));
         out.push_str(&format!(
             "  push pace: {:.2} listings/min (last {} min)   backlog of {} drains in: {}\n",

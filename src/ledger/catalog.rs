@@ -12,6 +12,7 @@
 //! carried out since, read from its own history (`Trail`): a hand edit is
 //! what moved the listing between two of our writes, or after the last.
 
+use super::bundles::known_skus;
 use super::journal::{MovementKind, NewMovement, StockChange, apply_movement};
 use super::relink::relink_in;
 use super::{Ledger, Result};
@@ -83,11 +84,7 @@ impl Ledger {
                 *on_listings.entry(s).or_default() += 1;
             }
         }
-        let known: HashSet<String> = sqlx::query_scalar("SELECT sku FROM stock")
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+        let known: HashSet<String> = known_skus(&mut tx).await?;
 
         sqlx::query("DELETE FROM catalog WHERE provider = ?")
             .bind(p)
@@ -389,7 +386,11 @@ pub(crate) async fn observe(
     let (sku, confirmed): (String, Option<i64>) = (row.get(0), row.get(1));
     let (hand, shows) = hand_made(confirmed, s);
     let mut written = 0;
-    if hand != 0 {
+    if hand != 0 && super::bundles::is_bundle(conn, &sku).await? {
+        // Which components the edit meant is anyone's guess: the ledger
+        // stays, and the bundle's value is pushed back over it.
+        tracing::warn!(listing = %l, sku = %sku, units = hand, "a change made by hand on a bundle's listing is not taken into the ledger: a bundle has no stock of its own; change its components' stock instead");
+    } else if hand != 0 {
         // Unique per observation: an observation is applied in the same
         // transaction that moves the confirmed value past it, so it can
         // never be applied twice, while two hand edits can look alike.

@@ -6,13 +6,15 @@ use super::{Ledger, Result};
 use crate::domain::ProviderName;
 use sqlx::Row;
 
-/// Changes when a movement is journaled or a listing of the provider is
-/// linked, unlinked or moved to another SKU (by any process).
+/// Changes when a movement is journaled, a listing of the provider is
+/// linked, unlinked or moved to another SKU, or rules or bundles are
+/// imported (by any process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanVersion {
     movements: i64,
     link_changes: i64,
     listings: i64,
+    definitions: i64,
 }
 
 impl Ledger {
@@ -21,7 +23,8 @@ impl Ledger {
         let row = sqlx::query(
             "SELECT (SELECT COALESCE(MAX(id), 0) FROM movements),
                     (SELECT COALESCE(MAX(id), 0) FROM link_changes),
-                    (SELECT COUNT(*) FROM listings WHERE provider = ?)",
+                    (SELECT COUNT(*) FROM listings WHERE provider = ?),
+                    (SELECT COALESCE(MAX(id), 0) FROM definition_changes)",
         )
         .bind(provider.as_str())
         .fetch_one(&self.read)
@@ -30,6 +33,7 @@ impl Ledger {
             movements: row.get(0),
             link_changes: row.get(1),
             listings: row.get(2),
+            definitions: row.get(3),
         })
     }
 }

@@ -213,15 +213,17 @@ async fn check(conn: &mut SqliteConnection, rows: &[LinkRow], relink: bool) -> R
             ));
             continue;
         }
-        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM stock WHERE sku = ?")
-            .bind(&row.sku)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let known: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM stock WHERE sku = ?1 UNION ALL SELECT 1 FROM bundles WHERE bundle_sku = ?1",
+        )
+        .bind(&row.sku)
+        .fetch_optional(&mut *conn)
+        .await?;
         if known.is_none() {
             refused.push((
                 row.line,
                 format!(
-                    "SKU `{}` is not in the ledger: import its stock first (`stock import`), then link it",
+                    "SKU `{}` is not in the ledger: import its stock first (`stock import`, or `bundle import` for a bundle), then link it",
                     row.sku
                 ),
             ));

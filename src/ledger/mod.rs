@@ -10,9 +10,10 @@
 //!   same transaction, so applying an event twice changes nothing.
 
 // Each file uses only those above it in this order (tests/architecture.rs
-// checks there is no cycle): journal <- relink <- stock, catalog <- orders;
-// links, changes, backlog and maintenance stand alone.
+// checks there is no cycle): journal <- bundles <- relink <- stock,
+// catalog <- orders; links, changes, backlog and maintenance stand alone.
 mod backlog;
+mod bundles;
 mod catalog;
 mod changes;
 mod journal;
@@ -22,6 +23,10 @@ mod orders;
 mod relink;
 mod stock;
 
+pub use bundles::{
+    Bundle, BundleComponent, BundleRow, DefinitionReport, Parts, RuleRow, SkuRule, bundle_quantity,
+    flatten,
+};
 pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_made};
 pub use changes::PlanVersion;
 pub use journal::{MovementKind, StockChange};
@@ -113,6 +118,19 @@ pub struct ListingState {
     /// Pushes of ours to it are unsettled (an answer was lost): it may show
     /// any of their values, so `confirmed_qty` alone cannot be trusted.
     pub unsettled: bool,
+    /// The SKU's rule row for this provider (`rules import`), if any.
+    pub rule: Option<crate::rules::RuleSet>,
+}
+
+/// A listing of one SKU as `explain` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListingDetail {
+    pub listing: ListingRef,
+    pub origin: String,
+    pub confirmed_qty: Option<i64>,
+    pub confirmed_at_ms: Option<i64>,
+    pub rejected_qty: Option<i64>,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -242,6 +260,48 @@ impl Ledger {
         .await?)
     }
 
+    /// The last `limit` movements of `sku`, newest first.
+    pub async fn recent_history(&self, sku: &str, limit: i64) -> Result<Vec<Movement>> {
+        Ok(sqlx::query_as(
+            "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
+                    quantity_after, created_at_ms
+             FROM movements WHERE sku = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(sku)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// The listings linked to `sku`, with what each provider last said.
+    pub async fn listing_details(&self, sku: &str) -> Result<Vec<ListingDetail>> {
+        let rows = sqlx::query(
+            "SELECT provider, listing_id, variant_id, origin, confirmed_qty, confirmed_at_ms,
+                    rejected_qty, last_error
+             FROM listings WHERE sku = ? ORDER BY provider, listing_id, variant_id",
+        )
+        .bind(sku)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let p: String = r.get(0);
+                Ok(ListingDetail {
+                    listing: ListingRef {
+                        provider: parse_provider(&p)?,
+                        listing_id: r.get(1),
+                        variant_id: r.get(2),
+                    },
+                    origin: r.get(3),
+                    confirmed_qty: r.get(4),
+                    confirmed_at_ms: r.get(5),
+                    rejected_qty: r.get(6),
+                    last_error: r.get(7),
+                })
+            })
+            .collect()
+    }
+
     pub async fn movement_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movements")
             .fetch_one(&self.read)
@@ -288,10 +348,20 @@ impl Ledger {
     /// Every listing of `provider` with its SKU's ledger quantity.
     pub async fn listing_states(&self, provider: ProviderName) -> Result<Vec<ListingState>> {
         let rows = sqlx::query(
-            "SELECT l.listing_id, l.variant_id, l.sku, s.quantity, l.confirmed_qty, l.rejected_qty,
+            "SELECT l.listing_id, l.variant_id, l.sku,
+                    COALESCE(s.quantity,
+                        -- a bundle: what its parts make, if each has stock
+                        (SELECT CASE WHEN COUNT(cs.sku) = COUNT(*)
+                                     THEN MIN(MAX(cs.quantity, 0) / bp.quantity) END
+                         FROM bundle_parts bp LEFT JOIN stock cs ON cs.sku = bp.sku
+                         WHERE bp.bundle_sku = l.sku)),
+                    l.confirmed_qty, l.rejected_qty,
                     EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = l.provider
-                            AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id)
+                            AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id),
+                    r.sku IS NOT NULL, r.safety_stock, r.zero_below, r.percent, r.max_quantity,
+                    r.frozen
              FROM listings l LEFT JOIN stock s ON s.sku = l.sku
+             LEFT JOIN sku_rules r ON r.sku = l.sku AND r.provider = l.provider
              WHERE l.provider = ? ORDER BY l.listing_id, l.variant_id",
         )
         .bind(provider.as_str())
@@ -310,6 +380,7 @@ impl Ledger {
                 confirmed_qty: r.get(4),
                 rejected_qty: r.get(5),
                 unsettled: r.get::<i64, _>(6) != 0,
+                rule: r.get::<bool, _>(7).then(|| rule_set(r, 8)),
             })
             .collect())
     }
@@ -508,6 +579,21 @@ impl Ledger {
         )
     }
 
+    /// When the first request of `provider` since `since_ms` was granted.
+    pub async fn first_request_since(
+        &self,
+        provider: ProviderName,
+        since_ms: i64,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(at_ms) FROM request_log WHERE provider = ? AND at_ms >= ?",
+        )
+        .bind(provider.as_str())
+        .bind(since_ms)
+        .fetch_one(&self.read)
+        .await?)
+    }
+
     pub async fn requests_since(&self, provider: ProviderName, since_ms: i64) -> Result<i64> {
         Ok(
             sqlx::query_scalar(
@@ -584,6 +670,16 @@ pub(crate) async fn ensure_state_row(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The rule fields of a row from column `at` on, in the order of
+/// [`crate::rules::Field::ALL`].
+pub(crate) fn rule_set(r: &sqlx::sqlite::SqliteRow, at: usize) -> crate::rules::RuleSet {
+    let mut set = crate::rules::RuleSet::default();
+    for (i, f) in crate::rules::Field::ALL.into_iter().enumerate() {
+        set.set(f, r.get(at + i));
+    }
+    set
 }
 
 fn parse_provider(s: &str) -> Result<ProviderName> {

@@ -3,12 +3,14 @@
 //! covers it. Lines whose SKU cannot be resolved are kept unlinked and
 //! applied when a link appears.
 
+use super::bundles::parts_of;
 use super::catalog::observe_count;
 use super::journal::{
     Journaled, MovementKind, StockChange, balances, journal, json_list, next_quantity, taken_keys,
 };
 use super::relink::{
-    Resolution, StoredItem, learn, move_key, next_move, read_links, relink_in, resolve,
+    Resolution, StoredItem, learn, move_key, next_moves, parse_parts, read_links, relink_in,
+    resolve,
 };
 use super::{Ledger, Result, ensure_state_row};
 use crate::domain::{ItemEffect, OrderChanges, OrderItem, ProviderName, now_ms};
@@ -219,15 +221,34 @@ async fn apply_items(
         .chain(stored.values().filter_map(|h| h.st.sku.as_deref()))
         .chain(links.values().flat_map(|l| l.values().map(String::as_str)))
         .collect();
-    let mut stock = balances(conn, skus).await?;
+    // Bundles among them, and the parts of bundle lines already linked:
+    // their moves move those SKUs.
+    let bundles = parts_of(conn, skus.iter().copied()).await?;
+    let part_skus: HashSet<String> = bundles
+        .values()
+        .chain(stored.values().filter_map(|h| h.st.parts.as_ref()))
+        .flat_map(|p| p.keys().cloned())
+        .collect();
+    let mut stock = balances(
+        conn,
+        skus.iter()
+            .copied()
+            .chain(part_skus.iter().map(String::as_str)),
+    )
+    .await?;
     // A line moves its item at most once: the keys an item's lines may
-    // ask for are its next transitions, one per line, of either kind.
+    // ask for are its next transitions, one per line, of either kind (and
+    // for a bundle line, each part's).
     let mut candidates = Vec::new();
     for (&key, &n) in &lines_of {
         let done = stored.get(key).map_or(0, |h| h.st.transitions);
         for t in done + 1..=done + n {
             for kind in [MovementKind::OrderHold, MovementKind::OrderRelease] {
-                candidates.push(move_key(provider, key, kind, t));
+                let k = move_key(provider, key, kind, t);
+                for part in &part_skus {
+                    candidates.push(format!("{k}/{part}"));
+                }
+                candidates.push(k);
             }
         }
     }
@@ -279,6 +300,7 @@ async fn apply_items(
                         .created_at
                         .is_some_and(|c| c.timestamp_millis() < epoch_ms),
                     first_seen_ms: now,
+                    parts: None,
                 }
             }
         };
@@ -286,7 +308,7 @@ async fn apply_items(
             let listing = links.get(&item.listing_id);
             st.sku = match resolve(listing, &item.variant_id, item.sku_hint.as_deref()) {
                 Resolution::Linked(sku) => Some(sku),
-                Resolution::Hint(h) if stock.contains_key(&h) => {
+                Resolution::Hint(h) if stock.contains_key(&h) || bundles.contains_key(&h) => {
                     links
                         .entry(item.listing_id.clone())
                         .or_default()
@@ -296,10 +318,12 @@ async fn apply_items(
                 }
                 Resolution::Hint(_) | Resolution::Unlinked => None,
             };
+            st.parts = st.sku.as_ref().and_then(|s| bundles.get(s)).cloned();
         }
-        if let Some(m) = next_move(provider, &item.key, &item.order_ref, wanted, &mut st)
-            && taken.insert(m.key.clone())
-        {
+        for m in next_moves(provider, &item.key, &item.order_ref, wanted, &mut st) {
+            if !taken.insert(m.key.clone()) {
+                continue;
+            }
             let before = stock.get(&m.sku).copied().unwrap_or(0);
             let (after, delta) = next_quantity(&m.sku, before, StockChange::By(m.delta))?;
             stock.insert(m.sku.clone(), after);
@@ -348,7 +372,7 @@ async fn read_items<'a>(
 ) -> Result<HashMap<String, Held>> {
     let keys: Vec<&str> = keys.into_iter().collect();
     let rows = sqlx::query(
-        "SELECT item_key, sku, held_qty, transitions, baseline, first_seen_ms, wanted_qty
+        "SELECT item_key, sku, held_qty, transitions, baseline, first_seen_ms, wanted_qty, parts
          FROM order_items
          WHERE provider = ? AND item_key IN (SELECT value FROM json_each(?))",
     )
@@ -356,9 +380,9 @@ async fn read_items<'a>(
     .bind(json_list(&keys))
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
+            let key: String = r.get(0);
             let held = Held {
                 st: StoredItem {
                     sku: r.get(1),
@@ -366,12 +390,13 @@ async fn read_items<'a>(
                     transitions: r.get(3),
                     baseline: r.get::<i64, _>(4) != 0,
                     first_seen_ms: r.get(5),
+                    parts: parse_parts(&key, r.get(7))?,
                 },
                 wanted: r.get(6),
             };
-            (r.get(0), held)
+            Ok((key, held))
         })
-        .collect())
+        .collect()
 }
 
 /// Forgets the confirmed value of the listings (listing id, variant id)
@@ -426,23 +451,26 @@ async fn write_items(
                 i64::from(held.st.baseline),
                 line.updated_at,
                 held.st.first_seen_ms,
+                held.st.parts_json(),
             ])
         })
         .collect();
     sqlx::query(
         "INSERT INTO order_items (provider, item_key, order_ref, listing_id, variant_id, sku_hint,
                                   sku, quantity, status, wanted_qty, held_qty, transitions,
-                                  baseline, provider_updated_at, first_seen_ms, updated_at_ms)
+                                  baseline, provider_updated_at, first_seen_ms, updated_at_ms,
+                                  parts)
          SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
                 j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9,
-                j.value ->> 10, j.value ->> 11, j.value ->> 12, j.value ->> 13, ?3
+                j.value ->> 10, j.value ->> 11, j.value ->> 12, j.value ->> 13, ?3,
+                j.value ->> 14
          FROM json_each(?2) AS j WHERE true ORDER BY j.key
          ON CONFLICT (provider, item_key) DO UPDATE SET
              order_ref = excluded.order_ref, listing_id = excluded.listing_id,
              variant_id = excluded.variant_id, sku_hint = excluded.sku_hint, sku = excluded.sku,
              quantity = excluded.quantity, status = excluded.status,
              wanted_qty = excluded.wanted_qty, held_qty = excluded.held_qty,
-             transitions = excluded.transitions,
+             transitions = excluded.transitions, parts = excluded.parts,
              provider_updated_at = excluded.provider_updated_at,
              updated_at_ms = excluded.updated_at_ms",
     )

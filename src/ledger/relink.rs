@@ -4,6 +4,7 @@
 //! waiting ones.
 
 use super::Result;
+use super::bundles::{Parts, is_bundle, parts_of};
 use super::journal::{MovementKind, NewMovement, StockChange, apply_movement, balances, json_list};
 use crate::domain::{ProviderName, now_ms};
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
@@ -16,6 +17,30 @@ pub(super) struct StoredItem {
     pub transitions: i64,
     pub baseline: bool,
     pub first_seen_ms: i64,
+    /// A bundle line's parts, fixed when it was linked: its moves move them.
+    pub parts: Option<Parts>,
+}
+
+impl StoredItem {
+    /// The parts as stored (`order_items.parts`, JSON).
+    pub fn parts_json(&self) -> Option<String> {
+        self.parts
+            .as_ref()
+            .map(|p| serde_json::to_string(p).expect("a map of numbers serializes"))
+    }
+}
+
+/// `order_items.parts` read back; a value that does not parse is an error
+/// naming the line, never a line that silently moves nothing.
+pub(super) fn parse_parts(item_key: &str, json: Option<String>) -> Result<Option<Parts>> {
+    json.map(|j| {
+        serde_json::from_str(&j).map_err(|e| {
+            super::LedgerError::Invalid(format!(
+                "order line {item_key}: its bundle parts `{j}` are unreadable: {e}"
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// The movement that takes an item's held units to what its status wants.
@@ -55,20 +80,23 @@ pub(super) fn move_key(
     }
 }
 
-/// The move settling an item at `wanted` held units, if it is linked, not
-/// baseline and holds another number of units. `st` then counts one more
-/// transition and holds `wanted`, whether or not the journal already has
-/// the move's key (then the move applies nothing).
-pub(super) fn next_move(
+/// The moves settling an item at `wanted` held units, if it is linked, not
+/// baseline and holds another number of units: one on its SKU, or for a
+/// bundle line one on each part (`{key}/{part}`, units times the part's
+/// count). `st` then counts one more transition and holds `wanted`, whether
+/// or not the journal already has the moves' keys (then they apply nothing).
+pub(super) fn next_moves(
     provider: ProviderName,
     item_key: &str,
     order_ref: &str,
     wanted: i64,
     st: &mut StoredItem,
-) -> Option<ItemMove> {
-    let sku = st.sku.clone()?;
+) -> Vec<ItemMove> {
+    let Some(sku) = st.sku.clone() else {
+        return vec![];
+    };
     if st.baseline || wanted == st.held {
-        return None;
+        return vec![];
     }
     st.transitions += 1;
     let delta = st.held - wanted;
@@ -78,17 +106,30 @@ pub(super) fn next_move(
         MovementKind::OrderRelease
     };
     st.held = wanted;
-    Some(ItemMove {
-        key: move_key(provider, item_key, kind, st.transitions),
-        sku,
-        delta,
-        kind,
-        reason: format!("order {order_ref}"),
-    })
+    let key = move_key(provider, item_key, kind, st.transitions);
+    match &st.parts {
+        None => vec![ItemMove {
+            key,
+            sku,
+            delta,
+            kind,
+            reason: format!("order {order_ref}"),
+        }],
+        Some(parts) => parts
+            .iter()
+            .map(|(part, per)| ItemMove {
+                key: format!("{key}/{part}"),
+                sku: part.clone(),
+                delta: delta.saturating_mul(*per),
+                kind,
+                reason: format!("order {order_ref}: bundle {sku} x{}", delta.abs()),
+            })
+            .collect(),
+    }
 }
 
 /// Moves the item's held units to `wanted` if it is linked and not baseline.
-/// Returns the number of movements written (0 or 1).
+/// Returns the number of movements written.
 pub(super) async fn settle(
     conn: &mut SqliteConnection,
     provider: ProviderName,
@@ -97,22 +138,23 @@ pub(super) async fn settle(
     wanted: i64,
     st: &mut StoredItem,
 ) -> Result<usize> {
-    let Some(m) = next_move(provider, item_key, order_ref, wanted, st) else {
-        return Ok(0);
-    };
-    let applied = apply_movement(
-        conn,
-        NewMovement {
-            key: &m.key,
-            sku: &m.sku,
-            change: StockChange::By(m.delta),
-            kind: m.kind,
-            source: provider.as_str(),
-            reason: &m.reason,
-        },
-    )
-    .await?;
-    Ok(usize::from(applied.is_some()))
+    let mut written = 0;
+    for m in next_moves(provider, item_key, order_ref, wanted, st) {
+        let applied = apply_movement(
+            conn,
+            NewMovement {
+                key: &m.key,
+                sku: &m.sku,
+                change: StockChange::By(m.delta),
+                kind: m.kind,
+                source: provider.as_str(),
+                reason: &m.reason,
+            },
+        )
+        .await?;
+        written += usize::from(applied.is_some());
+    }
+    Ok(written)
 }
 
 /// The links of some listings of a provider: listing id -> variant id -> SKU
@@ -216,7 +258,7 @@ pub(super) async fn resolve_sku(
         Resolution::Linked(sku) => Ok(Some(sku)),
         Resolution::Unlinked => Ok(None),
         Resolution::Hint(h) => {
-            if balances(conn, [h.as_str()]).await?.is_empty() {
+            if balances(conn, [h.as_str()]).await?.is_empty() && !is_bundle(conn, &h).await? {
                 return Ok(None);
             }
             learn(conn, provider, &[(listing_id, variant_id, &h)]).await?;
@@ -250,19 +292,23 @@ pub(crate) async fn relink_in(tx: &mut Transaction<'static, Sqlite>) -> Result<u
         else {
             continue;
         };
+        let parts = parts_of(tx, [sku.as_str()]).await?.remove(&sku);
         let mut st = StoredItem {
             sku: Some(sku),
             held: r.get(7),
             transitions: r.get(8),
             baseline: false,
             first_seen_ms: r.get(9),
+            parts,
         };
         settle(tx, provider, &item_key, &order_ref, r.get(6), &mut st).await?;
         sqlx::query(
-            "UPDATE order_items SET sku = ?, held_qty = ?, transitions = ?, updated_at_ms = ?
+            "UPDATE order_items SET sku = ?, parts = ?, held_qty = ?, transitions = ?,
+                                    updated_at_ms = ?
              WHERE provider = ? AND item_key = ?",
         )
         .bind(&st.sku)
+        .bind(st.parts_json())
         .bind(st.held)
         .bind(st.transitions)
         .bind(now_ms())

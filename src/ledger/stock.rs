@@ -2,6 +2,7 @@
 //! each once per idempotency key. A new SKU may let waiting order lines
 //! apply, in the same transaction.
 
+use super::bundles::refuse_bundle;
 use super::journal::{MovementKind, NewMovement, StockChange, apply_movement};
 use super::relink::relink_in;
 use super::{Ledger, LedgerError, Result};
@@ -27,6 +28,7 @@ impl Ledger {
         for (sku, qty) in rows {
             check_sku(sku)?;
             check_count(*qty)?;
+            refuse_bundle(&mut tx, sku).await?;
             let key = format!("erp/import/{batch}/{sku}");
             apply_movement(
                 &mut tx,
@@ -64,6 +66,7 @@ impl Ledger {
             StockChange::By(_) => MovementKind::ErpAdjust,
         };
         let mut tx = self.begin().await?;
+        refuse_bundle(&mut tx, sku).await?;
         let applied = apply_movement(
             &mut tx,
             NewMovement {

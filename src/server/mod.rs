@@ -10,6 +10,7 @@
 
 mod metrics;
 mod page;
+mod sku_page;
 
 use crate::config::{Config, Secret};
 use crate::engine::Engine;
@@ -40,6 +41,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page::status_page))
+        .route("/sku/{sku}", get(sku_page::sku_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))

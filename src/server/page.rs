@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use std::fmt::Write;
 
-const STYLE: &str = "
+pub(super) const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:24px;color:#1d2433;background:#f6f7f9}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .sub{color:#5b6475;margin-bottom:16px}

@@ -14,15 +14,36 @@ use stoksync::domain::{ListingRef, ProviderName};
 use stoksync::ledger::{Ledger, StockChange};
 use tokio::time::Instant;
 
-/// Every listing of the world and its SKU, in the order they were made.
+/// The bundle's SKU, in the worlds that have one.
+pub const KIT: &str = "SIM-KIT";
+
+/// Every listing of the world and its SKU, in the order they were made,
+/// and the bundles (SKU -> parts, units each).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     listings: Vec<(ListingRef, String)>,
+    bundles: BTreeMap<String, Vec<(String, i64)>>,
 }
 
 impl Catalog {
     pub fn add(&mut self, l: ListingRef, sku: &str) {
         self.listings.push((l, sku.to_string()));
+    }
+
+    pub fn bundle(&mut self, sku: &str, parts: &[(String, i64)]) {
+        self.bundles.insert(sku.to_string(), parts.to_vec());
+    }
+
+    /// What `sku` must show of the ledger `want`: its own quantity, or for
+    /// a bundle the fewest whole bundles its parts make.
+    fn available(&self, sku: &str, want: &BTreeMap<String, i64>) -> Option<i64> {
+        match self.bundles.get(sku) {
+            None => want.get(sku).copied(),
+            Some(parts) => parts
+                .iter()
+                .map(|(p, n)| want.get(p).map(|q| q.max(&0) / n))
+                .try_fold(i64::MAX, |m, q| q.map(|q| m.min(q))),
+        }
     }
 
     pub fn of(&self, p: ProviderName) -> impl Iterator<Item = (&ListingRef, &str)> {
@@ -36,10 +57,11 @@ impl Catalog {
         self.listings.iter().map(|(l, s)| (l, s.as_str()))
     }
 
+    /// The SKUs with stock (not bundles).
     pub fn skus(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (_, s) in &self.listings {
-            if !out.contains(s) {
+            if !out.contains(s) && !self.bundles.contains_key(s) {
                 out.push(s.clone());
             }
         }
@@ -90,9 +112,10 @@ pub struct Erp {
     pub change: StockChange,
 }
 
-/// Every order line the fakes hold: its journal key prefix
-/// (`provider/item/KEY/`), SKU, quantity, whether its status holds, and
-/// whether its quantity changed after it was placed.
+/// Every order line the fakes hold, per SKU it moves: its journal key
+/// prefix (`provider/item/KEY/`), SKU, units, whether its status holds, and
+/// whether its quantity changed after it was placed. A bundle's line moves
+/// each of its parts (units times the part's count), under one prefix.
 fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<(String, String, i64, bool, bool)> {
     let mut out = Vec::new();
     let resized = f.bz.resized_items();
@@ -100,13 +123,19 @@ fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<(String, String, i64, bool, b
         if let Some(sku) = sku {
             let changed = p == ProviderName::Bazaardan
                 && key.parse().is_ok_and(|id: u64| resized.contains(&id));
-            out.push((
-                format!("{p}/item/{key}/"),
-                sku.to_string(),
-                qty,
-                holds(p, status, s.restock_returns),
-                changed,
-            ));
+            let parts = match c.bundles.get(sku) {
+                Some(parts) => parts.clone(),
+                None => vec![(sku.to_string(), 1)],
+            };
+            for (part, n) in parts {
+                out.push((
+                    format!("{p}/item/{key}/"),
+                    part,
+                    qty * n,
+                    holds(p, status, s.restock_returns),
+                    changed,
+                ));
+            }
         }
     };
     for (id, product, variant, qty, status) in f.bz.items() {
@@ -193,8 +222,9 @@ pub async fn expected(
             let k = &m.idempotency_key;
             q += match m.kind.as_str() {
                 "order_hold" | "order_release" => {
-                    let Some((_, _, qty, _, resized)) =
-                        lines.iter().find(|(p, ..)| k.starts_with(p.as_str()))
+                    let Some((_, _, qty, _, resized)) = lines
+                        .iter()
+                        .find(|(p, s, ..)| k.starts_with(p.as_str()) && s == sku)
                     else {
                         return Err(format!("journal key {k}: no such order line in any fake"));
                     };
@@ -252,7 +282,7 @@ pub async fn check_lines(s: &Setup, f: &Fakes, c: &Catalog, ledger: &Ledger) -> 
     for (prefix, sku, qty, holds, _) in &all {
         let net: i64 = journal
             .iter()
-            .filter(|m| m.idempotency_key.starts_with(prefix.as_str()))
+            .filter(|m| m.idempotency_key.starts_with(prefix.as_str()) && &m.sku == sku)
             .map(|m| m.delta)
             .sum();
         let want = if *holds { -qty } else { 0 };
@@ -343,7 +373,7 @@ async fn differences(
     }
     for (l, sku) in c.all() {
         let shows = f.get(l.provider).stock(l);
-        let should = want.get(sku).map(|q| (q - s.safety).max(0));
+        let should = c.available(sku, want).map(|q| (q - s.safety).max(0));
         if shows != should {
             out.push(format!(
                 "{l} ({sku}) shows {shows:?}, should show {should:?}"

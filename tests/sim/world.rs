@@ -71,6 +71,9 @@ pub struct Limits {
 pub struct Setup {
     pub seed: u64,
     pub skus: Vec<(String, i64)>,
+    /// A bundle (`SIM-KIT`) listed on every provider, made of the first
+    /// SKUs (units each), in a third of the worlds.
+    pub bundle: Option<Vec<(String, i64)>>,
     pub safety: i64,
     pub restock_returns: bool,
     pub poll_ms: u64,
@@ -160,9 +163,19 @@ impl Setup {
         let near_midnight = rng.u8(0..5) == 0;
         let duration = Duration::from_millis(rng.u64(150..=350));
         let lives = daemon::draw_lives(&mut rng, duration);
+        // Drawn apart, so the worlds without a bundle stay the worlds
+        // their seeds always were.
+        let mut kit = fastrand::Rng::with_seed(seed ^ 0xb0d1_e5e7);
+        let bundle = (kit.u8(0..3) == 0).then(|| {
+            vec![
+                ("SIM-0".to_string(), kit.i64(1..=3)),
+                ("SIM-1".to_string(), kit.i64(1..=2)),
+            ]
+        });
         let mut s = Setup {
             seed,
             skus,
+            bundle,
             safety: pick(&mut rng, &[0, 0, 1, 2]),
             restock_returns: rng.bool(),
             poll_ms: rng.u64(15..=50),
@@ -404,6 +417,13 @@ pub async fn run(setup: &Setup, shift: Arc<AtomicI64>, verbose: bool) -> Result<
             catalog.add(listing, sku);
         }
     }
+    if let Some(parts) = &setup.bundle {
+        catalog.bundle(model::KIT, parts);
+        for f in fakes.all() {
+            let listing = f.add_product(model::KIT, rng.i64(0..=6));
+            catalog.add(listing, model::KIT);
+        }
+    }
 
     let dir = tempfile::Builder::new()
         .prefix("stoksync-sim-")
@@ -427,6 +447,22 @@ pub async fn run(setup: &Setup, shift: Arc<AtomicI64>, verbose: bool) -> Result<
         .import_stock(&setup.skus, "sim", "initial count")
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(parts) = &setup.bundle {
+        let rows: Vec<stoksync::ledger::BundleRow> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, (sku, n))| stoksync::ledger::BundleRow {
+                line: i + 2,
+                bundle: model::KIT.to_string(),
+                component: sku.clone(),
+                quantity: *n,
+            })
+            .collect();
+        admin
+            .import_bundles(&rows, "sim-bundles.csv")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     // BaZaaRDan has no product list: its listings are linked by mapping.
     let maps: Vec<(String, ListingRef)> = catalog
         .of(ProviderName::Bazaardan)
