@@ -3,13 +3,15 @@
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::Daemon;
-use crate::domain::{ms_to_utc, now_ms};
+use crate::domain::{ListingRef, ms_to_utc, now_ms, shown_time};
 use crate::engine::{Engine, status};
 use crate::ledger::{Ledger, LedgerError, StockChange};
 use crate::lock::InstanceLock;
 use crate::notify::Notifier;
 use crate::{csvin, providers};
 use anyhow::Context;
+#[cfg(test)]
+use clap::CommandFactory;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,11 +19,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What `--help` says of exit codes (README, Command reference, says the same).
+pub const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  failure: input refused (a bad CSV, a negative count, an unknown SKU, an
+     empty reason), `sync --once` not converged, `check` finding a problem,
+     a provider or the database failing
+  2  configuration error, or a command line that cannot be parsed";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "stoksync",
     version,
-    about = "One stock ledger for every place you sell."
+    about = "One stock ledger for every place you sell.",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// The TOML configuration file.
@@ -60,6 +71,8 @@ pub enum Command {
         /// Keep the temporary folder (config, ledger) afterwards.
         #[arg(long)]
         keep: bool,
+        #[command(flatten)]
+        no_config: NoConfig,
     },
     /// Serve all four provider fakes on loopback with a JSON control API,
     /// until SIGTERM or SIGINT.
@@ -78,6 +91,8 @@ pub enum Command {
         /// Also write a ready config (and the BaZaaRDan mapping CSV beside it).
         #[arg(long)]
         write_config: Option<PathBuf>,
+        #[command(flatten)]
+        no_config: NoConfig,
     },
     /// Run the daemon until SIGTERM or SIGINT.
     Run {
@@ -97,6 +112,21 @@ pub enum Command {
         /// Also prove each provider's credentials with one cheap call.
         #[arg(long)]
         online: bool,
+        /// Also check the database file (`PRAGMA integrity_check`) and that
+        /// every SKU's balance equals the sum of its journal; exit 1 naming
+        /// each bad SKU.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Write a consistent copy of the ledger to FILE while the daemon runs
+    /// (it keeps syncing). Restore: stop the daemon, copy FILE over the
+    /// database, remove its -wal and -shm files, start it.
+    Backup {
+        /// The copy to write; an existing file is refused unless --force.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// The stock ledger.
     #[command(subcommand)]
@@ -127,39 +157,75 @@ pub enum Command {
     /// Per provider: last poll, pending pushes, requests used, last error;
     /// unlinked order items; oversold SKUs.
     Status {
+        /// Print JSON (times in RFC 3339, Turkey's +03:00 offset) instead of text.
         #[arg(long)]
         json: bool,
     },
 }
 
+/// `demo` and `sandbox` make their own config. The global `--config` is
+/// not offered to them: an argument of the same id here takes its place
+/// (clap does not propagate a global arg to a subcommand that has one),
+/// hidden from `--help` and refusing a value with a clear word rather than
+/// ignoring it. Its type is the global's: clap still hands the global's
+/// default down to the subcommand's matches.
+#[derive(clap::Args, Debug)]
+pub struct NoConfig {
+    #[arg(id = "config", long = "config", short = 'c', hide = true, value_parser = refuse_config)]
+    _config: Option<PathBuf>,
+}
+
+fn refuse_config(_: &str) -> Result<PathBuf, String> {
+    Err("this command makes its own config and takes no --config".to_string())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum StockCommand {
-    /// Set SKUs to ERP counts from a CSV file with header `sku,quantity`.
-    Import { file: PathBuf },
+    /// Set SKUs to ERP counts from a CSV file with header `sku,quantity`
+    /// (or `sku;quantity`).
+    Import {
+        /// The CSV file; any bad row and nothing is imported.
+        file: PathBuf,
+    },
+    /// Write every SKU's quantity as CSV `sku,quantity` (what `stock
+    /// import` reads).
+    Export {
+        /// Where to write; standard output without it.
+        file: Option<PathBuf>,
+    },
     /// Set one SKU to a counted quantity.
     Set {
+        /// The SKU (created when the ledger does not know it yet).
         sku: String,
+        /// The counted quantity, 0 or more.
         #[arg(allow_negative_numbers = true)]
         quantity: i64,
+        /// Why the stock changes (journaled; must not be empty).
         #[arg(long)]
         reason: String,
     },
     /// Move one SKU by DELTA units (negative to take away).
     Adjust {
+        /// The SKU.
         sku: String,
+        /// Units to add, or to take away when negative.
         #[arg(allow_negative_numbers = true)]
         delta: i64,
+        /// Why the stock changes (journaled; must not be empty).
         #[arg(long)]
         reason: String,
     },
     /// Every SKU and its quantity.
     List {
+        /// Print JSON `[{"sku","quantity"}]` instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// The journal of one SKU.
+    /// The journal of one SKU (exit 1 when the ledger has no such SKU).
     History {
+        /// The SKU.
         sku: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -181,14 +247,22 @@ pub enum MappingCommand {
         #[arg(long)]
         relink: bool,
     },
+    /// Write every link as CSV `sku,provider,listing_id,variant_id` (what
+    /// `mapping import` reads).
+    Export {
+        /// Where to write; standard output without it.
+        file: Option<PathBuf>,
+    },
     /// Every link, with what the provider last confirmed, the listings
     /// discovery could not link, and the latest links moved by --relink.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Reads each provider's product list and links listings by SKU now.
     Discover {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -274,6 +348,13 @@ impl Failure {
     }
 }
 
+/// Whether text logs are coloured: only on a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (no-color.org). Logs
+/// to a file, a pipe or journald stay free of escape codes.
+pub fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (write e.g. 20s, 2m)"))
 }
@@ -284,6 +365,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             duration,
             skus,
             keep,
+            no_config: _,
         } => {
             let ok = crate::demo::run(crate::demo::DemoOptions {
                 duration,
@@ -302,6 +384,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             catalog,
             faults,
             write_config,
+            no_config: _,
         } => return sandbox(listen_base, catalog, faults, write_config).await,
         _ => {}
     }
@@ -415,7 +498,22 @@ async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync { .. } => sync_once(config, ledger).await,
-        Command::Check { online } => check(config, ledger, online).await,
+        Command::Check { online, deep } => check(config, ledger, online, deep).await,
+        Command::Backup { file, force } => {
+            let r = ledger
+                .backup_to(&file, force)
+                .await
+                .context("backing up the ledger")?;
+            println!(
+                "backed up {} to {} ({} bytes, {} SKU(s), {} movement(s)); integrity ok",
+                config.database.display(),
+                r.path.display(),
+                r.bytes,
+                r.skus,
+                r.movements
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Stock(cmd) => stock(cmd, ledger).await,
         Command::Mapping(cmd) => mapping(cmd, config, ledger).await,
         Command::Rules(cmd) => rules(cmd, config, ledger).await,
@@ -565,7 +663,12 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
     }
 }
 
-async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCode, Failure> {
+async fn check(
+    config: &Config,
+    ledger: &Ledger,
+    online: bool,
+    deep: bool,
+) -> Result<ExitCode, Failure> {
     println!("config: {} ok", config.file.display());
     println!(
         "database: {} ok, migrations applied",
@@ -584,9 +687,71 @@ async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCod
             enabled.join(", ")
         }
     );
-    if !online {
-        return Ok(ExitCode::SUCCESS);
+    let mut ok = true;
+    if deep {
+        ok &= deep_check(ledger).await?;
     }
+    if online {
+        ok &= check_online(config, ledger).await?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The database file and the journal: prints what it found, `false` when
+/// anything is wrong.
+async fn deep_check(ledger: &Ledger) -> Result<bool, Failure> {
+    let mut ok = true;
+    let problems = ledger
+        .integrity_problems()
+        .await
+        .context("checking the database's integrity")?;
+    if problems.is_empty() {
+        println!("integrity: ok");
+    } else {
+        ok = false;
+        println!("integrity: FAILED ({} problem(s))", problems.len());
+        for p in &problems {
+            println!("  {p}");
+        }
+    }
+    let bad = ledger
+        .journal_mismatches()
+        .await
+        .context("summing the journal")?;
+    let skus = ledger.sku_count().await.context("counting SKUs")?;
+    if bad.is_empty() {
+        println!("journal: ok, every balance of {skus} SKU(s) equals the sum of its movements");
+    } else {
+        ok = false;
+        println!(
+            "journal: FAILED, {} SKU(s) off the sum of their movements:",
+            bad.len()
+        );
+        for m in &bad {
+            match m.balance {
+                Some(b) => println!(
+                    "  SKU {}: balance {b}, journal sums to {}",
+                    m.sku, m.journal_sum
+                ),
+                None => println!(
+                    "  SKU {}: no balance, journal sums to {}",
+                    m.sku, m.journal_sum
+                ),
+            }
+        }
+    }
+    if !ok {
+        eprintln!("stoksync: the deep check failed (see above)");
+    }
+    Ok(ok)
+}
+
+/// Proves each provider's credentials; `false` when any is refused.
+async fn check_online(config: &Config, ledger: &Ledger) -> Result<bool, Failure> {
     let cancel = CancellationToken::new();
     let engine = engine(config, ledger, &cancel)?;
     let mut ok = true;
@@ -599,11 +764,27 @@ async fn check(config: &Config, ledger: &Ledger, online: bool) -> Result<ExitCod
             }
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ok)
+}
+
+/// Writes a CSV export to `file`, or to standard output without one.
+fn export(
+    file: Option<&std::path::Path>,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), Failure> {
+    match file {
+        Some(path) => {
+            let mut buf = Vec::new();
+            write(&mut buf).context("encoding CSV")?;
+            std::fs::write(path, buf).with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            write(&mut lock).context("writing to standard output")?;
+        }
+    }
+    Ok(())
 }
 
 /// How many link moves `mapping list` shows: enough to review a relink
@@ -628,6 +809,21 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
                 rows.len(),
                 file.display()
             );
+        }
+        StockCommand::Export { file } => {
+            let rows = ledger.list_stock().await.context("reading stock")?;
+            export(file.as_deref(), |out| {
+                csvin::write_stock(out, rows.iter().map(|r| (r.sku.as_str(), r.quantity)))
+            })?;
+            let negative = rows.iter().filter(|r| r.quantity < 0).count();
+            if negative > 0 {
+                eprintln!(
+                    "stoksync: {negative} oversold SKU(s) exported with a negative quantity; `stock import` refuses negative counts"
+                );
+            }
+            if let Some(f) = file {
+                println!("exported {} SKU count(s) to {}", rows.len(), f.display());
+            }
         }
         StockCommand::Set {
             sku,
@@ -662,6 +858,17 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
         }
         StockCommand::History { sku, json } => {
             let rows = ledger.history(&sku).await.context("reading history")?;
+            if rows.is_empty()
+                && ledger
+                    .stock_of(&sku)
+                    .await
+                    .context("reading stock")?
+                    .is_none()
+            {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "no SKU `{sku}` in the ledger (`stock list` shows every SKU)"
+                )));
+            }
             if json {
                 println!(
                     "{}",
@@ -671,7 +878,7 @@ async fn stock(cmd: StockCommand, ledger: &Ledger) -> Result<ExitCode, Failure> 
                 for m in rows {
                     println!(
                         "{}\t{:+}\t{} -> {}\t{}\t{}\t{}\t{}",
-                        ms_to_utc(m.created_at_ms).to_rfc3339(),
+                        shown_time(ms_to_utc(m.created_at_ms)),
                         m.delta,
                         m.quantity_before,
                         m.quantity_after,
@@ -965,6 +1172,28 @@ async fn mapping(
                 println!("{linked} waiting order line(s) linked and applied");
             }
         }
+        MappingCommand::Export { file } => {
+            let rows = ledger.list_mappings().await.context("reading mappings")?;
+            let links: Vec<(String, ListingRef)> = rows
+                .into_iter()
+                .map(|m| {
+                    (
+                        m.sku,
+                        ListingRef {
+                            provider: m.provider,
+                            listing_id: m.listing_id,
+                            variant_id: m.variant_id,
+                        },
+                    )
+                })
+                .collect();
+            export(file.as_deref(), |out| {
+                csvin::write_mappings(out, links.iter().map(|(s, l)| (s.as_str(), l)))
+            })?;
+            if let Some(f) = file {
+                println!("exported {} link(s) to {}", links.len(), f.display());
+            }
+        }
         MappingCommand::List { json } => {
             let rows = ledger.list_mappings().await.context("reading mappings")?;
             let problems = ledger
@@ -1018,7 +1247,7 @@ async fn mapping(
                     for m in &moves {
                         println!(
                             "#   {} moved {} from {} to {} ({})",
-                            ms_to_utc(m.at_ms).to_rfc3339(),
+                            shown_time(ms_to_utc(m.at_ms)),
                             m.listing(),
                             m.old_sku,
                             m.new_sku,
@@ -1048,4 +1277,91 @@ async fn mapping(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    /// Every argument and option says what it is, in every subcommand.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "stoksync", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn config_is_offered_where_it_is_used_only() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let offers = |path: &[&str]| {
+            let mut c = &cmd;
+            for p in path {
+                c = c.find_subcommand(p).unwrap();
+            }
+            c.get_arguments()
+                .any(|a| a.get_id() == "config" && !a.is_hide_set())
+        };
+        for used in [&["status"][..], &["run"], &["backup"], &["stock", "set"]] {
+            assert!(offers(used), "{used:?} should offer --config");
+        }
+        for unused in [&["demo"][..], &["sandbox"]] {
+            assert!(!offers(unused), "{unused:?} should not offer --config");
+        }
+        // Without it they parse, with STOKSYNC_CONFIG set or not.
+        for args in [&["stoksync", "demo"][..], &["stoksync", "sandbox"]] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        // Given to them anyway, it is refused, not ignored.
+        let err = Cli::try_parse_from(["stoksync", "demo", "--config", "x.toml"]).unwrap_err();
+        assert!(err.to_string().contains("takes no --config"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        // Before or after the command, where it is used.
+        for args in [
+            &["stoksync", "--config", "a.toml", "status"][..],
+            &["stoksync", "status", "--config", "a.toml"],
+            &["stoksync", "stock", "list", "-c", "a.toml"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.config, PathBuf::from("a.toml"), "{args:?}");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        assert!(
+            help.contains("Exit codes:") && help.contains("2  configuration error"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))), "empty means unset");
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new("1"))));
+    }
 }

@@ -22,10 +22,22 @@ pub struct ConfigError {
     pub line: Option<usize>,
     pub key: Option<String>,
     pub message: String,
+    /// Further errors of the same kind found in the same pass (every unset
+    /// `${VAR}`), each on a line of its own after this one.
+    pub also: Vec<ConfigError>,
 }
 
 impl ConfigError {
     fn render(&self) -> String {
+        let mut out = self.render_one();
+        for e in &self.also {
+            out.push('\n');
+            out.push_str(&e.render_one());
+        }
+        out
+    }
+
+    fn render_one(&self) -> String {
         let mut out = self.file.display().to_string();
         if let Some(line) = self.line {
             out.push_str(&format!(":{line}"));
@@ -419,6 +431,7 @@ impl Config {
             line: None,
             key: None,
             message: format!("cannot read the config file: {e}"),
+            also: Vec::new(),
         })?;
         Config::parse(&text, path, &|name| std::env::var(name).ok())
     }
@@ -431,14 +444,33 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
+            let key = e.span().and_then(|s| key_at(text, s));
+            let mut message = e.message().trim().to_string();
+            if key.as_deref().is_some_and(is_duration_key) && message.starts_with("invalid type") {
+                message.push_str("; write a duration in quotes, e.g. \"30s\", \"5m\"");
+            }
             ConfigError {
                 file: file.to_path_buf(),
                 line,
-                key: e.span().and_then(|s| key_at(text, s)),
-                message: e.message().trim().to_string(),
+                key,
+                message,
+                also: Vec::new(),
             }
         })?;
         let cx = Cx { text, file, env };
+        let mut unset = unset_variables(text, env)
+            .into_iter()
+            .map(|(span, key, name)| {
+                cx.err(
+                    span,
+                    &key,
+                    format!("environment variable `{name}` is not set"),
+                )
+            });
+        if let Some(mut first) = unset.next() {
+            first.also = unset.collect();
+            return Err(first);
+        }
         let base_dir = file.parent().unwrap_or(Path::new("."));
 
         let database = PathBuf::from(cx.string(&raw.ledger.database, "ledger.database")?);
@@ -678,6 +710,7 @@ impl Cx<'_> {
             line: Some(line_of(self.text, span.start)),
             key: Some(key.to_string()),
             message: message.into(),
+            also: Vec::new(),
         }
     }
 
@@ -805,6 +838,95 @@ fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
     }
     let doc = toml::de::DeTable::parse(text).ok()?;
     find(doc.get_ref(), &span).map(|p| p.join("."))
+}
+
+/// The keys whose value is a duration string (`"30s"`).
+fn is_duration_key(key: &str) -> bool {
+    matches!(
+        key,
+        "sync.poll_interval"
+            | "sync.order_lookback"
+            | "sync.request_timeout"
+            | "sync.discovery_interval"
+    )
+}
+
+/// Every `${NAME}` in the file whose variable is not set, in file order,
+/// with the span and dotted key of its value: a new deployment learns of
+/// all its missing variables at once, not one per try. (`${cred:...}` and
+/// malformed references are reported where the value is expanded.)
+fn unset_variables(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(std::ops::Range<usize>, String, String)> {
+    type Found = Vec<(std::ops::Range<usize>, String, String)>;
+    fn visit(
+        v: &Spanned<toml::de::DeValue<'_>>,
+        path: &mut Vec<String>,
+        env: &dyn Fn(&str) -> Option<String>,
+        out: &mut Found,
+    ) {
+        match v.get_ref() {
+            toml::de::DeValue::String(s) => {
+                for name in variable_names(s) {
+                    if env(name).is_none() {
+                        out.push((v.span(), path.join("."), name.to_string()));
+                    }
+                }
+            }
+            toml::de::DeValue::Table(t) => {
+                for (k, v) in t {
+                    path.push(k.get_ref().to_string());
+                    visit(v, path, env, out);
+                    path.pop();
+                }
+            }
+            toml::de::DeValue::Array(a) => {
+                for item in a.iter() {
+                    visit(item, path, env, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let Ok(doc) = toml::de::DeTable::parse(text) else {
+        return Vec::new();
+    };
+    let mut out = Found::new();
+    let mut path = Vec::new();
+    for (k, v) in doc.get_ref() {
+        path.push(k.get_ref().to_string());
+        visit(v, &mut path, env, &mut out);
+        path.pop();
+    }
+    out.sort_by_key(|(span, _, _)| span.start);
+    out
+}
+
+/// The names of the well-formed `${NAME}` references in `s`, as `expand`
+/// reads them (`$$` is a literal `$`; `${cred:...}` is not a variable).
+fn variable_names(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let Some(end) = tail.find('}') else { break };
+            let name = &tail[..end];
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if valid {
+                out.push(name);
+            }
+            rest = &tail[end + 1..];
+        } else {
+            rest = after;
+        }
+    }
+    out
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -1103,6 +1225,70 @@ mod tests {
             err.contains("SD_KEY") && err.contains("providers.stokdurumu.api_key"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key_not_only_the_line() {
+        let cases: &[(&str, &str, usize)] = &[
+            ("[sync]\npoll_interval = 5\n", "`sync.poll_interval`", 4),
+            ("[sync]\norder_lookback = 300\n", "`sync.order_lookback`", 4),
+            (
+                "[sync]\nrestock_returns = \"yes\"\n",
+                "`sync.restock_returns`",
+                4,
+            ),
+            ("[http]\nlisten = 8787\n", "`http.listen`", 4),
+            (
+                "[providers.bazaardan]\nbase_url = \"https://x\"\nclient_id = 42\nclient_secret = \"b\"\n",
+                "`providers.bazaardan.client_id`",
+                5,
+            ),
+        ];
+        for (tail, key, line) in cases {
+            let text = format!("{MINIMAL}{tail}");
+            let err = parse(&text).expect_err(&text).to_string();
+            assert!(
+                err.contains(&format!("stoksync.toml:{line}: {key}: invalid type")),
+                "{err:?} should name {key} on line {line}"
+            );
+        }
+        // Dotted keys and inline tables too.
+        for text in [
+            "ledger.database = \"x.db\"\nsync.poll_interval = 5\n",
+            "ledger = { database = \"x.db\" }\nsync = { poll_interval = 5 }\n",
+        ] {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(
+                err.contains("stoksync.toml:2: `sync.poll_interval`: invalid type")
+                    && err.contains("e.g. \"30s\""),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_unset_variable_is_reported_at_once() {
+        let text = format!(
+            "{MINIMAL}[providers.bazaardan]\nbase_url = \"https://${{NO_HOST}}/api\"\nclient_id = \"${{BZ_SECRET}}\"\nclient_secret = \"${{NO_BZ}}-$${{LITERAL}}\"\n[providers.eticaret]\nbase_url = \"https://x\"\napi_key = \"${{NO_KEY}}${{NO_KEY2}}\"\napi_secret = \"${{cred:x}}\"\n"
+        );
+        let err = parse(&text).unwrap_err();
+        let shown = err.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 4, "{shown}");
+        for (line, (no, key, name)) in lines.iter().zip([
+            (4, "providers.bazaardan.base_url", "NO_HOST"),
+            (6, "providers.bazaardan.client_secret", "NO_BZ"),
+            (9, "providers.eticaret.api_key", "NO_KEY"),
+            (9, "providers.eticaret.api_key", "NO_KEY2"),
+        ]) {
+            assert!(
+                line.contains(&format!(
+                    "stoksync.toml:{no}: `{key}`: environment variable `{name}` is not set"
+                )),
+                "{line:?} in {shown}"
+            );
+        }
+        assert!(!shown.contains("LITERAL"), "`$$` is a literal `$`: {shown}");
     }
 
     #[test]

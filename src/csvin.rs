@@ -1,7 +1,9 @@
 //! CSV files from the ERP and the operator: stock counts (`sku,quantity`)
 //! and listing mappings (`sku,provider,listing_id,variant_id`). Every bad
 //! row is reported with its line number; a file with any bad row yields
-//! nothing, so nothing is half-imported.
+//! nothing, so nothing is half-imported. The exports write the same two
+//! shapes, quoted where a field needs it, so an export imports back as it
+//! was.
 
 use crate::domain::{ListingRef, ProviderName};
 use crate::ledger::{BundleRow, LinkRow, RuleRow};
@@ -87,8 +89,10 @@ fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), Cs
         )])
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let sep = separator(text);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
+        .delimiter(sep)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
     let got: Vec<String> = rdr
@@ -101,9 +105,10 @@ fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), Cs
         return Err(fail(vec![(
             1,
             format!(
-                "header must be `{}`, found `{}`",
+                "header must be `{}` (or `{}`), found `{}`",
                 header.join(","),
-                got.join(",")
+                header.join(";"),
+                got.join(&char::from(sep).to_string())
             ),
         )]));
     }
@@ -125,6 +130,15 @@ fn rows(path: &Path, header: &[&str]) -> Result<(Rows, Vec<(usize, String)>), Cs
         }
     }
     Ok((out, errors))
+}
+
+/// The separator of a file, read from its header line: `;` when it has
+/// more semicolons than commas (what a spreadsheet writes in a locale whose
+/// decimal mark is a comma, Turkish among them), else `,`.
+fn separator(text: &str) -> u8 {
+    let header = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let count = |c: char| header.chars().filter(|&x| x == c).count();
+    if count(';') > count(',') { b';' } else { b',' }
 }
 
 /// The line a record starts on. csv gives the position where reading it
@@ -229,6 +243,37 @@ pub fn parse_mappings(path: &Path) -> Result<(Vec<LinkRow>, LineErrors), CsvErro
         });
     }
     Ok((out, errors))
+}
+
+/// `sku,quantity` rows as `stock import` reads them.
+pub fn write_stock<'a>(
+    out: impl std::io::Write,
+    rows: impl IntoIterator<Item = (&'a str, i64)>,
+) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["sku", "quantity"])?;
+    for (sku, qty) in rows {
+        w.write_record([sku, &qty.to_string()])?;
+    }
+    w.flush()
+}
+
+/// `sku,provider,listing_id,variant_id` rows as `mapping import` reads them.
+pub fn write_mappings<'a>(
+    out: impl std::io::Write,
+    rows: impl IntoIterator<Item = (&'a str, &'a ListingRef)>,
+) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["sku", "provider", "listing_id", "variant_id"])?;
+    for (sku, l) in rows {
+        w.write_record([
+            sku,
+            l.provider.as_str(),
+            l.listing_id.as_str(),
+            l.variant_id.as_str(),
+        ])?;
+    }
+    w.flush()
 }
 
 /// `sku,provider,safety_stock,max_quantity,percent,zero_below,frozen`: a
@@ -432,13 +477,67 @@ mod tests {
 
     #[test]
     fn wrong_header_is_refused() {
-        let f = file("sku;quantity\nA;5\n");
-        assert!(
-            read_stock(f.path())
-                .unwrap_err()
-                .to_string()
-                .contains("header must be `sku,quantity`")
+        for (text, found) in [
+            ("sku,qty\nA,5\n", "found `sku,qty`"),
+            ("sku;adet\nA;5\n", "found `sku;adet`"),
+        ] {
+            let err = read_stock(file(text).path()).unwrap_err().to_string();
+            assert!(
+                err.contains("line 1: header must be `sku,quantity` (or `sku;quantity`)")
+                    && err.contains(found),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spreadsheet_with_semicolons_is_read() {
+        // As a spreadsheet in a Turkish locale saves it: `;`, CRLF, a BOM,
+        // a comma and a quote inside quoted SKUs.
+        let f = file(
+            "\u{feff}SKU;Quantity\r\n\"ÇANTA,büyük\";7\r\n\"KALEM \"\"mavi\"\"\";0\r\nSİLGİ;3\r\n",
         );
+        assert_eq!(
+            read_stock(f.path()).unwrap(),
+            vec![
+                ("ÇANTA,büyük".into(), 7),
+                ("KALEM \"mavi\"".into(), 0),
+                ("SİLGİ".into(), 3)
+            ]
+        );
+        let bad = file("sku;quantity\nA;5\nB;-1\nC;1,5\n");
+        let err = read_stock(bad.path()).unwrap_err();
+        let lines: Vec<usize> = err.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![3, 4], "{err}");
+        let maps =
+            file("sku;provider;listing_id;variant_id\nA;bazaardan;356;778\nB;eticaret;KOD,1;\n");
+        let rows = read_mappings(maps.path()).unwrap();
+        assert_eq!(rows[1].listing.listing_id, "KOD,1");
+        assert_eq!(rows[0].listing.variant_id, "778");
+    }
+
+    #[test]
+    fn an_export_reads_back_as_it_was() {
+        let rows = [
+            ("ÇANTA,büyük", 7),
+            ("KALEM \"mavi\"", 0),
+            ("\"ŞİŞE", -2),
+            ("x;y", 1),
+        ];
+        let mut out = Vec::new();
+        write_stock(&mut out, rows.iter().copied()).unwrap();
+        let f = file(std::str::from_utf8(&out).unwrap());
+        // A negative count is written, and refused by the importer.
+        let err = read_stock(f.path()).unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert!(err.to_string().contains("line 4: quantity -2"), "{err}");
+        let good: Vec<_> = rows.iter().filter(|r| r.1 >= 0).copied().collect();
+        let mut out = Vec::new();
+        write_stock(&mut out, good.iter().copied()).unwrap();
+        let f = file(std::str::from_utf8(&out).unwrap());
+        let back = read_stock(f.path()).unwrap();
+        let want: Vec<(String, i64)> = good.iter().map(|(s, q)| (s.to_string(), *q)).collect();
+        assert_eq!(back, want);
     }
 
     #[test]

@@ -213,9 +213,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     let rows = loop {
         let rows = table(&sandbox, &ledger, &listings, &expected).await?;
         let ok = rows.iter().filter(|r| r.ok()).count();
+        let waits = settle_waits(&engine, &ledger, &rows).await;
         screen.draw(
             out,
-            &format!("settling {}", bar(ok, rows.len())),
+            &format!(
+                "settling {}{}",
+                bar(ok, rows.len()),
+                if waits.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", waits.join("; "))
+                }
+            ),
             &progress(&engine, &ledger).await,
         );
         if ok == rows.len() || settle.elapsed() > SETTLE_LIMIT {
@@ -335,6 +344,63 @@ fn bar(done: usize, total: usize) -> String {
     )
 }
 
+/// What the settling waits on, for each provider with a listing still off:
+/// its per-minute limit when the last minute used it up (the v2 site's
+/// 22/min is the usual one), with when the next permit comes; else that it
+/// is pushing.
+async fn settle_waits(engine: &Engine, ledger: &Ledger, rows: &[Row]) -> Vec<String> {
+    let now = crate::domain::now_ms();
+    let mut out = Vec::new();
+    for p in engine.providers() {
+        let name = p.name();
+        let behind = rows
+            .iter()
+            .filter(|r| {
+                r.shown
+                    .get(&name)
+                    .is_some_and(|s| *s != Some(plan::wanted(r.ledger, 0)))
+            })
+            .count();
+        if behind == 0 {
+            continue;
+        }
+        let window_ms = i64::try_from(crate::limit::WINDOW.as_millis()).unwrap_or(60_000);
+        let times = ledger
+            .request_times_since(name, now - window_ms)
+            .await
+            .unwrap_or_default();
+        out.push(match p.limiter().per_minute() {
+            Some(limit) => describe_wait(name, limit, behind, &times, now),
+            None => format!("{name}: {behind} listing(s) to push"),
+        });
+    }
+    out
+}
+
+/// `times`: the requests of the last window, oldest first. When they reach
+/// the cap bulk pushes may use (the limit less its reserve), the next
+/// permit comes when the oldest that counts leaves the window.
+fn describe_wait(
+    name: ProviderName,
+    limit: usize,
+    behind: usize,
+    times: &[i64],
+    now_ms: i64,
+) -> String {
+    let cap = limit - crate::limit::reserve(limit);
+    let window_ms = i64::try_from((crate::limit::WINDOW + crate::limit::WINDOW_MARGIN).as_millis())
+        .unwrap_or(60_500);
+    if times.len() >= cap {
+        let next_ms = times[times.len() - cap] + window_ms - now_ms;
+        let secs = (next_ms.max(0) + 999) / 1000;
+        format!(
+            "waiting for {name}'s limit ({limit}/min), next permit in {secs} s ({behind} listing(s) to push)"
+        )
+    } else {
+        format!("{name}: {behind} listing(s) to push")
+    }
+}
+
 /// One line per provider: orders, pushes, requests against limits, waits.
 async fn progress(engine: &Engine, ledger: &Ledger) -> Vec<String> {
     let health = engine.health().snapshot();
@@ -419,5 +485,30 @@ impl Screen {
             }
         }
         let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settling_says_which_limit_it_waits_for_and_how_long() {
+        let now = 1_000_000;
+        // 20 of eticaret's 22 (two kept from bulk pushes) in the last
+        // minute, the oldest 23 s ago: it leaves the window in 60.5 − 23 s.
+        let times: Vec<i64> = (0..20).map(|i| now - 23_000 + i * 1000).collect();
+        assert_eq!(
+            describe_wait(ProviderName::Eticaret, 22, 9, &times, now),
+            "waiting for eticaret's limit (22/min), next permit in 38 s (9 listing(s) to push)"
+        );
+        // Room left in the window: it is pushing, not waiting.
+        assert_eq!(
+            describe_wait(ProviderName::Eticaret, 22, 9, &times[..5], now),
+            "eticaret: 9 listing(s) to push"
+        );
+        // A permit already due never reads as a negative wait.
+        let old: Vec<i64> = (0..20).map(|i| now - 70_000 + i).collect();
+        assert!(describe_wait(ProviderName::Eticaret, 22, 1, &old, now).contains("in 0 s"));
     }
 }

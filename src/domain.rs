@@ -248,6 +248,33 @@ pub fn format_turkey(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
+/// The seller's time zone, as times shown to people name it. Turkey keeps
+/// UTC+03:00 all year, so the fixed offset is the zone.
+pub const SELLER_ZONE: &str = "Europe/Istanbul";
+
+/// A moment as the status page and `status` show it, in the seller's time
+/// with the zone named: `2026-12-02 09:15:03 +03:00 (Europe/Istanbul)`.
+pub fn shown_time(t: DateTime<Utc>) -> String {
+    format!(
+        "{} ({SELLER_ZONE})",
+        t.with_timezone(&turkey()).format("%Y-%m-%d %H:%M:%S %:z")
+    )
+}
+
+/// A moment in RFC 3339 at Turkey's offset (`2026-12-02T09:15:03.120+03:00`),
+/// for JSON: the same instant as in UTC, read as the seller reads clocks.
+pub fn turkey_rfc3339(t: DateTime<Utc>) -> String {
+    t.with_timezone(&turkey())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+}
+
+/// An RFC 3339 stamp as [`shown_time`] shows it (as given when unparsable).
+pub fn shown_stamp(stamp: &str) -> String {
+    DateTime::parse_from_rfc3339(stamp)
+        .map(|t| shown_time(t.with_timezone(&Utc)))
+        .unwrap_or_else(|_| stamp.to_string())
+}
+
 /// Parses `YYYY-MM-DD HH:MM:SS` (Turkey time) or an RFC 3339 timestamp.
 pub fn parse_provider_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -293,6 +320,26 @@ pub fn ms_to_utc(ms: i64) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_shown_in_istanbul_with_the_zone_named() {
+        let t = utc("2026-12-02T06:15:03.120Z");
+        assert_eq!(
+            shown_time(t),
+            "2026-12-02 09:15:03 +03:00 (Europe/Istanbul)"
+        );
+        assert_eq!(turkey_rfc3339(t), "2026-12-02T09:15:03.120+03:00");
+        assert_eq!(
+            shown_stamp(&turkey_rfc3339(t)),
+            shown_stamp("2026-12-02T06:15:03.120Z")
+        );
+        // Late evening UTC is already the next day in Istanbul.
+        assert_eq!(
+            shown_time(utc("2026-12-31T22:30:00Z")),
+            "2027-01-01 01:30:00 +03:00 (Europe/Istanbul)"
+        );
+        assert_eq!(shown_stamp("not a time"), "not a time");
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

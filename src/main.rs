@@ -1,6 +1,7 @@
 //! The `stoksync` binary: parse the command line, start logging, dispatch.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use stoksync::cli::{self, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -17,7 +18,11 @@ fn main() -> ExitCode {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(cli::log_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ));
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -473,6 +473,7 @@ proptest! {
     fn stock_csv_of_any_bytes_never_panics(bytes in prop_oneof![
         prop::collection::vec(any::<u8>(), 0..400),
         csv_text("sku,quantity"),
+        csv_text("sku;quantity"),
     ]) {
         let f = write_temp(&bytes);
         if let Err(e) = read_stock(f.path()) {
@@ -484,6 +485,7 @@ proptest! {
     fn mapping_csv_of_any_bytes_never_panics(bytes in prop_oneof![
         prop::collection::vec(any::<u8>(), 0..400),
         csv_text("sku,provider,listing_id,variant_id"),
+        csv_text("sku;provider;listing_id;variant_id"),
     ]) {
         let f = write_temp(&bytes);
         if let Err(e) = read_mappings(f.path()) {
@@ -522,8 +524,17 @@ fn any_sku() -> impl Strategy<Value = String> {
     .prop_filter("no white space around", |s| !s.is_empty() && s.trim() == s)
 }
 
-fn write_csv(header: &[&str], rows: &[Vec<String>], crlf: bool, bom: bool) -> Vec<u8> {
+/// A CSV as a real writer makes it; `semicolon`: as a spreadsheet in a
+/// Turkish locale saves it (`;` between fields).
+fn write_csv(
+    header: &[&str],
+    rows: &[Vec<String>],
+    crlf: bool,
+    bom: bool,
+    semicolon: bool,
+) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
+        .delimiter(if semicolon { b';' } else { b',' })
         .terminator(if crlf {
             csv::Terminator::CRLF
         } else {
@@ -585,10 +596,11 @@ proptest! {
         rows in prop::collection::btree_map(any_sku(), 0..=i64::MAX, 0..20),
         crlf in any::<bool>(),
         bom in any::<bool>(),
+        semicolon in any::<bool>(),
     ) {
         let rows: Vec<(String, i64)> = rows.into_iter().collect();
         let cells: Vec<Vec<String>> = rows.iter().map(|(s, q)| vec![s.clone(), q.to_string()]).collect();
-        let bytes = write_csv(&["sku", "quantity"], &cells, crlf, bom);
+        let bytes = write_csv(&["sku", "quantity"], &cells, crlf, bom, semicolon);
         let f = write_temp(&bytes);
         let all_valid = rows.iter().all(|(s, _)| ledger_valid_sku(s));
         match read_stock(f.path()) {
@@ -651,6 +663,7 @@ proptest! {
             0..15,
         ),
         crlf in any::<bool>(),
+        semicolon in any::<bool>(),
     ) {
         use stoksync::domain::{ListingRef, ProviderName};
         let rows: Vec<(String, ListingRef)> = rows
@@ -672,13 +685,34 @@ proptest! {
             .iter()
             .map(|(s, l)| vec![s.clone(), l.provider.to_string(), l.listing_id.clone(), l.variant_id.clone()])
             .collect();
-        let bytes = write_csv(&["sku", "provider", "listing_id", "variant_id"], &cells, crlf, false);
+        let bytes = write_csv(&["sku", "provider", "listing_id", "variant_id"], &cells, crlf, false, semicolon);
         let f = write_temp(&bytes);
         let got: Vec<(String, ListingRef)> = read_mappings(f.path())
             .unwrap_or_else(|e| panic!("{e}"))
             .into_iter()
             .map(|r| (r.sku, r.listing))
             .collect();
+        prop_assert_eq!(got, rows);
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(48))]
+
+    /// What `stock export` writes, `stock import` reads back exactly.
+    #[test]
+    fn a_stock_export_reads_back_exactly(
+        rows in prop::collection::btree_map(
+            any_sku().prop_filter("ledger-valid", |s| ledger_valid_sku(s)),
+            0..=i64::MAX,
+            0..20,
+        ),
+    ) {
+        let rows: Vec<(String, i64)> = rows.into_iter().collect();
+        let mut bytes = Vec::new();
+        stoksync::csvin::write_stock(&mut bytes, rows.iter().map(|(s, q)| (s.as_str(), *q))).unwrap();
+        let f = write_temp(&bytes);
+        let got = read_stock(f.path()).unwrap_or_else(|e| panic!("{e}"));
         prop_assert_eq!(got, rows);
     }
 }

@@ -5,7 +5,8 @@ use super::health::{PACE_WINDOW, drain_eta, pace_per_minute};
 use super::plan;
 use crate::config::Config;
 use crate::domain::{
-    ProviderName, ms_to_utc, next_turkey_midnight, now_ms, turkey_midnight_before,
+    ProviderName, ms_to_utc, next_turkey_midnight, now_ms, shown_stamp, turkey_midnight_before,
+    turkey_rfc3339,
 };
 use crate::ledger::{
     AnomalyRow, CatalogProblem, DuplicateLink, Ledger, LedgerError, StockRow, UnlinkedItem,
@@ -114,8 +115,14 @@ pub fn human_seconds(secs: u64) -> String {
     }
 }
 
+/// Times in `status --json`: RFC 3339 at Turkey's offset (+03:00).
 fn stamp(ms: Option<i64>) -> Option<String> {
-    ms.map(|m| ms_to_utc(m).to_rfc3339())
+    ms.map(|m| turkey_rfc3339(ms_to_utc(m)))
+}
+
+/// A stamp of [`stamp`] as the text form shows it.
+fn shown(stamp: Option<&str>) -> String {
+    stamp.map_or_else(|| "never".to_string(), shown_stamp)
 }
 
 pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerError> {
@@ -158,7 +165,7 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
             daily_limit: daily,
             requests_left_today: daily.map(|d| (i64::from(d) - today).max(0)),
             daily_resets_at: daily
-                .map(|_| next_turkey_midnight(crate::clock::now_utc()).to_rfc3339()),
+                .map(|_| turkey_rfc3339(next_turkey_midnight(crate::clock::now_utc()))),
             last_error: state.last_error,
             last_error_at: stamp(state.last_error_ms),
         });
@@ -180,8 +187,8 @@ pub fn render(s: &Status) -> String {
         out.push_str(&format!("{}\n", p.provider));
         out.push_str(&format!(
             "  last poll: {}   last push: {}\n",
-            p.last_successful_poll.as_deref().unwrap_or("never"),
-            p.last_successful_push.as_deref().unwrap_or("never")
+            shown(p.last_successful_poll.as_deref()),
+            shown(p.last_successful_push.as_deref())
         ));
         out.push_str(&format!(
             "  pending pushes: {}   refused: {}   linked to SKUs without stock: {}   frozen: {}\n",
@@ -199,8 +206,9 @@ pub fn render(s: &Status) -> String {
             .map_or(String::new(), |l| format!(" of {l}"));
         let day = match (p.daily_limit, &p.daily_resets_at) {
             (Some(l), Some(at)) => format!(
-                " of {l}, {} left (resets {at})",
-                p.requests_left_today.unwrap_or(0)
+                " of {l}, {} left (resets {})",
+                p.requests_left_today.unwrap_or(0),
+                shown_stamp(at)
             ),
             _ => String::new(),
         };
@@ -211,7 +219,9 @@ pub fn render(s: &Status) -> String {
         if let Some(e) = &p.last_error {
             out.push_str(&format!(
                 "  last error ({}): {e}\n",
-                p.last_error_at.as_deref().unwrap_or("?")
+                p.last_error_at
+                    .as_deref()
+                    .map_or("?".to_string(), shown_stamp)
             ));
         }
     }

@@ -11,13 +11,14 @@
 
 // Each file uses only those above it in this order (tests/architecture.rs
 // checks there is no cycle): journal <- bundles <- relink <- stock,
-// catalog <- orders; links, changes and backlog stand alone.
+// catalog <- orders; links, changes, backlog and maintenance stand alone.
 mod backlog;
 mod bundles;
 mod catalog;
 mod changes;
 mod journal;
 mod links;
+mod maintenance;
 mod orders;
 mod relink;
 mod shadow;
@@ -31,7 +32,9 @@ pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_
 pub use changes::PlanVersion;
 pub use journal::{MovementKind, StockChange};
 pub use links::{LinkChange, LinkReport, LinkRow};
+pub use maintenance::{BackupReport, JournalMismatch};
 pub use orders::{ApplyReport, KnownItem};
+pub use stock::check_reason;
 
 use crate::domain::{ListingRef, ProviderName, now_ms};
 use serde::Serialize;

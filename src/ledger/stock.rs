@@ -57,6 +57,7 @@ impl Ledger {
         key: &str,
     ) -> Result<ErpOutcome> {
         check_sku(sku)?;
+        check_reason(reason)?;
         let kind = match change {
             StockChange::To(q) => {
                 check_count(q)?;
@@ -96,6 +97,17 @@ pub(crate) fn check_sku(sku: &str) -> Result<()> {
         return Err(LedgerError::Invalid(format!(
             "SKU `{sku}` is empty or has surrounding spaces or control characters"
         )));
+    }
+    Ok(())
+}
+
+/// The one rule for the reason of an ERP movement, for the CLI and the ERP
+/// API alike: it must say something (white space alone says nothing).
+pub fn check_reason(reason: &str) -> Result<()> {
+    if reason.trim().is_empty() {
+        return Err(LedgerError::Invalid(
+            "`reason` must say why the stock changes (it is empty)".to_string(),
+        ));
     }
     Ok(())
 }
@@ -187,5 +199,21 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_movement_needs_a_reason() {
+        let (_dir, ledger) = temp_ledger().await;
+        for reason in ["", "   ", "\t\n"] {
+            let err = ledger
+                .erp_movement("A", StockChange::To(1), reason, "k")
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, LedgerError::Invalid(m) if m.contains("`reason`")),
+                "{reason:?}: {err}"
+            );
+        }
+        assert_eq!(ledger.stock_of("A").await.unwrap(), None, "nothing moved");
     }
 }

@@ -93,6 +93,14 @@ impl Drop for FakePazarsync {
     }
 }
 
+/// The order number PazarSync shows the seller, beside its id: the seed's
+/// example is id `ord_789012`, number `ORD123456`, so the number is `ORD`
+/// and digits, never the id with a prefix (`ORDord_500001`).
+fn order_number(id: &str) -> String {
+    let digits: String = id.chars().filter(char::is_ascii_digit).collect();
+    format!("ORD{digits}")
+}
+
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -375,7 +383,7 @@ fn route(
             paged(
                 rows.iter()
                     .map(|(id, o)| {
-                        json!({"id": id, "order_number": format!("ORD{id}"), "marketplace": "web",
+                        json!({"id": id, "order_number": order_number(id), "marketplace": "web",
                         "status": o.status, "items_count": o.items.len(),
                         "created_at": iso(o.created_at), "updated_at": iso(o.updated_at)})
                     })
@@ -394,7 +402,7 @@ fn route(
                     );
                 }
                 axum::Json(json!({
-                "id": parts[3], "order_number": format!("ORD{}", parts[3]), "status": o.status,
+                "id": parts[3], "order_number": order_number(parts[3]), "status": o.status,
                 "items": o.items.iter().map(|(iid, pid, sku, q)| json!({"id": iid, "product_id": pid,
                     "sku": sku, "name": "Ürün", "quantity": q})).collect::<Vec<_>>(),
                 "created_at": iso(o.created_at), "updated_at": iso(o.updated_at)

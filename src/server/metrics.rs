@@ -9,31 +9,68 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
 
-/// Builds the text; one `# HELP`/`# TYPE` per family.
-struct Text(String);
+/// Builds the text. Samples are kept with their family, whatever order
+/// the code adds them in, and each family is written once: its `# HELP`,
+/// its `# TYPE`, then all its samples. (Interleaved families are read as
+/// duplicates by a Prometheus parser, which refuses the scrape.)
+#[derive(Default)]
+struct Text {
+    families: Vec<Family>,
+}
+
+struct Family {
+    name: String,
+    kind: &'static str,
+    help: String,
+    samples: String,
+}
 
 impl Text {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    fn family(&mut self, name: &str, kind: &'static str, help: &str) {
+        debug_assert!(
+            self.families.iter().all(|f| f.name != name),
+            "metric family {name} declared twice"
+        );
+        self.families.push(Family {
+            name: name.to_string(),
+            kind,
+            help: help.to_string(),
+            samples: String::new(),
+        });
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.0.push_str(name);
+        let Some(f) = self.families.iter_mut().find(|f| f.name == name) else {
+            debug_assert!(false, "sample of undeclared metric family {name}");
+            return;
+        };
+        let out = &mut f.samples;
+        out.push_str(name);
         if !labels.is_empty() {
-            self.0.push('{');
+            out.push('{');
             for (i, (k, v)) in labels.iter().enumerate() {
                 if i > 0 {
-                    self.0.push(',');
+                    out.push(',');
                 }
                 let v = v
                     .replace('\\', "\\\\")
                     .replace('"', "\\\"")
                     .replace('\n', "\\n");
-                let _ = write!(self.0, "{k}=\"{v}\"");
+                let _ = write!(out, "{k}=\"{v}\"");
             }
-            self.0.push('}');
+            out.push('}');
         }
-        let _ = writeln!(self.0, " {value}");
+        let _ = writeln!(out, " {value}");
+    }
+
+    fn finish(self) -> String {
+        let mut out = String::new();
+        for f in self.families {
+            let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+            let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+            out.push_str(&f.samples);
+        }
+        out
     }
 }
 
@@ -56,7 +93,7 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn render(s: &AppState) -> anyhow::Result<String> {
-    let mut t = Text(String::new());
+    let mut t = Text::default();
     let engine = &s.engine;
     let health = engine.health().snapshot();
     let providers = engine.providers();
@@ -321,5 +358,5 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
         &[],
         s.ledger.oversold().await?.len(),
     );
-    Ok(t.0)
+    Ok(t.finish())
 }

@@ -270,16 +270,6 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Resul
     })
 }
 
-fn check_reason(reason: &str) -> Result<(), ApiError> {
-    if reason.trim().is_empty() {
-        return Err(error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "`reason` must say why the stock changes",
-        ));
-    }
-    Ok(())
-}
-
 async fn movement(
     s: &AppState,
     headers: &HeaderMap,
@@ -288,7 +278,9 @@ async fn movement(
     reason: &str,
     what: &str,
 ) -> ApiResult {
-    check_reason(reason)?;
+    // The ledger's rule, checked before the key so an empty reason is
+    // refused whatever the headers say.
+    crate::ledger::check_reason(reason)?;
     let key = movement_key(what, headers)?;
     let result = s.ledger.erp_movement(sku, change, reason, &key).await;
     // A key seen before applies nothing. When it was used for another SKU

@@ -2,7 +2,7 @@
 //! build step; refreshes itself every 10 s.
 
 use super::{AppState, esc};
-use crate::domain::ms_to_utc;
+use crate::domain::{ms_to_utc, shown_stamp, shown_time};
 use crate::engine::status;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -35,18 +35,10 @@ pub(super) async fn status_page(State(s): State<AppState>) -> Response {
     }
 }
 
-/// An RFC 3339 stamp as `2026-11-24 14:27:42 UTC` (as given if unparsable).
+/// An RFC 3339 stamp in the seller's time, the zone named:
+/// `2026-11-24 17:27:42 +03:00 (Europe/Istanbul)`.
 fn when(stamp: Option<&str>) -> String {
-    match stamp {
-        None => "never".to_string(),
-        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map(|t| {
-                t.with_timezone(&chrono::Utc)
-                    .format("%Y-%m-%d %H:%M:%S UTC")
-                    .to_string()
-            })
-            .unwrap_or_else(|_| s.to_string()),
-    }
+    stamp.map_or_else(|| "never".to_string(), shown_stamp)
 }
 
 fn td(s: impl std::fmt::Display) -> String {
@@ -178,7 +170,7 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
         .map(|m| {
             format!(
                 "{}{}{}{}{}{}",
-                td(ms_to_utc(m.created_at_ms).format("%Y-%m-%d %H:%M:%S UTC")),
+                td(shown_time(ms_to_utc(m.created_at_ms))),
                 td(&m.sku),
                 num(format!("{:+}", m.delta)),
                 num(format!("{} → {}", m.quantity_before, m.quantity_after)),
