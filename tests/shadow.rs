@@ -21,6 +21,7 @@ const SAFETY: i64 = 1;
 
 struct World {
     dir: tempfile::TempDir,
+    http: std::net::SocketAddr,
     fakes: Vec<Box<dyn Fake>>,
     /// Per fake, per SKU index: its listing.
     listings: Vec<Vec<ListingRef>>,
@@ -33,7 +34,8 @@ fn sku(i: usize) -> String {
 impl World {
     fn config(&self, mode: &str) {
         let mut config = format!(
-            "[ledger]\ndatabase = \"ledger.db\"\n[http]\nlisten = \"off\"\n[sync]\nmode = \"{mode}\"\nsafety_stock = {SAFETY}\npoll_interval = \"200ms\"\ndiscovery_interval = \"300ms\"\norder_lookback = \"5m\"\nrequest_timeout = \"2s\"\nmax_attempts = 3\n"
+            "[ledger]\ndatabase = \"ledger.db\"\n[http]\nlisten = \"{}\"\n[sync]\nmode = \"{mode}\"\nsafety_stock = {SAFETY}\npoll_interval = \"200ms\"\ndiscovery_interval = \"300ms\"\norder_lookback = \"5m\"\nrequest_timeout = \"2s\"\nmax_attempts = 3\n",
+            self.http
         );
         for f in &self.fakes {
             config.push_str(&f.config_table(true));
@@ -164,6 +166,7 @@ async fn shadow_mode_never_writes_and_reports_what_it_would_push() {
         .collect();
     let w = World {
         dir: tempfile::tempdir().unwrap(),
+        http: common::free_port(),
         fakes,
         listings,
     };
@@ -264,9 +267,22 @@ async fn shadow_mode_never_writes_and_reports_what_it_would_push() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // The oversell risk is named, with since when.
+    // The oversell risk is named, with since when, in the report, in
+    // `status` and on the status page.
     let text = w.ok(&["shadow", "report"]).await;
     assert!(text.contains("would be lowered"), "{text}");
+    let status = w.ok(&["status"]).await;
+    assert!(status.starts_with("mode: shadow"), "{status}");
+    let page = reqwest::get(format!("http://{}/", w.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Shadow mode: nothing is pushed") && page.contains("would lower"),
+        "{page}"
+    );
     let lowered = last["providers"]
         .as_array()
         .unwrap()

@@ -92,8 +92,9 @@ pub struct ListingNote {
     pub why: Vec<String>,
 }
 
+/// A moment as the seller reads clocks (Istanbul time, the zone named).
 fn stamp(ms: i64) -> String {
-    ms_to_utc(ms).format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    crate::domain::shown_time(ms_to_utc(ms))
 }
 
 fn note(m: Movement) -> MovementNote {
@@ -330,7 +331,7 @@ async fn why_waiting(
         if ledger.requests_since(p, day).await? >= i64::from(limit) {
             why.push(format!(
                 "today's {limit} requests to {p} are spent: the quota resets at {}",
-                next_turkey_midnight(crate::clock::now_utc()).format("%Y-%m-%d %H:%M UTC")
+                crate::domain::shown_time(next_turkey_midnight(crate::clock::now_utc()))
             ));
         }
     }

@@ -72,8 +72,9 @@ pub struct ShadowRow {
     pub since: Option<String>,
 }
 
+/// A moment as the seller reads clocks (Istanbul time, the zone named).
 fn stamp(ms: i64) -> String {
-    ms_to_utc(ms).format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    crate::domain::shown_time(ms_to_utc(ms))
 }
 
 /// A listing, its verdict, what stoksync would push, and what the

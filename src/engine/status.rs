@@ -15,6 +15,8 @@ use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// `live`, or `shadow` (nothing is pushed).
+    pub mode: crate::config::Mode,
     pub providers: Vec<ProviderStatus>,
     pub unlinked_order_items: Vec<UnlinkedItem>,
     pub oversold: Vec<StockRow>,
@@ -171,6 +173,7 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
         });
     }
     Ok(Status {
+        mode: config.sync.mode,
         providers,
         unlinked_order_items: ledger.unlinked_items().await?,
         oversold: ledger.oversold().await?,
@@ -183,6 +186,11 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
 /// The human form of `status`.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
+    if s.mode == crate::config::Mode::Shadow {
+        out.push_str(
+            "mode: shadow: orders are applied, nothing is pushed (`stoksync shadow report` shows what would be)\n",
+        );
+    }
     for p in &s.providers {
         out.push_str(&format!("{}\n", p.provider));
         out.push_str(&format!(

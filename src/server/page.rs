@@ -164,6 +164,13 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
         "no provider configured",
     );
 
+    if s.config.sync.mode == crate::config::Mode::Shadow {
+        shadow_section(
+            &mut out,
+            &crate::engine::shadow::report(&s.config, &s.ledger).await?,
+        );
+    }
+
     out.push_str("<h2>Recent movements</h2>");
     let rows: Vec<String> = recent
         .iter()
@@ -251,4 +258,82 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
     }
     out.push_str("</body></html>");
     Ok(out)
+}
+
+/// Shadow mode: per provider, what stoksync would do; the listings it
+/// would lower (the oversell risk) listed first.
+fn shadow_section(out: &mut String, r: &crate::engine::shadow::ShadowReport) {
+    out.push_str("<h2 id=\"shadow\">Shadow mode: nothing is pushed</h2>");
+    let rows: Vec<String> = r
+        .providers
+        .iter()
+        .map(|p| {
+            format!(
+                "{}{}{}{}{}{}",
+                td(p.provider),
+                num(p.agree),
+                num(p.lower.len()),
+                num(p.raise.len()),
+                num(p.unknown.len()),
+                num(p.frozen)
+            )
+        })
+        .collect();
+    table(
+        out,
+        "shadow-providers",
+        &[
+            "provider",
+            "agree",
+            "would lower",
+            "would raise",
+            "never read",
+            "frozen",
+        ],
+        &rows,
+        "no provider configured",
+    );
+    let n = |q: Option<i64>| q.map_or("?".to_string(), |q| q.to_string());
+    let rows: Vec<String> = r
+        .providers
+        .iter()
+        .flat_map(|p| {
+            p.lower
+                .iter()
+                .map(move |row| (p.provider, "lower", row))
+                .chain(p.raise.iter().map(move |row| (p.provider, "raise", row)))
+        })
+        .take(200)
+        .map(|(p, word, row)| {
+            format!(
+                "{}{}{}{}{}{}{}",
+                td(p),
+                td(&row.listing),
+                format!(
+                    "<td><a href=\"/sku/{}\">{}</a></td>",
+                    esc(&row.sku),
+                    esc(&row.sku)
+                ),
+                td(format!("would {word}")),
+                num(n(row.shows)),
+                num(n(row.would_show)),
+                td(row.since.as_deref().unwrap_or("now"))
+            )
+        })
+        .collect();
+    table(
+        out,
+        "shadow-listings",
+        &[
+            "provider",
+            "listing",
+            "SKU",
+            "",
+            "shows",
+            "would show",
+            "since",
+        ],
+        &rows,
+        "every listing read agrees with what stoksync would push",
+    );
 }
