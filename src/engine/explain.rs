@@ -322,7 +322,7 @@ async fn why_waiting(
         {
             why.push(format!(
                 "this minute's {limit} requests to {p} are spent: the next permit in about {} s",
-                ((first + 60_000 - now) / 1000).max(1)
+                ((first + 60_000 - now + 999) / 1000).max(1)
             ));
         }
     }
@@ -448,4 +448,59 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ListingRef;
+    use crate::ledger::test_support::temp_ledger;
+
+    /// A pending listing says, in plain words, every reason it waits: the
+    /// provider's pause, a failed poll, a spent minute, the pushes ahead.
+    #[tokio::test]
+    async fn a_pending_listing_says_why_it_waits() {
+        let (_d, ledger) = temp_ledger().await;
+        let config = Config::parse(
+            "[ledger]\ndatabase = \"x.db\"\n[providers.bazaardan]\nbase_url = \"https://bz.test\"\nclient_id = \"a\"\nclient_secret = \"b\"\nrequests_per_minute = 2\n",
+            std::path::Path::new("/tmp/x.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let p = ProviderName::Bazaardan;
+        ledger
+            .import_stock(&[("A".into(), 5), ("B".into(), 0)], "s", "s")
+            .await
+            .unwrap();
+        let l = |id: &str| ListingRef {
+            provider: p,
+            listing_id: id.to_string(),
+            variant_id: String::new(),
+        };
+        // B's listing goes to 0 (a more urgent lane), A's goes up.
+        ledger
+            .import_mappings(&[("A".into(), l("1")), ("B".into(), l("2"))])
+            .await
+            .unwrap();
+        let now = now_ms();
+        ledger.save_pause(p, now + 90_000, "429").await.unwrap();
+        ledger.record_provider_error(p, "HTTP 503").await.unwrap();
+        ledger.log_request(p, now - 20_000).await.unwrap();
+        ledger.log_request(p, now - 10_000).await.unwrap();
+        let e = explain(&config, &ledger, "A").await.unwrap().unwrap();
+        let note = &e.listings[0];
+        assert_eq!((note.state, note.wanted), ("pending", Some(5)));
+        let why = note.why.join("\n");
+        for needle in [
+            "has not confirmed a value for it yet",
+            "paused until",
+            "the last poll of bazaardan failed",
+            "HTTP 503",
+            "this minute's 2 requests to bazaardan are spent: the next permit in about 40 s",
+            "behind about 1 push(es) (1 more urgent)",
+        ] {
+            assert!(why.contains(needle), "{needle:?} in:\n{why}");
+        }
+        assert!(explain(&config, &ledger, "NOPE").await.unwrap().is_none());
+    }
 }

@@ -306,14 +306,11 @@ fn shadow_section(out: &mut String, r: &crate::engine::shadow::ShadowReport) {
         .take(200)
         .map(|(p, word, row)| {
             format!(
-                "{}{}{}{}{}{}{}",
+                "{}{}<td><a href=\"/sku/{}\">{}</a></td>{}{}{}{}",
                 td(p),
                 td(&row.listing),
-                format!(
-                    "<td><a href=\"/sku/{}\">{}</a></td>",
-                    esc(&row.sku),
-                    esc(&row.sku)
-                ),
+                esc(&row.sku),
+                esc(&row.sku),
                 td(format!("would {word}")),
                 num(n(row.shows)),
                 num(n(row.would_show)),
