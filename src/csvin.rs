@@ -67,6 +67,13 @@ fn sku_problem(sku: &str) -> Option<String> {
     }
 }
 
+/// A `provider` cell: one of the four names.
+fn provider_cell(cell: &str) -> Result<ProviderName, String> {
+    ProviderName::parse(cell).ok_or_else(|| {
+        format!("provider `{cell}` is not one of bazaardan, stokdurumu, eticaret, pazarsync")
+    })
+}
+
 /// Rows of a CSV file with the given header, each with its line number,
 /// and the lines that are not rows of that shape. `Err` only when the file
 /// cannot be read or its header is wrong.
@@ -210,15 +217,12 @@ pub fn parse_mappings(path: &Path) -> Result<(Vec<LinkRow>, LineErrors), CsvErro
             errors.push((line, problem));
             continue;
         }
-        let Some(provider) = ProviderName::parse(&r[1]) else {
-            errors.push((
-                line,
-                format!(
-                    "provider `{}` is not one of bazaardan, stokdurumu, eticaret, pazarsync",
-                    r[1]
-                ),
-            ));
-            continue;
+        let provider = match provider_cell(&r[1]) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push((line, e));
+                continue;
+            }
         };
         let listing = ListingRef {
             provider,
@@ -307,15 +311,12 @@ pub fn read_rules(path: &Path) -> Result<Vec<RuleRow>, CsvErrors> {
             errors.push((line, problem));
             continue;
         }
-        let Some(provider) = ProviderName::parse(&r[1]) else {
-            errors.push((
-                line,
-                format!(
-                    "provider `{}` is not one of bazaardan, stokdurumu, eticaret, pazarsync",
-                    r[1]
-                ),
-            ));
-            continue;
+        let provider = match provider_cell(&r[1]) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push((line, e));
+                continue;
+            }
         };
         let mut set = RuleSet::default();
         for (col, f) in COLUMNS {

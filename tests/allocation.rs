@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use stoksync::domain::{ListingRef, ProviderName};
-use stoksync::sandbox::{Fake, bazaardan, eticaret, pazarsync, stokdurumu};
+use stoksync::sandbox::Fake;
 use tokio::process::Command;
 
 struct World {
@@ -73,28 +73,7 @@ fn each(bz: i64, sd: i64, et: i64, pz: i64) -> BTreeMap<ProviderName, Option<i64
 }
 
 async fn world() -> World {
-    let fakes: Vec<Box<dyn Fake>> = vec![
-        Box::new(
-            bazaardan::FakeBazaardan::start(Default::default())
-                .await
-                .unwrap(),
-        ),
-        Box::new(
-            stokdurumu::FakeStokdurumu::start(Default::default())
-                .await
-                .unwrap(),
-        ),
-        Box::new(
-            eticaret::FakeEticaret::start(Default::default())
-                .await
-                .unwrap(),
-        ),
-        Box::new(
-            pazarsync::FakePazarsync::start(Default::default())
-                .await
-                .unwrap(),
-        ),
-    ];
+    let fakes = common::four_fakes().await;
     let dir = tempfile::tempdir().unwrap();
     // stokdurumu keeps one unit back of everything (a provider rule).
     let http = common::free_port();

@@ -12,7 +12,7 @@ use common::{describe, wait_for};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use stoksync::domain::{ListingRef, ProviderName};
-use stoksync::sandbox::{Fake, Fault, bazaardan, eticaret, pazarsync, stokdurumu};
+use stoksync::sandbox::{Fake, Fault};
 use tokio::process::{Child, Command};
 
 const SKUS: usize = 8;
@@ -131,28 +131,7 @@ fn verdicts(report: &serde_json::Value) -> BTreeMap<(String, String), (String, i
 
 #[tokio::test]
 async fn shadow_mode_never_writes_and_reports_what_it_would_push() {
-    let fakes: Vec<Box<dyn Fake>> = vec![
-        Box::new(
-            bazaardan::FakeBazaardan::start(Default::default())
-                .await
-                .unwrap(),
-        ),
-        Box::new(
-            stokdurumu::FakeStokdurumu::start(Default::default())
-                .await
-                .unwrap(),
-        ),
-        Box::new(
-            eticaret::FakeEticaret::start(Default::default())
-                .await
-                .unwrap(),
-        ),
-        Box::new(
-            pazarsync::FakePazarsync::start(Default::default())
-                .await
-                .unwrap(),
-        ),
-    ];
+    let fakes = common::four_fakes().await;
     let mut rng = fastrand::Rng::with_seed(0x5ad0);
     // What the seller's current tool left on each listing: some right,
     // some too high, some too low.

@@ -195,3 +195,27 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The four sandbox fakes with their default options, in provider order
+/// (BaZaaRDan, stokdurumu, v2, PazarSync).
+pub async fn four_fakes() -> Vec<Box<dyn stoksync::sandbox::Fake>> {
+    use stoksync::sandbox::{eticaret, pazarsync, stokdurumu};
+    vec![
+        Box::new(FakeBazaardan::start(Options::default()).await.unwrap()),
+        Box::new(
+            stokdurumu::FakeStokdurumu::start(Default::default())
+                .await
+                .unwrap(),
+        ),
+        Box::new(
+            eticaret::FakeEticaret::start(Default::default())
+                .await
+                .unwrap(),
+        ),
+        Box::new(
+            pazarsync::FakePazarsync::start(Default::default())
+                .await
+                .unwrap(),
+        ),
+    ]
+}
