@@ -319,6 +319,12 @@ async fn bundles_rules_and_frozen_listings_across_four_providers() {
         get(format!("{base}/readyz")).map(|r| r.is_some_and(|(c, _)| c == 200))
     })
     .await;
+    let (code, page) = get(format!("{base}/")).await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("href=\"/sku/KALEM\""),
+        "SKUs link to explain: {page}"
+    );
     let (code, page) = get(format!("{base}/sku/SET")).await.unwrap();
     assert_eq!(code, 200, "{page}");
     for needle in ["A bundle", "KALEM", "The fewest is 10", "in step"] {

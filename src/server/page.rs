@@ -45,6 +45,30 @@ fn td(s: impl std::fmt::Display) -> String {
     format!("<td>{}</td>", esc(&s.to_string()))
 }
 
+/// A SKU, linked to its `explain` page.
+fn sku_cell(sku: &str) -> String {
+    format!(
+        "<td><a href=\"/sku/{}\">{}</a></td>",
+        url_path_segment(sku),
+        esc(sku)
+    )
+}
+
+/// `sku` as one URL path segment: unreserved characters as they are,
+/// everything else percent-encoded (a SKU may hold `/`, `?`, `#`, spaces).
+pub(super) fn url_path_segment(sku: &str) -> String {
+    let mut out = String::with_capacity(sku.len());
+    for b in sku.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 fn num(n: impl std::fmt::Display) -> String {
     format!("<td class=\"n\">{n}</td>")
 }
@@ -178,7 +202,7 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
             format!(
                 "{}{}{}{}{}{}",
                 td(shown_time(ms_to_utc(m.created_at_ms))),
-                td(&m.sku),
+                sku_cell(&m.sku),
                 num(format!("{:+}", m.delta)),
                 num(format!("{} → {}", m.quantity_before, m.quantity_after)),
                 td(format!("{} ({})", m.kind, m.source)),
@@ -231,7 +255,7 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
     let rows: Vec<String> = st
         .oversold
         .iter()
-        .map(|o| format!("{}{}", td(&o.sku), num(o.quantity)))
+        .map(|o| format!("{}{}", sku_cell(&o.sku), num(o.quantity)))
         .collect();
     table(
         &mut out,
@@ -306,11 +330,10 @@ fn shadow_section(out: &mut String, r: &crate::engine::shadow::ShadowReport) {
         .take(200)
         .map(|(p, word, row)| {
             format!(
-                "{}{}<td><a href=\"/sku/{}\">{}</a></td>{}{}{}{}",
+                "{}{}{}{}{}{}{}",
                 td(p),
                 td(&row.listing),
-                esc(&row.sku),
-                esc(&row.sku),
+                sku_cell(&row.sku),
                 td(format!("would {word}")),
                 num(n(row.shows)),
                 num(n(row.would_show)),
@@ -333,4 +356,20 @@ fn shadow_section(out: &mut String, r: &crate::engine::shadow::ShadowReport) {
         &rows,
         "every listing read agrees with what stoksync would push",
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sku_link_is_one_path_segment() {
+        assert_eq!(url_path_segment("KALEM-1_a.b~"), "KALEM-1_a.b~");
+        assert_eq!(url_path_segment("A/B ?#%"), "A%2FB%20%3F%23%25");
+        assert_eq!(url_path_segment("ÇANTA"), "%C3%87ANTA");
+        assert_eq!(
+            sku_cell("<x>"),
+            "<td><a href=\"/sku/%3Cx%3E\">&lt;x&gt;</a></td>"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! `/sku/{sku}`: `explain SKU` as a page (`?format=json` for its JSON).
 
-use super::page::STYLE;
+use super::page::{STYLE, url_path_segment};
 use super::{AppState, esc};
 use crate::engine::explain::{self, Explanation};
 use axum::extract::{Path, Query, State};
@@ -69,7 +69,7 @@ fn render(e: &Explanation) -> String {
             let _ = write!(
                 out,
                 "<tr><td><a href=\"/sku/{}\">{}</a></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&p.sku),
+                url_path_segment(&p.sku),
                 esc(&p.sku),
                 opt(p.quantity),
                 p.per_bundle,
@@ -86,7 +86,7 @@ fn render(e: &Explanation) -> String {
             .map(|u| {
                 format!(
                     "<a href=\"/sku/{}\">{}</a> ({} per bundle)",
-                    esc(&u.bundle),
+                    url_path_segment(&u.bundle),
                     esc(&u.bundle),
                     u.per_bundle
                 )
