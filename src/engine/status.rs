@@ -15,6 +15,10 @@ use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// `ok`, or `degraded` while any alert is open (`alerts` says why).
+    pub state: &'static str,
+    /// The alerts open now, as the daemon last evaluated them.
+    pub alerts: Vec<crate::alerts::Reason>,
     pub providers: Vec<ProviderStatus>,
     pub unlinked_order_items: Vec<UnlinkedItem>,
     pub oversold: Vec<StockRow>,
@@ -170,7 +174,10 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
             last_error_at: stamp(state.last_error_ms),
         });
     }
+    let alerts = crate::alerts::reasons(ledger).await?;
     Ok(Status {
+        state: if alerts.is_empty() { "ok" } else { "degraded" },
+        alerts,
         providers,
         unlinked_order_items: ledger.unlinked_items().await?,
         oversold: ledger.oversold().await?,
@@ -183,6 +190,17 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
 /// The human form of `status`.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
+    if !s.alerts.is_empty() {
+        out.push_str(&format!("degraded: {} alert(s) open\n", s.alerts.len()));
+        for a in &s.alerts {
+            out.push_str(&format!(
+                "  {} since {}: {}\n",
+                a.kind,
+                shown_stamp(&a.since),
+                a.message
+            ));
+        }
+    }
     for p in &s.providers {
         out.push_str(&format!("{}\n", p.provider));
         out.push_str(&format!(
