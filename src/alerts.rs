@@ -103,7 +103,10 @@ impl Alert {
         listing: Option<String>,
         message: String,
     ) -> Alert {
-        let what = listing.clone().or(sku.map(str::to_string)).unwrap_or_default();
+        let what = listing
+            .clone()
+            .or(sku.map(str::to_string))
+            .unwrap_or_default();
         let key = format!(
             "{}/{}/{}",
             kind.as_str(),
@@ -255,9 +258,9 @@ pub fn evaluate(f: &Facts, t: &Thresholds, open: &BTreeMap<String, i64>) -> Vec<
             || was_open(Kind::Stalled)
                 .is_some_and(|opened| p.last_poll_ok_ms.is_none_or(|ok| ok < opened));
         if stalled {
-            let last = p.last_poll_ok_ms.map_or("never".to_string(), |m| {
-                turkey_rfc3339(ms_to_utc(m))
-            });
+            let last = p
+                .last_poll_ok_ms
+                .map_or("never".to_string(), |m| turkey_rfc3339(ms_to_utc(m)));
             out.push(Alert::new(
                 Kind::Stalled,
                 Some(name),
@@ -572,7 +575,10 @@ pub async fn evaluate_once(
             opened_at_ms: at,
         };
         tracing::warn!(alert = %a.key, kind = a.kind.as_str(), "alert: {}", a.message);
-        let body = redact(&payload("fired", &row, &row.message, at).to_string(), &secrets);
+        let body = redact(
+            &payload("fired", &row, &row.message, at).to_string(),
+            &secrets,
+        );
         for r in &routes {
             deliveries.push((r.as_str(), body.clone()));
         }
@@ -581,7 +587,10 @@ pub async fn evaluate_once(
     for row in &resolved {
         let message = redact(&resolved_message(row), &secrets);
         tracing::info!(alert = %row.key, kind = %row.kind, "alert resolved: {message}");
-        let body = redact(&payload("resolved", row, &message, at).to_string(), &secrets);
+        let body = redact(
+            &payload("resolved", row, &message, at).to_string(),
+            &secrets,
+        );
         for r in &routes {
             deliveries.push((r.as_str(), body.clone()));
         }
@@ -856,7 +865,10 @@ mod tests {
         let mut open: Vec<OpenAlertRow> = vec![];
         let mut events = vec![];
         for f in snapshots {
-            let map = open.iter().map(|r| (r.key.clone(), r.opened_at_ms)).collect();
+            let map = open
+                .iter()
+                .map(|r| (r.key.clone(), r.opened_at_ms))
+                .collect();
             let now = evaluate(f, &t(), &map);
             let (fired, resolved) = diff(&open, &now);
             events.extend(fired.iter().map(|a| format!("+{}", a.key)));
@@ -887,7 +899,11 @@ mod tests {
         let a = &evaluate(&f, &t(), &BTreeMap::new())[0];
         assert_eq!(a.kind, Kind::Oversold);
         assert_eq!(a.sku.as_deref(), Some("KALEM"));
-        assert!(a.message.contains("holds -3") && a.message.ends_with('.'), "{}", a.message);
+        assert!(
+            a.message.contains("holds -3") && a.message.ends_with('.'),
+            "{}",
+            a.message
+        );
     }
 
     #[test]
@@ -916,7 +932,10 @@ mod tests {
         ]);
         assert_eq!(
             events,
-            ["+credentials_refused/pazarsync/", "-credentials_refused/pazarsync/"]
+            [
+                "+credentials_refused/pazarsync/",
+                "-credentials_refused/pazarsync/"
+            ]
         );
     }
 
@@ -997,7 +1016,10 @@ mod tests {
         let a = evaluate(&facts(vec![p.clone()]), &t(), &BTreeMap::new());
         assert_eq!(
             keys(&a),
-            ["push_refused/bazaardan/888", "push_refused/bazaardan/999999"]
+            [
+                "push_refused/bazaardan/888",
+                "push_refused/bazaardan/999999"
+            ]
         );
         assert_eq!(a[1].sku.as_deref(), Some("DEFTER"));
         assert_eq!(a[1].listing.as_deref(), Some("999999"));
@@ -1023,7 +1045,14 @@ mod tests {
             p.pending_for = (pending > 0).then_some(Duration::from_secs(secs));
             facts(vec![p])
         };
-        let events = episode(&[with(0, 0), with(9, 100), with(9, 599), with(9, 600), with(3, 900), with(0, 0)]);
+        let events = episode(&[
+            with(0, 0),
+            with(9, 100),
+            with(9, 599),
+            with(9, 600),
+            with(3, 900),
+            with(0, 0),
+        ]);
         assert_eq!(events, ["+backlog/pazarsync/", "-backlog/pazarsync/"]);
         // Open before a restart, not yet looked at by the new process: stays.
         let mut fresh = quiet(ProviderName::Pazarsync);

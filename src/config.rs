@@ -1360,7 +1360,10 @@ mod tests {
             cfg.alerts.webhook.as_ref().unwrap().expose(),
             "https://hooks.example/T0KEN"
         );
-        assert!(!format!("{cfg:?}").contains("T0KEN"), "the webhook is a secret");
+        assert!(
+            !format!("{cfg:?}").contains("T0KEN"),
+            "the webhook is a secret"
+        );
         assert_eq!(
             cfg.alerts.command.as_deref().unwrap(),
             ["/bin/pager", "--to", "ops"]
@@ -1386,7 +1389,10 @@ mod tests {
             let text = format!("{head}{line}");
             let err = parse(&text).expect_err(&text).to_string();
             assert!(err.contains(key), "{err:?} should name {key}");
-            assert!(err.contains("stoksync.toml:4:"), "{err:?} should name line 4");
+            assert!(
+                err.contains("stoksync.toml:4:"),
+                "{err:?} should name line 4"
+            );
             assert!(!err.contains("T0KEN"), "{err:?} shows the webhook");
         }
     }
