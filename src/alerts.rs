@@ -1096,6 +1096,120 @@ mod tests {
         }
     }
 
+    fn command_config(dir: &std::path::Path, script: &str, retries: u32) -> Arc<Config> {
+        let text = format!(
+            "[ledger]\ndatabase = \"x.db\"\n[http]\nlisten = \"off\"\n[alerts]\ncommand = [\"sh\", \"-c\", {:?}]\ntimeout = \"5s\"\nretries = {retries}\n",
+            script
+        );
+        Arc::new(Config::parse(&text, &dir.join("t.toml"), &|_| None).unwrap())
+    }
+
+    /// What a route owes stays in the outbox until delivered: a new
+    /// delivery task (a restart) sends it; a route that keeps failing is
+    /// tried `retries + 1` times, in order, then the row is dropped.
+    #[tokio::test]
+    async fn owed_deliveries_survive_a_restart_and_failures_are_retried_then_dropped() {
+        let (dir, ledger) = crate::ledger::test_support::temp_ledger().await;
+        let row = OpenAlertRow {
+            key: "oversold//KALEM".into(),
+            kind: "oversold".into(),
+            provider: None,
+            sku: Some("KALEM".into()),
+            listing: None,
+            message: "SKU KALEM is oversold.".into(),
+            opened_at_ms: NOW,
+        };
+        let body = payload("fired", &row, &row.message, NOW).to_string();
+        ledger
+            .transition_alerts(&[row.clone()], &[], &[("command", body.clone())], now_ms())
+            .await
+            .unwrap();
+        let pacing = Pacing {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(20),
+        };
+        // A command that always fails, with one retry.
+        let tries = dir.path().join("tries");
+        let failing = command_config(
+            dir.path(),
+            &format!("echo x >> '{}'; exit 3", tries.display()),
+            1,
+        );
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(delivery_loop(
+            failing,
+            ledger.clone(),
+            Route::Command,
+            Arc::new(Notify::new()),
+            pacing,
+            cancel.clone(),
+        ));
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        while ledger.alert_deliveries_owed().await.unwrap() > 0 {
+            assert!(tokio::time::Instant::now() < end, "never dropped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        let tried = std::fs::read_to_string(&tries).unwrap();
+        assert_eq!(tried.lines().count(), 2, "tried once and retried once");
+        assert_eq!(ledger.open_alerts().await.unwrap(), [row.clone()]);
+
+        // Owed by a process that stopped before delivering: the next one sends it.
+        ledger
+            .transition_alerts(
+                &[],
+                &[row.key.clone()],
+                &[("command", body.clone())],
+                now_ms(),
+            )
+            .await
+            .unwrap();
+        assert!(ledger.open_alerts().await.unwrap().is_empty());
+        let out = dir.path().join("got.json");
+        let working = command_config(dir.path(), &format!("cat > '{}'", out.display()), 1);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(delivery_loop(
+            working,
+            ledger.clone(),
+            Route::Command,
+            Arc::new(Notify::new()),
+            pacing,
+            cancel.clone(),
+        ));
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        while ledger.alert_deliveries_owed().await.unwrap() > 0 {
+            assert!(tokio::time::Instant::now() < end, "never delivered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), body);
+    }
+
+    /// A command that outlives `timeout` is killed and the attempt fails.
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed() {
+        let started = std::time::Instant::now();
+        let err = run_command(
+            &["sleep".to_string(), "30".to_string()],
+            "{}",
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("killed"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let err = run_command(
+            &["/no/such/program".to_string()],
+            "{}",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("cannot start"), "{err}");
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let (b, c) = (Duration::from_secs(1), Duration::from_secs(60));

@@ -1197,6 +1197,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("config.example.toml: {e}"));
         assert_eq!(cfg.enabled_providers(), ProviderName::ALL.to_vec());
         assert_eq!(cfg.sync.poll_interval, Duration::from_secs(30));
+        // Its [alerts] shows the keys; nothing is sent anywhere.
+        assert!(cfg.alerts.webhook.is_none() && cfg.alerts.command.is_none());
+        assert_eq!(cfg.alerts.timeout, DEFAULT_ALERT_TIMEOUT);
+        assert_eq!(cfg.alerts.backlog_after, DEFAULT_BACKLOG_AFTER);
         // Its rules show the keys and change nothing.
         let rules = &cfg.sync.rules;
         assert!(rules.providers.contains_key(&ProviderName::Eticaret));
