@@ -9,6 +9,7 @@
 //! - refused credentials and a stall fire (the command gets them), a dead
 //!   webhook is retried then logged with the payload, and a restart with
 //!   good credentials resolves both;
+//! - a small daily quota warns at 80 % and again when spent;
 //! - no payload carries a secret.
 
 mod common;
@@ -372,5 +373,77 @@ async fn refused_credentials_and_a_stall_fire_a_dead_webhook_is_logged_and_a_fix
     no_secret_in(&p);
     let status = env.ok(&["status"]).await;
     assert!(!status.contains("degraded"), "{status}");
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn a_daily_quota_warns_at_80_percent_and_again_when_spent() {
+    let env = Env::new(Knobs::default()).await;
+    let sd = stoksync::sandbox::stokdurumu::FakeStokdurumu::start(
+        stoksync::sandbox::stokdurumu::Options {
+            requests_per_day: Some(6),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Six listings that must come down (urgent pushes may spend the whole
+    // quota): a page of discovery and a push each spend it.
+    let skus = ["A", "B", "C", "D", "E", "F"];
+    for sku in skus {
+        sd.add_product(sku, 10);
+    }
+    let out = env.path("command.jsonl");
+    std::fs::write(
+        &env.config,
+        format!(
+            "[ledger]\ndatabase = \"ledger.db\"\n[sync]\npoll_interval = \"200ms\"\n[http]\nlisten = \"off\"\n{}\n[alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}' && echo >> '{}'\"]\n",
+            sd.config_table(true),
+            out.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let stock: String = skus.iter().map(|s| format!("{s},1\n")).collect();
+    let stock = env.write("stock.csv", &format!("sku,quantity\n{stock}"));
+    env.ok(&["stock", "import", stock.to_str().unwrap()]).await;
+    let daemon = start(&env, "quota.log");
+    let seen = || {
+        format!(
+            "{:?}\n{}",
+            command_payloads(&env),
+            std::fs::read_to_string(env.path("quota.log")).unwrap_or_default()
+        )
+    };
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = command_payloads(&env);
+        if count(&p, "fired", "quota_low/stokdurumu/") == 1
+            && count(&p, "fired", "quota_exhausted/stokdurumu/") == 1
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for both quota alerts:\n{}",
+            seen()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let p = command_payloads(&env);
+    let low = p
+        .iter()
+        .find(|p| p["kind"] == "quota_low")
+        .expect("quota_low");
+    assert_eq!(low["provider"], "stokdurumu");
+    assert!(
+        low["message"]
+            .as_str()
+            .unwrap()
+            .contains("of its 6 requests today"),
+        "{low}"
+    );
+    no_secret_in(&p);
+    assert!(!p.iter().any(|p| p.to_string().contains("sk_sandbox")));
     stop(daemon).await;
 }
