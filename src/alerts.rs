@@ -414,12 +414,8 @@ pub async fn gather(
     let now = now_ms();
     let day_start = turkey_midnight_before(crate::clock::now_utc()).timestamp_millis();
     let loops = engine.health().snapshot();
-    let reasons: HashMap<(ProviderName, String, String), Option<String>> = ledger
-        .list_mappings()
-        .await?
-        .into_iter()
-        .map(|m| ((m.provider, m.listing_id, m.variant_id), m.last_error))
-        .collect();
+    // The providers' reasons, read only when some listing is refused.
+    let mut reasons: Option<HashMap<(ProviderName, String, String), Option<String>>> = None;
     let mut providers = Vec::new();
     for p in engine.providers() {
         let name = p.name();
@@ -430,14 +426,26 @@ pub async fn gather(
             .iter()
             .map(|l| (&l.listing, l.sku.as_str()))
             .collect();
-        let refused = planned
+        let rejected = planned
             .held
             .iter()
-            .filter(|(_, h)| matches!(h, plan::Held::Rejected { .. }))
+            .filter(|(_, h)| matches!(h, plan::Held::Rejected { .. }));
+        if reasons.is_none() && rejected.clone().next().is_some() {
+            reasons = Some(
+                ledger
+                    .list_mappings()
+                    .await?
+                    .into_iter()
+                    .map(|m| ((m.provider, m.listing_id, m.variant_id), m.last_error))
+                    .collect(),
+            );
+        }
+        let reasons = reasons.as_ref();
+        let refused = rejected
             .map(|(l, _)| Refused {
                 sku: sku_of.get(l).copied().unwrap_or("?").to_string(),
                 reason: reasons
-                    .get(&(name, l.listing_id.clone(), l.variant_id.clone()))
+                    .and_then(|r| r.get(&(name, l.listing_id.clone(), l.variant_id.clone())))
                     .cloned()
                     .flatten(),
                 listing: l.clone(),
