@@ -1129,7 +1129,12 @@ mod tests {
         };
         let body = payload("fired", &row, &row.message, NOW).to_string();
         ledger
-            .transition_alerts(&[row.clone()], &[], &[("command", body.clone())], now_ms())
+            .transition_alerts(
+                std::slice::from_ref(&row),
+                &[],
+                &[("command", body.clone())],
+                now_ms(),
+            )
             .await
             .unwrap();
         let pacing = Pacing {
@@ -1161,13 +1166,16 @@ mod tests {
         task.await.unwrap();
         let tried = std::fs::read_to_string(&tries).unwrap();
         assert_eq!(tried.lines().count(), 2, "tried once and retried once");
-        assert_eq!(ledger.open_alerts().await.unwrap(), [row.clone()]);
+        assert_eq!(
+            ledger.open_alerts().await.unwrap(),
+            std::slice::from_ref(&row)
+        );
 
         // Owed by a process that stopped before delivering: the next one sends it.
         ledger
             .transition_alerts(
                 &[],
-                &[row.key.clone()],
+                std::slice::from_ref(&row.key),
                 &[("command", body.clone())],
                 now_ms(),
             )
