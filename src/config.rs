@@ -165,6 +165,21 @@ struct RawConfig {
     providers: RawProviders,
     #[serde(default)]
     rules: std::collections::BTreeMap<String, Spanned<RawRules>>,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+/// `[alerts]`: where alerts go and when they fire (see `crate::alerts`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    /// A secret: a webhook URL often carries a token.
+    webhook: Option<SecretStr>,
+    command: Option<Spanned<Vec<Str>>>,
+    timeout: Option<Str>,
+    retries: Option<Spanned<u32>>,
+    stall_after: Option<Str>,
+    backlog_after: Option<Str>,
 }
 
 /// `[rules.<provider>]`: that provider's allocation rules (see `rules`).
@@ -268,6 +283,42 @@ pub struct Config {
     pub stokdurumu: Option<StokdurumuConfig>,
     pub eticaret: Option<EticaretConfig>,
     pub pazarsync: Option<PazarsyncConfig>,
+    pub alerts: AlertSettings,
+}
+
+/// `[alerts]`: where alerts are delivered and when they fire.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// POSTed the alert's JSON. A secret: it often carries a token.
+    pub webhook: Option<Secret>,
+    /// Program and arguments, run with the alert's JSON on standard input.
+    pub command: Option<Vec<String>>,
+    /// Time limit of one delivery attempt (a webhook request, a command run).
+    pub timeout: Duration,
+    /// Attempts after the first before an alert is logged and dropped.
+    pub retries: u32,
+    /// No successful poll for this long is a stall; `None`: the daemon's
+    /// own stall threshold (`crate::engine::stall_after`).
+    pub stall_after: Option<Duration>,
+    /// Listings waiting to be pushed for this long are a backlog alert.
+    pub backlog_after: Duration,
+}
+
+pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_ALERT_RETRIES: u32 = 5;
+pub const DEFAULT_BACKLOG_AFTER: Duration = Duration::from_secs(600);
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            webhook: None,
+            command: None,
+            timeout: DEFAULT_ALERT_TIMEOUT,
+            retries: DEFAULT_ALERT_RETRIES,
+            stall_after: None,
+            backlog_after: DEFAULT_BACKLOG_AFTER,
+        }
+    }
 }
 
 /// `[http]`: health, metrics, the status page and the ERP API.
@@ -600,6 +651,8 @@ impl Config {
             }
         }
 
+        let alerts = Self::alerts(&cx, &raw.alerts)?;
+
         let p = &raw.providers;
         let bazaardan = match &p.bazaardan {
             None => None,
@@ -670,7 +723,81 @@ impl Config {
             stokdurumu,
             eticaret,
             pazarsync,
+            alerts,
         })
+    }
+
+    fn alerts(cx: &Cx<'_>, a: &RawAlerts) -> Result<AlertSettings, ConfigError> {
+        let mut out = AlertSettings::default();
+        if let Some(v) = &a.webhook {
+            let url = cx.secret(v, "alerts.webhook")?;
+            // Never echo the URL: it may carry a token.
+            let parsed = reqwest::Url::parse(url.expose().trim()).map_err(|e| {
+                cx.err(
+                    v.span(),
+                    "alerts.webhook",
+                    format!("is not a URL ({e}); its value is not shown"),
+                )
+            })?;
+            if parsed.scheme() != "http" && parsed.scheme() != "https" {
+                return Err(cx.err(
+                    v.span(),
+                    "alerts.webhook",
+                    "must start with http:// or https://",
+                ));
+            }
+            out.webhook = Some(Secret(url.expose().trim().to_string()));
+        }
+        if let Some(v) = &a.command {
+            let mut argv = Vec::new();
+            for s in v.get_ref() {
+                argv.push(cx.string(s, "alerts.command")?);
+            }
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(cx.err(
+                    v.span(),
+                    "alerts.command",
+                    "must name a program, then its arguments, e.g. [\"/usr/local/bin/page-me\", \"--team\", \"stock\"]",
+                ));
+            }
+            out.command = Some(argv);
+        }
+        if let Some(v) = &a.timeout {
+            out.timeout = cx.duration(v, "alerts.timeout")?;
+        }
+        if let Some(v) = &a.retries {
+            out.retries = *v.get_ref();
+        }
+        if let Some(v) = &a.stall_after {
+            out.stall_after = Some(cx.duration(v, "alerts.stall_after")?);
+        }
+        if let Some(v) = &a.backlog_after {
+            out.backlog_after = cx.duration(v, "alerts.backlog_after")?;
+        }
+        Ok(out)
+    }
+
+    /// Every secret of the file, to keep out of what leaves the process
+    /// beyond the providers (alert payloads).
+    pub fn secrets(&self) -> Vec<&Secret> {
+        let mut out: Vec<&Secret> = Vec::new();
+        out.extend(self.http.token.as_ref());
+        out.extend(self.alerts.webhook.as_ref());
+        if let Some(b) = &self.bazaardan {
+            out.push(&b.client_secret);
+        }
+        if let Some(s) = &self.stokdurumu {
+            out.push(&s.api_key);
+        }
+        if let Some(e) = &self.eticaret {
+            out.push(&e.api_key);
+            out.push(&e.api_secret);
+        }
+        if let Some(z) = &self.pazarsync {
+            out.push(&z.client_secret);
+        }
+        out.retain(|s| !s.expose().is_empty());
+        out
     }
 
     /// The providers that have a table in the file, in a fixed order.
@@ -848,6 +975,9 @@ fn is_duration_key(key: &str) -> bool {
             | "sync.order_lookback"
             | "sync.request_timeout"
             | "sync.discovery_interval"
+            | "alerts.timeout"
+            | "alerts.stall_after"
+            | "alerts.backlog_after"
     )
 }
 
@@ -1067,6 +1197,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("config.example.toml: {e}"));
         assert_eq!(cfg.enabled_providers(), ProviderName::ALL.to_vec());
         assert_eq!(cfg.sync.poll_interval, Duration::from_secs(30));
+        // Its [alerts] shows the keys; nothing is sent anywhere.
+        assert!(cfg.alerts.webhook.is_none() && cfg.alerts.command.is_none());
+        assert_eq!(cfg.alerts.timeout, DEFAULT_ALERT_TIMEOUT);
+        assert_eq!(cfg.alerts.backlog_after, DEFAULT_BACKLOG_AFTER);
         // Its rules show the keys and change nothing.
         let rules = &cfg.sync.rules;
         assert!(rules.providers.contains_key(&ProviderName::Eticaret));
@@ -1211,6 +1345,59 @@ mod tests {
                 err.contains(&format!("stoksync.toml:{line}:")),
                 "{err:?} should name line {line}"
             );
+        }
+    }
+
+    #[test]
+    fn alerts_keys_default_and_bad_ones_name_the_key_and_the_line() {
+        let cfg = parse("[ledger]\ndatabase = \"x.db\"\n").unwrap();
+        assert!(cfg.alerts.webhook.is_none() && cfg.alerts.command.is_none());
+        assert_eq!(cfg.alerts.timeout, DEFAULT_ALERT_TIMEOUT);
+        assert_eq!(cfg.alerts.retries, DEFAULT_ALERT_RETRIES);
+        assert_eq!(cfg.alerts.stall_after, None);
+        assert_eq!(cfg.alerts.backlog_after, Duration::from_secs(600));
+        let cfg = parse(
+            "[ledger]\ndatabase = \"x.db\"\n[alerts]\nwebhook = \"https://hooks.example/T0KEN\"\ncommand = [\"/bin/pager\", \"--to\", \"ops\"]\ntimeout = \"3s\"\nretries = 0\nstall_after = \"2m\"\nbacklog_after = \"1h\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.alerts.webhook.as_ref().unwrap().expose(),
+            "https://hooks.example/T0KEN"
+        );
+        assert!(
+            !format!("{cfg:?}").contains("T0KEN"),
+            "the webhook is a secret"
+        );
+        assert_eq!(
+            cfg.alerts.command.as_deref().unwrap(),
+            ["/bin/pager", "--to", "ops"]
+        );
+        assert_eq!(cfg.alerts.timeout, Duration::from_secs(3));
+        assert_eq!(cfg.alerts.retries, 0);
+        assert_eq!(cfg.alerts.stall_after, Some(Duration::from_secs(120)));
+        assert_eq!(cfg.alerts.backlog_after, Duration::from_secs(3600));
+        let head = "[ledger]\ndatabase = \"x.db\"\n[alerts]\n";
+        let cases: &[(&str, &str)] = &[
+            ("webhook = \"ftp://h/T0KEN\"\n", "alerts.webhook"),
+            ("webhook = \"no url T0KEN\"\n", "alerts.webhook"),
+            ("command = []\n", "alerts.command"),
+            ("command = \"/bin/pager\"\n", "alerts.command"),
+            ("timeout = \"soon\"\n", "alerts.timeout"),
+            ("timeout = 5\n", "alerts.timeout"),
+            ("retries = -1\n", "alerts.retries"),
+            ("stall_after = \"0s\"\n", "alerts.stall_after"),
+            ("backlog_after = \"later\"\n", "alerts.backlog_after"),
+            ("webhok = \"https://x\"\n", "webhok"),
+        ];
+        for (line, key) in cases {
+            let text = format!("{head}{line}");
+            let err = parse(&text).expect_err(&text).to_string();
+            assert!(err.contains(key), "{err:?} should name {key}");
+            assert!(
+                err.contains("stoksync.toml:4:"),
+                "{err:?} should name line 4"
+            );
+            assert!(!err.contains("T0KEN"), "{err:?} shows the webhook");
         }
     }
 

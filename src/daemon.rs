@@ -39,6 +39,14 @@ impl Daemon {
             listener,
         } = self;
         let mut run = tokio::spawn(engine.clone().run(cancel.clone()));
+        // Alerts on their own tasks: a slow receiver never holds a loop.
+        let alerts = crate::alerts::spawn(
+            config.clone(),
+            ledger.clone(),
+            engine.clone(),
+            crate::alerts::Pacing::default(),
+            cancel.clone(),
+        );
         let http = listener.map(|l| {
             if let Ok(addr) = l.local_addr() {
                 tracing::info!(%addr, "HTTP endpoint listening (/, /sku/{{sku}}, /healthz, /readyz, /metrics, /v1/stock)");
@@ -93,6 +101,14 @@ impl Daemon {
         cancel.cancel();
         if let Some(w) = watchdog {
             w.abort();
+        }
+        // Deliveries still owed stay in the ledger's outbox for the next start.
+        let mut alerts = alerts;
+        if tokio::time::timeout(Duration::from_secs(2), &mut alerts)
+            .await
+            .is_err()
+        {
+            alerts.abort();
         }
         if let Some(h) = http {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;

@@ -2,6 +2,7 @@
 //!
 //! The layout follows the data:
 //! - [`config`]: the TOML file, validated once;
+//! - [`alerts`]: what needs the seller, fired and resolved once, to a webhook or a command;
 //! - [`providers`]: one folder per marketplace behind the [`providers::Provider`] trait;
 //! - [`http`] and [`limit`]: the retry loop and rate limits every adapter shares;
 //! - [`error`]: [`error::ProviderError`], below both `http` and `providers`;
@@ -14,6 +15,7 @@
 //! - [`clock`]: the one wall clock everything reads; [`failpoint`]: where
 //!   the simulator kills the process.
 
+pub mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -18,6 +18,9 @@ pub struct LoopHealth {
     pub polled: bool,
     /// The last cycle's error, cleared by the next success.
     pub last_error: Option<String>,
+    /// The provider refused our credentials (the error says how), cleared
+    /// by the next successful poll. Read by the alerts.
+    pub credentials_refused: Option<String>,
     pub cycles: u64,
     pub order_lines_seen: u64,
     pub movements_applied: u64,
@@ -199,6 +202,7 @@ impl Health {
             last_beat: Instant::now(),
             polled: false,
             last_error: None,
+            credentials_refused: None,
             cycles: 0,
             order_lines_seen: 0,
             movements_applied: 0,
@@ -223,6 +227,7 @@ impl Health {
             h.last_beat = Instant::now();
             h.polled = true;
             h.last_error = None;
+            h.credentials_refused = None;
             h.cycles += 1;
             h.order_lines_seen += lines as u64;
             h.movements_applied += movements as u64;
@@ -234,6 +239,11 @@ impl Health {
             h.last_beat = Instant::now();
             h.last_error = Some(error.to_string());
         });
+    }
+
+    /// `p` refused our credentials: `error` says how (never a secret).
+    pub fn credentials_refused(&self, p: ProviderName, error: &str) {
+        self.with(p, |h| h.credentials_refused = Some(error.to_string()));
     }
 
     pub fn pushed(

@@ -545,6 +545,9 @@ impl Engine {
 
     async fn note_error(&self, name: ProviderName, e: &ProviderError) {
         self.health.failed(name, &e.to_string());
+        if matches!(e, ProviderError::Unauthenticated(_)) {
+            self.health.credentials_refused(name, &e.to_string());
+        }
         tracing::warn!(provider = %name, error = %e, "cycle failed; will retry");
         if let Err(le) = self
             .ledger

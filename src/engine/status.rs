@@ -17,6 +17,10 @@ use serde::Serialize;
 pub struct Status {
     /// `live`, or `shadow` (nothing is pushed).
     pub mode: crate::config::Mode,
+    /// `ok`, or `degraded` while any alert is open (`alerts` says why).
+    pub state: &'static str,
+    /// The alerts open now, as the daemon last evaluated them.
+    pub alerts: Vec<crate::alerts::Reason>,
     pub providers: Vec<ProviderStatus>,
     pub unlinked_order_items: Vec<UnlinkedItem>,
     pub oversold: Vec<StockRow>,
@@ -172,8 +176,11 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
             last_error_at: stamp(state.last_error_ms),
         });
     }
+    let alerts = crate::alerts::reasons(ledger).await?;
     Ok(Status {
         mode: config.sync.mode,
+        state: if alerts.is_empty() { "ok" } else { "degraded" },
+        alerts,
         providers,
         unlinked_order_items: ledger.unlinked_items().await?,
         oversold: ledger.oversold().await?,
@@ -190,6 +197,17 @@ pub fn render(s: &Status) -> String {
         out.push_str(
             "mode: shadow: orders are applied, nothing is pushed (`stoksync shadow report` shows what would be)\n",
         );
+    }
+    if !s.alerts.is_empty() {
+        out.push_str(&format!("degraded: {} alert(s) open\n", s.alerts.len()));
+        for a in &s.alerts {
+            out.push_str(&format!(
+                "  {} since {}: {}\n",
+                a.kind,
+                shown_stamp(&a.since),
+                a.message
+            ));
+        }
     }
     for p in &s.providers {
         out.push_str(&format!("{}\n", p.provider));

@@ -11,7 +11,9 @@
 
 // Each file uses only those above it in this order (tests/architecture.rs
 // checks there is no cycle): journal <- bundles <- relink <- stock,
-// catalog <- orders; links, changes, backlog and maintenance stand alone.
+// catalog <- orders; links, changes, backlog, maintenance and alerts stand
+// alone.
+mod alerts;
 mod backlog;
 mod bundles;
 mod catalog;
@@ -24,6 +26,7 @@ mod relink;
 mod shadow;
 mod stock;
 
+pub use alerts::{OpenAlertRow, OutboxRow};
 pub use bundles::{
     Bundle, BundleComponent, BundleRow, DefinitionReport, Parts, RuleRow, SkuRule, bundle_quantity,
     flatten,

@@ -349,6 +349,20 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
         s.ledger.unlinked_items().await?.len(),
     );
     t.family(
+        "stoksync_alerts_open",
+        "gauge",
+        "Alerts open now, by kind (see [alerts]); 0 for a kind with none.",
+    );
+    let open = s.ledger.open_alerts().await?;
+    for k in crate::alerts::Kind::ALL {
+        t.sample(
+            "stoksync_alerts_open",
+            &[("kind", k.as_str())],
+            open.iter().filter(|a| a.kind == k.as_str()).count(),
+        );
+    }
+
+    t.family(
         "stoksync_oversold_skus",
         "gauge",
         "SKUs whose ledger quantity is below zero.",

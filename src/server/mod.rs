@@ -129,7 +129,8 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 /// Ready when the database answers and every provider has polled at least
-/// once or reported why it could not.
+/// once or reported why it could not. `state` is `degraded` while any alert
+/// is open (`alerts` gives the reasons), `starting` before ready.
 async fn readyz(State(s): State<AppState>) -> Response {
     let database = s.ledger.ping().await;
     let loops = s.engine.health().snapshot();
@@ -153,10 +154,22 @@ async fn readyz(State(s): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Open alerts do not change the code (it is about the process), only
+    // what the body says.
+    let alerts = crate::alerts::reasons(&s.ledger).await.unwrap_or_default();
+    let state = if !ready {
+        "starting"
+    } else if alerts.is_empty() {
+        "ready"
+    } else {
+        "degraded"
+    };
     (
         code,
         axum::Json(json!({
             "ready": ready,
+            "state": state,
+            "alerts": alerts,
             "database": database.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
             "providers": providers,
         })),

@@ -1,0 +1,449 @@
+//! Alerts end to end: the real binary against the BaZaaRDan fake, with a
+//! receiver on loopback recording every webhook call and a command writing
+//! every payload it is given to a file.
+//!
+//! - an oversold SKU and a refused push each fire once; the oversold SKU
+//!   resolves once; a restart fires neither again; a receiver answering
+//!   500 gets them later (retried) while the listings still converge;
+//!   `/readyz` and `status` say degraded, `/metrics` counts them by kind;
+//! - refused credentials and a stall fire (the command gets them), a dead
+//!   webhook is retried then logged with the payload, and a restart with
+//!   good credentials resolves both;
+//! - a small daily quota warns at 80 % and again when spent;
+//! - no payload carries a secret.
+
+mod common;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use common::{Env, Knobs, SECRET, free_port, wait_for};
+use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stoksync::domain::ListingRef;
+use stoksync::sandbox::Fake;
+use tokio::process::Child;
+
+/// Every payload a webhook received, and how many calls to refuse first.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Value>>>,
+    calls: Arc<AtomicUsize>,
+    refuse_first: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn start(addr: std::net::SocketAddr, refuse_first: usize) -> Receiver {
+        let r = Receiver::default();
+        r.refuse_first.store(refuse_first, Ordering::SeqCst);
+        let app = axum::Router::new()
+            .route("/hook", post(hook))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        r
+    }
+
+    fn payloads(&self) -> Vec<Value> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+async fn hook(State(r): State<Receiver>, body: String) -> StatusCode {
+    let n = r.calls.fetch_add(1, Ordering::SeqCst);
+    if n < r.refuse_first.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    r.got
+        .lock()
+        .unwrap()
+        .push(serde_json::from_str(&body).expect("a JSON body"));
+    StatusCode::OK
+}
+
+/// How many `event` payloads for `key` are in `payloads`.
+fn count(payloads: &[Value], event: &str, key: &str) -> usize {
+    payloads
+        .iter()
+        .filter(|p| p["event"] == event && p["key"] == key)
+        .count()
+}
+
+/// The payloads the command wrote, one JSON a line.
+fn command_payloads(env: &Env) -> Vec<Value> {
+    std::fs::read_to_string(env.path("command.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn alerts_table(env: &Env, webhook: &str, extra: &str) -> String {
+    let out = env.path("command.jsonl");
+    format!(
+        "\n[alerts]\nwebhook = \"{webhook}\"\ncommand = [\"sh\", \"-c\", \"cat >> '{}' && echo >> '{}'\"]\ntimeout = \"2s\"\n{extra}",
+        out.display(),
+        out.display()
+    )
+}
+
+fn append(env: &Env, text: &str) {
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(text);
+    std::fs::write(&env.config, config).unwrap();
+}
+
+/// `run`, its logs in `log` (a file: a pipe nobody reads would fill up).
+fn start(env: &Env, log: &str) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.path(log))
+        .unwrap();
+    env.command(&["run"]).stderr(log).spawn().unwrap()
+}
+
+async fn stop(mut daemon: Child) {
+    let pid = daemon.id().unwrap().to_string();
+    tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("the daemon stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+async fn get(url: String) -> Option<(u16, String)> {
+    let r = reqwest::get(url).await.ok()?;
+    Some((r.status().as_u16(), r.text().await.ok()?))
+}
+
+fn no_secret_in(payloads: &[Value]) {
+    for p in payloads {
+        let text = p.to_string();
+        assert!(
+            !text.contains("s3cr3t") && !text.contains(SECRET),
+            "a payload carries the secret: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversold_and_refused_push_fire_once_resolve_once_and_a_failing_receiver_stops_nothing() {
+    let env = Env::new(Knobs::default()).await;
+    let hook_addr = free_port();
+    // The receiver refuses its first three calls: they are retried.
+    let receiver = Receiver::start(hook_addr, 3).await;
+    append(
+        &env,
+        &alerts_table(&env, &format!("http://{hook_addr}/hook"), "retries = 8\n"),
+    );
+    let kalem = env.fake.add_product("KALEM", 1);
+    let defter = env.fake.add_product("DEFTER", 1);
+    env.ok(&[
+        "stock",
+        "import",
+        env.write("stock.csv", "sku,quantity\nKALEM,5\nDEFTER,10\nSILGI,4\n")
+            .to_str()
+            .unwrap(),
+    ])
+    .await;
+    // DEFTER's second listing does not exist on BaZaaRDan: NOT_FOUND.
+    let map = format!(
+        "sku,provider,listing_id,variant_id\nKALEM,bazaardan,{},\nDEFTER,bazaardan,{},\n",
+        kalem.listing_id, defter.listing_id
+    );
+    env.ok(&[
+        "mapping",
+        "import",
+        env.write("map.csv", &map).to_str().unwrap(),
+    ])
+    .await;
+    let bad = "sku,provider,listing_id,variant_id\nDEFTER,bazaardan,999999,\n";
+    env.ok(&[
+        "mapping",
+        "import",
+        env.write("bad.csv", bad).to_str().unwrap(),
+    ])
+    .await;
+    let daemon = start(&env, "run1.log");
+    env.ok(&["stock", "adjust", "KALEM", "-8", "--reason", "miscount"])
+        .await;
+
+    let refused = "push_refused/bazaardan/999999";
+    let oversold = "oversold//KALEM";
+    wait_for(
+        Duration::from_secs(60),
+        "the oversold SKU and the refused push at the receiver",
+        || async {
+            let p = receiver.payloads();
+            count(&p, "fired", oversold) == 1 && count(&p, "fired", refused) == 1
+        },
+    )
+    .await;
+    assert!(
+        receiver.calls.load(Ordering::SeqCst) >= 5,
+        "the refused calls were retried"
+    );
+    // Syncing went on meanwhile: the listings show the ledger.
+    let shows = |l: &ListingRef| env.fake.stock(l);
+    wait_for(Duration::from_secs(30), "the listings converge", || async {
+        shows(&kalem) == Some(0) && shows(&defter) == Some(10)
+    })
+    .await;
+    let p = receiver.payloads();
+    let fired = p.iter().find(|p| p["key"] == refused).unwrap();
+    assert_eq!(fired["kind"], "push_refused");
+    assert_eq!(fired["provider"], "bazaardan");
+    assert_eq!(fired["sku"], "DEFTER");
+    assert_eq!(fired["listing"], "999999");
+    assert!(
+        fired["message"].as_str().unwrap().contains("NOT_FOUND"),
+        "{fired}"
+    );
+    assert!(fired["since"].as_str().is_some() && fired["at"].as_str().is_some());
+
+    // Degraded, with the reasons; the process itself is ready.
+    let base = format!("http://{}", env.http);
+    let (code, body) = get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"], "degraded", "{v:#}");
+    let kinds: Vec<&str> = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["oversold", "push_refused"], "{v:#}");
+    let (_, metrics) = get(format!("{base}/metrics")).await.unwrap();
+    for line in [
+        "stoksync_alerts_open{kind=\"oversold\"} 1",
+        "stoksync_alerts_open{kind=\"push_refused\"} 1",
+        "stoksync_alerts_open{kind=\"credentials_refused\"} 0",
+        "stoksync_alerts_open{kind=\"backlog\"} 0",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}");
+    }
+    let status = env.ok(&["status"]).await;
+    assert!(
+        status.contains("degraded: 2 alert(s) open") && status.contains("SKU KALEM is oversold"),
+        "{status}"
+    );
+    let json: Value = serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(json["state"], "degraded");
+
+    // Back above zero: resolved, once.
+    env.ok(&["stock", "adjust", "KALEM", "10", "--reason", "found them"])
+        .await;
+    wait_for(
+        Duration::from_secs(30),
+        "the oversold SKU resolves",
+        || async { count(&receiver.payloads(), "resolved", oversold) == 1 },
+    )
+    .await;
+    let resolved = receiver
+        .payloads()
+        .into_iter()
+        .find(|p| p["event"] == "resolved")
+        .unwrap();
+    assert_eq!(resolved["sku"], "KALEM");
+    assert_eq!(
+        resolved["message"], "SKU KALEM is no longer oversold.",
+        "{resolved}"
+    );
+
+    // A restart fires nothing open again and forgets nothing: a new
+    // episode (SILGI) arrives after anything the restart could have sent.
+    stop(daemon).await;
+    let daemon = start(&env, "run2.log");
+    env.ok(&["stock", "adjust", "SILGI", "-5", "--reason", "miscount"])
+        .await;
+    wait_for(
+        Duration::from_secs(60),
+        "SILGI's alert after the restart",
+        || async { count(&receiver.payloads(), "fired", "oversold//SILGI") == 1 },
+    )
+    .await;
+    let p = receiver.payloads();
+    assert_eq!(count(&p, "fired", refused), 1, "not fired again: {p:#?}");
+    assert_eq!(count(&p, "fired", oversold), 1, "{p:#?}");
+    assert_eq!(count(&p, "resolved", oversold), 1, "{p:#?}");
+    assert_eq!(count(&p, "resolved", refused), 0, "still refused: {p:#?}");
+    // The command got the same events, in the same order.
+    wait_for(Duration::from_secs(30), "the command's copy", || async {
+        command_payloads(&env).len() == p.len()
+    })
+    .await;
+    let by_command: Vec<(Value, Value)> = command_payloads(&env)
+        .iter()
+        .map(|c| (c["event"].clone(), c["key"].clone()))
+        .collect();
+    let by_hook: Vec<(Value, Value)> = p
+        .iter()
+        .map(|c| (c["event"].clone(), c["key"].clone()))
+        .collect();
+    assert_eq!(by_command, by_hook);
+    no_secret_in(&p);
+    no_secret_in(&command_payloads(&env));
+    stop(daemon).await;
+    let log = std::fs::read_to_string(env.path("run1.log")).unwrap();
+    assert!(
+        log.contains("alert delivery failed; will retry"),
+        "the refused calls are logged"
+    );
+    assert!(!log.contains("/hook"), "the webhook's URL is never logged");
+}
+
+#[tokio::test]
+async fn refused_credentials_and_a_stall_fire_a_dead_webhook_is_logged_and_a_fix_resolves_them() {
+    let env = Env::new(Knobs {
+        secret: "wrong-secret".into(),
+        ..Knobs::default()
+    })
+    .await;
+    // Nothing listens there: every call fails at once.
+    let dead = free_port();
+    append(
+        &env,
+        &alerts_table(
+            &env,
+            &format!("http://{dead}/hook?token={SECRET}x"),
+            "retries = 1\nstall_after = \"1s\"\n",
+        ),
+    );
+    // The webhook's URL is a secret: `${...}` keeps the quote in it legal.
+    let config = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&format!("token={SECRET}x"), "token=${BZ_SECRET}");
+    std::fs::write(&env.config, config).unwrap();
+    let daemon = start(&env, "bad.log");
+    let creds = "credentials_refused/bazaardan/";
+    let stalled = "stalled/bazaardan/";
+    wait_for(
+        Duration::from_secs(60),
+        "refused credentials and a stall, by the command",
+        || async {
+            let p = command_payloads(&env);
+            count(&p, "fired", creds) == 1 && count(&p, "fired", stalled) == 1
+        },
+    )
+    .await;
+    let p = command_payloads(&env);
+    let c = p.iter().find(|p| p["key"] == creds).unwrap();
+    assert_eq!(c["kind"], "credentials_refused");
+    assert!(
+        c["message"].as_str().unwrap().contains("credentials"),
+        "{c}"
+    );
+    // The dead webhook: tried twice, then logged with its payload.
+    wait_for(
+        Duration::from_secs(30),
+        "the undelivered alert logged",
+        || async {
+            std::fs::read_to_string(env.path("bad.log"))
+                .unwrap_or_default()
+                .contains("alert not delivered, retries spent; dropped")
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(env.path("bad.log")).unwrap();
+    assert!(log.contains("credentials_refused"), "the payload is logged");
+    assert!(!log.contains("wrong-secret"), "no secret in the log");
+    stop(daemon).await;
+
+    // Fixed: the new process resolves what the old one opened.
+    std::fs::write(env.path("secret"), SECRET).unwrap();
+    let daemon = start(&env, "good.log");
+    wait_for(Duration::from_secs(60), "both resolve", || async {
+        let p = command_payloads(&env);
+        count(&p, "resolved", creds) == 1 && count(&p, "resolved", stalled) == 1
+    })
+    .await;
+    let p = command_payloads(&env);
+    assert_eq!(count(&p, "fired", creds), 1, "{p:#?}");
+    assert_eq!(count(&p, "fired", stalled), 1, "{p:#?}");
+    no_secret_in(&p);
+    let status = env.ok(&["status"]).await;
+    assert!(!status.contains("degraded"), "{status}");
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn a_daily_quota_warns_at_80_percent_and_again_when_spent() {
+    let env = Env::new(Knobs::default()).await;
+    let sd = stoksync::sandbox::stokdurumu::FakeStokdurumu::start(
+        stoksync::sandbox::stokdurumu::Options {
+            requests_per_day: Some(6),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Six listings that must come down (urgent pushes may spend the whole
+    // quota): a page of discovery and a push each spend it.
+    let skus = ["A", "B", "C", "D", "E", "F"];
+    for sku in skus {
+        sd.add_product(sku, 10);
+    }
+    let out = env.path("command.jsonl");
+    std::fs::write(
+        &env.config,
+        format!(
+            "[ledger]\ndatabase = \"ledger.db\"\n[sync]\npoll_interval = \"200ms\"\n[http]\nlisten = \"off\"\n{}\n[alerts]\ncommand = [\"sh\", \"-c\", \"cat >> '{}' && echo >> '{}'\"]\n",
+            sd.config_table(true),
+            out.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let stock: String = skus.iter().map(|s| format!("{s},1\n")).collect();
+    let stock = env.write("stock.csv", &format!("sku,quantity\n{stock}"));
+    env.ok(&["stock", "import", stock.to_str().unwrap()]).await;
+    let daemon = start(&env, "quota.log");
+    let seen = || {
+        format!(
+            "{:?}\n{}",
+            command_payloads(&env),
+            std::fs::read_to_string(env.path("quota.log")).unwrap_or_default()
+        )
+    };
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = command_payloads(&env);
+        if count(&p, "fired", "quota_low/stokdurumu/") == 1
+            && count(&p, "fired", "quota_exhausted/stokdurumu/") == 1
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for both quota alerts:\n{}",
+            seen()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let p = command_payloads(&env);
+    let low = p
+        .iter()
+        .find(|p| p["kind"] == "quota_low")
+        .expect("quota_low");
+    assert_eq!(low["provider"], "stokdurumu");
+    assert!(
+        low["message"]
+            .as_str()
+            .unwrap()
+            .contains("of its 6 requests today"),
+        "{low}"
+    );
+    no_secret_in(&p);
+    assert!(!p.iter().any(|p| p.to_string().contains("sk_sandbox")));
+    stop(daemon).await;
+}
