@@ -447,3 +447,77 @@ async fn a_daily_quota_warns_at_80_percent_and_again_when_spent() {
     assert!(!p.iter().any(|p| p.to_string().contains("sk_sandbox")));
     stop(daemon).await;
 }
+
+#[tokio::test]
+async fn a_backlog_older_than_backlog_after_fires_once_and_resolves_once_when_it_drains() {
+    let env = Env::new(Knobs::default()).await;
+    let hook_addr = free_port();
+    let receiver = Receiver::start(hook_addr, 0).await;
+    append(
+        &env,
+        &alerts_table(
+            &env,
+            &format!("http://{hook_addr}/hook"),
+            "backlog_after = \"1s\"\n",
+        ),
+    );
+    let kalem = env.fake.add_product("KALEM", 0);
+    env.ok(&[
+        "stock",
+        "import",
+        env.write("stock.csv", "sku,quantity\nKALEM,5\n")
+            .to_str()
+            .unwrap(),
+    ])
+    .await;
+    let map = format!(
+        "sku,provider,listing_id,variant_id\nKALEM,bazaardan,{},\n",
+        kalem.listing_id
+    );
+    env.ok(&[
+        "mapping",
+        "import",
+        env.write("map.csv", &map).to_str().unwrap(),
+    ])
+    .await;
+    // The push fails for a while (every attempt a 500): the listing waits
+    // in the backlog past `backlog_after`, then goes out.
+    env.fake.inject(
+        stoksync::sandbox::Fault::ServerError,
+        12,
+        Some(env.fake.push_endpoint()),
+    );
+    let daemon = start(&env, "backlog.log");
+    let key = "backlog/bazaardan/";
+    wait_for(
+        Duration::from_secs(90),
+        "the backlog alert to fire and resolve",
+        || async {
+            let p = receiver.payloads();
+            count(&p, "fired", key) == 1 && count(&p, "resolved", key) == 1
+        },
+    )
+    .await;
+    assert_eq!(env.fake.stock(&kalem), Some(5), "the backlog drained");
+    let p = receiver.payloads();
+    let fired = p
+        .iter()
+        .find(|p| p["event"] == "fired" && p["key"] == key)
+        .unwrap();
+    assert_eq!(fired["provider"], "bazaardan");
+    assert!(
+        p.iter()
+            .position(|x| x["event"] == "fired" && x["key"] == key)
+            < p.iter()
+                .position(|x| x["event"] == "resolved" && x["key"] == key),
+        "fired before resolved: {p:?}"
+    );
+    no_secret_in(&p);
+    stop(daemon).await;
+    // Once each, even after the stop.
+    let p = receiver.payloads();
+    assert_eq!(
+        (count(&p, "fired", key), count(&p, "resolved", key)),
+        (1, 1)
+    );
+}
