@@ -10,6 +10,8 @@
 //!   webhook is retried then logged with the payload, and a restart with
 //!   good credentials resolves both;
 //! - a small daily quota warns at 80 % and again when spent;
+//! - a push failing past `backlog_after` fires the backlog alert once, and
+//!   it resolves once when the backlog drains;
 //! - no payload carries a secret.
 
 mod common;
@@ -223,6 +225,11 @@ async fn oversold_and_refused_push_fire_once_resolve_once_and_a_failing_receiver
         .map(|a| a["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["oversold", "push_refused"], "{v:#}");
+    let (_, page) = get(format!("{base}/")).await.unwrap();
+    assert!(
+        page.contains("Degraded: 2 alert(s) open") && page.contains("NOT_FOUND"),
+        "the status page names the open alerts: {page}"
+    );
     let (_, metrics) = get(format!("{base}/metrics")).await.unwrap();
     for line in [
         "stoksync_alerts_open{kind=\"oversold\"} 1",

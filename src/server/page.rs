@@ -119,6 +119,23 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
         }
     );
 
+    if !st.alerts.is_empty() {
+        let _ = write!(
+            out,
+            "<h2 id=\"alerts\" class=\"bad\">Degraded: {} alert(s) open</h2><ul>",
+            st.alerts.len()
+        );
+        for a in &st.alerts {
+            let _ = write!(out, "<li><b>{}</b>: {}</li>", esc(&a.kind), esc(&a.message));
+        }
+        out.push_str("</ul>");
+    }
+    if s.config.sync.mode == crate::config::Mode::Shadow {
+        out.push_str(
+            "<p class=\"warn\" id=\"mode\">Shadow mode: orders are applied to the ledger, nothing is pushed (see below).</p>",
+        );
+    }
+
     out.push_str("<h2>Providers</h2>");
     let rows: Vec<String> = st
         .providers
