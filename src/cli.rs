@@ -1153,13 +1153,10 @@ async fn mapping(
                 return Err(anyhow::Error::from(csvin::CsvErrors::new(&file, errors)).into());
             }
             let source = format!("mapping import {}", file.display());
-            let report = match ledger.import_links(&rows, relink, &source).await {
-                Ok(r) => r,
-                Err(LedgerError::Refused(errors)) => {
-                    return Err(anyhow::Error::from(csvin::CsvErrors::new(&file, errors)).into());
-                }
-                Err(e) => return Err(anyhow::Error::from(e).context("importing mappings").into()),
-            };
+            let report = ledger
+                .import_links(&rows, relink, &source)
+                .await
+                .map_err(|e| import_failure(&file, e, "importing mappings"))?;
             for m in &report.moved {
                 println!("moved {} from {} to {}", m.listing(), m.old_sku, m.new_sku);
             }

@@ -212,13 +212,8 @@ pub fn render(r: &ShadowReport) -> String {
         }
         if !p.unknown.is_empty() {
             out.push_str(&format!(
-                "  never read ({}): {} would show: {}\n",
+                "  never read ({}; a provider without a product list is never read), would show: {}\n",
                 p.unknown.len(),
-                if p.provider == ProviderName::Bazaardan {
-                    "BaZaaRDan has no product list;"
-                } else {
-                    "not read yet;"
-                },
                 p.unknown
                     .iter()
                     .map(|r| format!("{} {}", r.sku, n(r.would_show)))
