@@ -70,7 +70,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Request log rows older than this are pruned (status shows minute and day).
 const REQUEST_LOG_KEEP_MS: i64 = 2 * 24 * 3600 * 1000;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Handle to the ledger. Cheap to clone.
 #[derive(Clone)]
