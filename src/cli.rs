@@ -580,7 +580,11 @@ async fn daemon(
     ledger: &Ledger,
     cancel: CancellationToken,
 ) -> Result<ExitCode, Failure> {
-    let _lock = InstanceLock::acquire(&config.database)?;
+    let _lock = config
+        .database
+        .sqlite_path()
+        .map(InstanceLock::acquire)
+        .transpose()?;
     let engine = Arc::new(engine(config, ledger, &cancel)?);
     if engine.providers().is_empty() {
         return Err(Failure::Runtime(anyhow::anyhow!(
@@ -609,7 +613,11 @@ async fn daemon(
 }
 
 async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
-    let _lock = InstanceLock::acquire(&config.database)?;
+    let _lock = config
+        .database
+        .sqlite_path()
+        .map(InstanceLock::acquire)
+        .transpose()?;
     let cancel = CancellationToken::new();
     cancel_on_signal(cancel.clone());
     let engine = engine(config, ledger, &cancel)?;

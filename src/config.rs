@@ -7,6 +7,7 @@
 //! durations and URLs, applies defaults, and returns [`Config`].
 
 use crate::domain::ProviderName;
+use crate::ledger::Database;
 use crate::rules::{ConfigLevel, Field};
 use serde::Deserialize;
 use std::fmt;
@@ -156,7 +157,8 @@ impl<'de> serde::de::Visitor<'de> for RawSecretVisitor {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    ledger: RawLedger,
+    ledger: Option<RawLedger>,
+    database: Option<RawDatabase>,
     #[serde(default)]
     sync: RawSync,
     #[serde(default)]
@@ -197,6 +199,15 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawLedger {
     database: Str,
+}
+
+/// `[database]`: where the ledger lives, and the active lease of a pair.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<Str>,
+    password_file: Option<Str>,
+    lease_ttl: Option<Str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -276,7 +287,10 @@ enum RawDaily {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub file: PathBuf,
-    pub database: PathBuf,
+    pub database: Database,
+    /// `[database] lease_ttl`: how long the active daemon's lease lasts
+    /// unrenewed; a standby takes over within it when the active one dies.
+    pub lease_ttl: Duration,
     pub sync: SyncSettings,
     pub http: HttpSettings,
     pub bazaardan: Option<BazaardanConfig>,
@@ -329,6 +343,9 @@ pub struct HttpSettings {
     /// Bearer token for `/v1/*`; required when `listen` is not loopback.
     pub token: Option<Secret>,
 }
+
+/// `[database] lease_ttl` unless set.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
 /// The port used when `http.listen` names only an address.
 pub const DEFAULT_HTTP_PORT: u16 = 8787;
@@ -524,12 +541,7 @@ impl Config {
         }
         let base_dir = file.parent().unwrap_or(Path::new("."));
 
-        let database = PathBuf::from(cx.string(&raw.ledger.database, "ledger.database")?);
-        let database = if database.is_relative() {
-            base_dir.join(database)
-        } else {
-            database
-        };
+        let (database, lease_ttl) = Self::database(&cx, &raw, base_dir)?;
 
         let s = &raw.sync;
         let mut sync = SyncSettings::default();
@@ -717,6 +729,7 @@ impl Config {
         Ok(Config {
             file: file.to_path_buf(),
             database,
+            lease_ttl,
             sync,
             http,
             bazaardan,
@@ -725,6 +738,126 @@ impl Config {
             pazarsync,
             alerts,
         })
+    }
+
+    /// `[database] url` (or its shorthand `[ledger] database`, a SQLite
+    /// file), the password file, and the lease's length.
+    fn database(
+        cx: &Cx<'_>,
+        raw: &RawConfig,
+        base_dir: &Path,
+    ) -> Result<(Database, Duration), ConfigError> {
+        let beside = |p: PathBuf| if p.is_relative() { base_dir.join(p) } else { p };
+        let d = raw.database.as_ref();
+        let lease_ttl = match d.and_then(|d| d.lease_ttl.as_ref()) {
+            Some(v) => {
+                let ttl = cx.duration(v, "database.lease_ttl")?;
+                if ttl < Duration::from_secs(2) {
+                    return Err(cx.err(
+                        v.span(),
+                        "database.lease_ttl",
+                        "must be at least 2s (the active daemon renews it three times per lease)",
+                    ));
+                }
+                ttl
+            }
+            None => DEFAULT_LEASE_TTL,
+        };
+        let url = d.and_then(|d| d.url.as_ref());
+        let database = match (&raw.ledger, url) {
+            (Some(l), Some(u)) => {
+                return Err(cx.err(
+                    u.span(),
+                    "database.url",
+                    format!(
+                        "both `database.url` and `ledger.database` (line {}) name the ledger: keep one",
+                        line_of(cx.text, l.database.span().start)
+                    ),
+                ));
+            }
+            (Some(l), None) => Database::Sqlite(beside(PathBuf::from(
+                cx.string(&l.database, "ledger.database")?,
+            ))),
+            (None, Some(u)) => {
+                let s = cx.string(u, "database.url")?;
+                let s = s.trim();
+                if let Some(path) = s
+                    .strip_prefix("sqlite://")
+                    .or_else(|| s.strip_prefix("sqlite:"))
+                {
+                    if path.is_empty() {
+                        return Err(cx.err(u.span(), "database.url", "names no SQLite file: write e.g. \"sqlite:///var/lib/stoksync/ledger.db\""));
+                    }
+                    Database::Sqlite(beside(PathBuf::from(path)))
+                } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+                    let parsed = url::Url::parse(s).map_err(|e| {
+                        cx.err(u.span(), "database.url", format!("is not a URL: {e}"))
+                    })?;
+                    if parsed.password().is_some() {
+                        return Err(cx.err(
+                            u.span(),
+                            "database.url",
+                            "carries a password: put it in `database.password_file`, PGPASSWORD or ~/.pgpass, never in the config",
+                        ));
+                    }
+                    if parsed.host_str().is_none_or(str::is_empty) {
+                        return Err(cx.err(u.span(), "database.url", "names no host"));
+                    }
+                    let password = match d.and_then(|d| d.password_file.as_ref()) {
+                        Some(f) => {
+                            let path =
+                                beside(PathBuf::from(cx.string(f, "database.password_file")?));
+                            let text = std::fs::read_to_string(&path).map_err(|e| {
+                                cx.err(
+                                    f.span(),
+                                    "database.password_file",
+                                    format!("cannot read {}: {e}", path.display()),
+                                )
+                            })?;
+                            let pw = text.lines().next().unwrap_or("").trim_end_matches('\r');
+                            if pw.is_empty() {
+                                return Err(cx.err(
+                                    f.span(),
+                                    "database.password_file",
+                                    format!("{} is empty", path.display()),
+                                ));
+                            }
+                            Some(Secret::new(pw))
+                        }
+                        None => None,
+                    };
+                    Database::Postgres {
+                        url: s.to_string(),
+                        password,
+                    }
+                } else {
+                    return Err(cx.err(
+                        u.span(),
+                        "database.url",
+                        format!("`{s}` is neither sqlite:// nor postgres://"),
+                    ));
+                }
+            }
+            (None, None) => {
+                return Err(ConfigError {
+                    file: cx.file.to_path_buf(),
+                    line: None,
+                    key: Some("database.url".into()),
+                    message: "no ledger named: add `[database] url = \"sqlite:///var/lib/stoksync/ledger.db\"` (or `[ledger] database = \"ledger.db\"`)".into(),
+                    also: Vec::new(),
+                });
+            }
+        };
+        if matches!(database, Database::Sqlite(_))
+            && let Some(f) = d.and_then(|d| d.password_file.as_ref())
+        {
+            return Err(cx.err(
+                f.span(),
+                "database.password_file",
+                "a SQLite ledger has no password",
+            ));
+        }
+        Ok((database, lease_ttl))
     }
 
     fn alerts(cx: &Cx<'_>, a: &RawAlerts) -> Result<AlertSettings, ConfigError> {
@@ -1214,7 +1347,10 @@ mod tests {
     #[test]
     fn defaults_apply_and_relative_database_is_beside_the_file() {
         let cfg = parse(MINIMAL).unwrap();
-        assert_eq!(cfg.database, PathBuf::from("/etc/stoksync/ledger.db"));
+        assert_eq!(
+            cfg.database,
+            Database::Sqlite(PathBuf::from("/etc/stoksync/ledger.db"))
+        );
         assert_eq!(cfg.sync.rules.safety_stock(), 0);
         assert!(!cfg.sync.restock_returns);
         assert_eq!(cfg.sync.order_lookback, DEFAULT_ORDER_LOOKBACK);

@@ -97,7 +97,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     )?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ledger = Ledger::open(&config.database).await?;
-    let _lock = crate::lock::InstanceLock::acquire(&config.database)?;
+    let _lock = config
+        .database
+        .sqlite_path()
+        .map(crate::lock::InstanceLock::acquire)
+        .transpose()?;
     let counts: Vec<(String, i64)> = skus.iter().map(|s| (s.clone(), START_QTY)).collect();
     ledger
         .import_stock(&counts, "demo", "demo: the ERP's count")

@@ -51,9 +51,12 @@ impl Ledger {
         let mut tx = self.begin().await?;
         for a in opened {
             sqlx::query(
-                "INSERT OR REPLACE INTO alerts_open
+                "INSERT INTO alerts_open
                  (key, kind, provider, sku, listing, message, opened_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (key) DO UPDATE SET kind = excluded.kind,
+                     provider = excluded.provider, sku = excluded.sku, listing = excluded.listing,
+                     message = excluded.message, opened_at_ms = excluded.opened_at_ms",
             )
             .bind(&a.key)
             .bind(&a.kind)
@@ -66,7 +69,7 @@ impl Ledger {
             .await?;
         }
         for key in closed {
-            sqlx::query("DELETE FROM alerts_open WHERE key = ?")
+            sqlx::query("DELETE FROM alerts_open WHERE key = $1")
                 .bind(key)
                 .execute(&mut *tx)
                 .await?;
@@ -74,7 +77,7 @@ impl Ledger {
         for (route, payload) in deliveries {
             sqlx::query(
                 "INSERT INTO alert_outbox (route, payload, attempts, next_at_ms, created_at_ms)
-                 VALUES (?, ?, 0, ?, ?)",
+                 VALUES ($1, $2, 0, $3, $4)",
             )
             .bind(route)
             .bind(payload)
@@ -92,7 +95,7 @@ impl Ledger {
     pub async fn next_alert_delivery(&self, route: &str) -> Result<Option<OutboxRow>> {
         Ok(sqlx::query_as(
             "SELECT id, route, payload, attempts, next_at_ms FROM alert_outbox
-             WHERE route = ? ORDER BY id LIMIT 1",
+             WHERE route = $1 ORDER BY id LIMIT 1",
         )
         .bind(route)
         .fetch_optional(&self.read)
@@ -102,7 +105,7 @@ impl Ledger {
     /// A delivery made, or given up: it is owed no more.
     pub async fn drop_alert_delivery(&self, id: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM alert_outbox WHERE id = ?")
+        sqlx::query("DELETE FROM alert_outbox WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -113,11 +116,13 @@ impl Ledger {
     /// A delivery failed: tried again at `next_at_ms`.
     pub async fn retry_alert_delivery(&self, id: i64, next_at_ms: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE alert_outbox SET attempts = attempts + 1, next_at_ms = ? WHERE id = ?")
-            .bind(next_at_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE alert_outbox SET attempts = attempts + 1, next_at_ms = $1 WHERE id = $2",
+        )
+        .bind(next_at_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -15,7 +15,7 @@ impl Ledger {
         since_ms: i64,
     ) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT sent_at_ms FROM push_log WHERE provider = ? AND sent_at_ms > ?
+            "SELECT sent_at_ms FROM push_log WHERE provider = $1 AND sent_at_ms > $2
              ORDER BY sent_at_ms",
         )
         .bind(provider.as_str())
@@ -45,7 +45,7 @@ mod tests {
         let mut tx = ledger.begin().await.unwrap();
         sqlx::query(
             "INSERT INTO push_attempts (provider, listing_id, variant_id, qty, tag, sent_at_ms)
-             VALUES (?, ?, '', 1, ?, ?)",
+             VALUES ($1, $2, '', 1, $3, $4)",
         )
         .bind(p.as_str())
         .bind(id)

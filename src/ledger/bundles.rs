@@ -5,11 +5,12 @@
 //! what they make.
 
 use super::journal::json_list;
+use super::sql;
 use super::{Ledger, LedgerError, Result};
 use crate::domain::{ProviderName, now_ms};
 use crate::rules::{Field, RuleSet};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A bundle's parts: SKU with stock -> units per bundle.
@@ -84,9 +85,9 @@ pub struct DefinitionReport {
 }
 
 /// Whether `sku` is a bundle.
-pub(super) async fn is_bundle(conn: &mut SqliteConnection, sku: &str) -> Result<bool> {
+pub(super) async fn is_bundle(conn: &mut AnyConnection, sku: &str) -> Result<bool> {
     Ok(
-        sqlx::query_scalar::<_, i64>("SELECT 1 FROM bundles WHERE bundle_sku = ? LIMIT 1")
+        sqlx::query_scalar::<_, i64>("SELECT 1 FROM bundles WHERE bundle_sku = $1 LIMIT 1")
             .bind(sku)
             .fetch_optional(&mut *conn)
             .await?
@@ -96,14 +97,15 @@ pub(super) async fn is_bundle(conn: &mut SqliteConnection, sku: &str) -> Result<
 
 /// The parts of the bundles among `skus` (other SKUs are left out).
 pub(super) async fn parts_of<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     skus: impl IntoIterator<Item = &'a str>,
 ) -> Result<HashMap<String, Parts>> {
     let skus: Vec<&str> = skus.into_iter().collect();
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(sql(
+        conn,
         "SELECT bundle_sku, sku, quantity FROM bundle_parts
-         WHERE bundle_sku IN (SELECT value FROM json_each(?))",
-    )
+         WHERE bundle_sku IN (SELECT value FROM json_each($1))",
+    ))
     .bind(json_list(&skus))
     .fetch_all(&mut *conn)
     .await?;
@@ -115,7 +117,7 @@ pub(super) async fn parts_of<'a>(
 }
 
 /// Refuses a stock movement on a bundle: its stock is its parts'.
-pub(super) async fn refuse_bundle(conn: &mut SqliteConnection, sku: &str) -> Result<()> {
+pub(super) async fn refuse_bundle(conn: &mut AnyConnection, sku: &str) -> Result<()> {
     if is_bundle(conn, sku).await? {
         return Err(LedgerError::Invalid(format!(
             "`{sku}` is a bundle: it has no stock of its own, its components' stock makes it (`bundle list`)"
@@ -125,7 +127,7 @@ pub(super) async fn refuse_bundle(conn: &mut SqliteConnection, sku: &str) -> Res
 }
 
 /// SKUs a link or a rule may name: those with stock, and bundles.
-pub(super) async fn known_skus(conn: &mut SqliteConnection) -> Result<HashSet<String>> {
+pub(super) async fn known_skus(conn: &mut AnyConnection) -> Result<HashSet<String>> {
     Ok(
         sqlx::query_scalar("SELECT sku FROM stock UNION SELECT DISTINCT bundle_sku FROM bundles")
             .fetch_all(&mut *conn)
@@ -217,7 +219,7 @@ impl Ledger {
         let mut report = DefinitionReport::default();
         for r in rows {
             if r.set.is_empty() {
-                let gone = sqlx::query("DELETE FROM sku_rules WHERE sku = ? AND provider = ?")
+                let gone = sqlx::query("DELETE FROM sku_rules WHERE sku = $1 AND provider = $2")
                     .bind(&r.sku)
                     .bind(r.provider.as_str())
                     .execute(&mut *tx)
@@ -228,7 +230,7 @@ impl Ledger {
             sqlx::query(
                 "INSERT INTO sku_rules (sku, provider, safety_stock, zero_below, percent,
                                         max_quantity, frozen, source, updated_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (sku, provider) DO UPDATE SET
                      safety_stock = excluded.safety_stock, zero_below = excluded.zero_below,
                      percent = excluded.percent, max_quantity = excluded.max_quantity,
@@ -257,7 +259,7 @@ impl Ledger {
     pub async fn sku_rules(&self, sku: Option<&str>) -> Result<Vec<SkuRule>> {
         let rows = sqlx::query(
             "SELECT sku, provider, safety_stock, zero_below, percent, max_quantity, frozen, source
-             FROM sku_rules WHERE ?1 IS NULL OR sku = ?1 ORDER BY sku, provider",
+             FROM sku_rules WHERE $1 IS NULL OR sku = $1 ORDER BY sku, provider",
         )
         .bind(sku)
         .fetch_all(&self.read)
@@ -368,14 +370,14 @@ impl Ledger {
     pub async fn bundles(&self, sku: Option<&str>) -> Result<Vec<Bundle>> {
         let comps: Vec<(String, String, i64, String)> = sqlx::query_as(
             "SELECT bundle_sku, component_sku, quantity, source FROM bundles
-             WHERE ?1 IS NULL OR bundle_sku = ?1 ORDER BY bundle_sku, component_sku",
+             WHERE $1 IS NULL OR bundle_sku = $1 ORDER BY bundle_sku, component_sku",
         )
         .bind(sku)
         .fetch_all(&self.read)
         .await?;
         let parts: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT bundle_sku, sku, quantity FROM bundle_parts
-             WHERE ?1 IS NULL OR bundle_sku = ?1 ORDER BY bundle_sku, sku",
+             WHERE $1 IS NULL OR bundle_sku = $1 ORDER BY bundle_sku, sku",
         )
         .bind(sku)
         .fetch_all(&self.read)
@@ -407,7 +409,7 @@ impl Ledger {
     /// with the units of it each takes.
     pub async fn bundles_using(&self, sku: &str) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT bundle_sku, quantity FROM bundle_parts WHERE sku = ? ORDER BY bundle_sku",
+            "SELECT bundle_sku, quantity FROM bundle_parts WHERE sku = $1 ORDER BY bundle_sku",
         )
         .bind(sku)
         .fetch_all(&self.read)
@@ -416,20 +418,23 @@ impl Ledger {
 }
 
 async fn write_bundles(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     rows: &[BundleRow],
     named: &HashSet<&str>,
     parts: &BTreeMap<String, Parts>,
     file: &str,
 ) -> Result<()> {
     let named: Vec<&str> = named.iter().copied().collect();
-    sqlx::query("DELETE FROM bundles WHERE bundle_sku IN (SELECT value FROM json_each(?))")
-        .bind(json_list(&named))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(sql(
+        conn,
+        "DELETE FROM bundles WHERE bundle_sku IN (SELECT value FROM json_each($1))",
+    ))
+    .bind(json_list(&named))
+    .execute(&mut *conn)
+    .await?;
     for r in rows {
         sqlx::query(
-            "INSERT INTO bundles (bundle_sku, component_sku, quantity, source) VALUES (?, ?, ?, ?)",
+            "INSERT INTO bundles (bundle_sku, component_sku, quantity, source) VALUES ($1, $2, $3, $4)",
         )
         .bind(&r.bundle)
         .bind(&r.component)
@@ -443,7 +448,7 @@ async fn write_bundles(
         .await?;
     for (b, ps) in parts {
         for (s, q) in ps {
-            sqlx::query("INSERT INTO bundle_parts (bundle_sku, sku, quantity) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO bundle_parts (bundle_sku, sku, quantity) VALUES ($1, $2, $3)")
                 .bind(b)
                 .bind(s)
                 .bind(q)
@@ -455,8 +460,8 @@ async fn write_bundles(
 }
 
 /// Notes an import, so every planner re-plans.
-async fn changed(conn: &mut SqliteConnection, what: &str, file: &str, rows: usize) -> Result<()> {
-    sqlx::query("INSERT INTO definition_changes (what, file, rows, at_ms) VALUES (?, ?, ?, ?)")
+async fn changed(conn: &mut AnyConnection, what: &str, file: &str, rows: usize) -> Result<()> {
+    sqlx::query("INSERT INTO definition_changes (what, file, rows, at_ms) VALUES ($1, $2, $3, $4)")
         .bind(what)
         .bind(file)
         .bind(rows as i64)

@@ -20,7 +20,7 @@ use crate::domain::{
     Attempt, ExternalCount, ListingRef, OurWrite, ProviderName, RemoteListing, StockPush, now_ms,
 };
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::{HashMap, HashSet};
 
 /// What one discovery did.
@@ -69,7 +69,7 @@ impl Ledger {
         let p = provider.as_str();
         let mut linked: HashMap<(String, String), String> = HashMap::new();
         let mut sku_owner: HashMap<String, String> = HashMap::new();
-        for r in sqlx::query("SELECT listing_id, variant_id, sku FROM listings WHERE provider = ?")
+        for r in sqlx::query("SELECT listing_id, variant_id, sku FROM listings WHERE provider = $1")
             .bind(p)
             .fetch_all(&mut *tx)
             .await?
@@ -86,7 +86,7 @@ impl Ledger {
         }
         let known: HashSet<String> = known_skus(&mut tx).await?;
 
-        sqlx::query("DELETE FROM catalog WHERE provider = ?")
+        sqlx::query("DELETE FROM catalog WHERE provider = $1")
             .bind(p)
             .execute(&mut *tx)
             .await?;
@@ -103,11 +103,11 @@ impl Ledger {
                 // A link made by mapping before the provider ever confirmed
                 // anything starts from what the provider shows.
                 sqlx::query(
-                    "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?
-                     WHERE provider = ?1 AND listing_id = ?2 AND variant_id = ?3
+                    "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2
+                     WHERE provider = $1 AND listing_id = $2 AND variant_id = $3
                        AND confirmed_qty IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = ?1
-                                       AND a.listing_id = ?2 AND a.variant_id = ?3)",
+                       AND NOT EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = $1
+                                       AND a.listing_id = $2 AND a.variant_id = $3)",
                 )
                 .bind(r.quantity)
                 .bind(now)
@@ -135,7 +135,7 @@ impl Ledger {
                         sqlx::query(
                             "INSERT INTO listings (provider, listing_id, variant_id, sku, origin,
                                                    confirmed_qty, confirmed_at_ms)
-                             VALUES (?, ?, ?, ?, 'discovered', ?, ?)",
+                             VALUES ($1, $2, $3, $4, 'discovered', $5, $6)",
                         )
                         .bind(p)
                         .bind(&key.0)
@@ -152,9 +152,12 @@ impl Ledger {
             };
             report.problems += usize::from(problem.is_some());
             sqlx::query(
-                "INSERT OR REPLACE INTO catalog (provider, listing_id, variant_id, sku, quantity,
-                                                 problem, seen_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO catalog (provider, listing_id, variant_id, sku, quantity, problem,
+                                      seen_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (provider, listing_id, variant_id) DO UPDATE SET
+                     sku = excluded.sku, quantity = excluded.quantity,
+                     problem = excluded.problem, seen_at_ms = excluded.seen_at_ms",
             )
             .bind(p)
             .bind(&key.0)
@@ -216,7 +219,7 @@ impl Ledger {
             push.tag = format!("{:016x}", fastrand::u64(..));
             sqlx::query(
                 "INSERT INTO push_attempts (provider, listing_id, variant_id, qty, tag, sent_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(push.listing.provider.as_str())
             .bind(&push.listing.listing_id)
@@ -236,7 +239,7 @@ impl Ledger {
     pub async fn unnote(&self, tags: &[String]) -> Result<()> {
         let mut tx = self.begin().await?;
         for tag in tags {
-            sqlx::query("DELETE FROM push_attempts WHERE tag = ?")
+            sqlx::query("DELETE FROM push_attempts WHERE tag = $1")
                 .bind(tag)
                 .execute(&mut *tx)
                 .await?;
@@ -253,7 +256,7 @@ impl Ledger {
     ) -> Result<HashMap<ListingRef, Vec<Attempt>>> {
         let rows = sqlx::query(
             "SELECT listing_id, variant_id, qty, tag, sent_at_ms FROM push_attempts
-             WHERE provider = ? ORDER BY id",
+             WHERE provider = $1 ORDER BY id",
         )
         .bind(provider.as_str())
         .fetch_all(&self.read)
@@ -337,7 +340,7 @@ fn describe(listing: &str, variant: &str) -> String {
 /// A count a provider's read showed for a linked listing (stokdurumu's
 /// drift read): with the trail of our unsettled writes when the engine read
 /// one.
-pub(crate) async fn observe_count(conn: &mut SqliteConnection, c: &ExternalCount) -> Result<usize> {
+pub(crate) async fn observe_count(conn: &mut AnyConnection, c: &ExternalCount) -> Result<usize> {
     let l = &c.listing;
     let mut sighting = Sighting {
         now: Some(c.observed),
@@ -349,7 +352,7 @@ pub(crate) async fn observe_count(conn: &mut SqliteConnection, c: &ExternalCount
         None => {
             sighting.uncertain = sqlx::query_scalar(
                 "SELECT qty FROM push_attempts
-                 WHERE provider = ? AND listing_id = ? AND variant_id = ? ORDER BY id",
+                 WHERE provider = $1 AND listing_id = $2 AND variant_id = $3 ORDER BY id",
             )
             .bind(l.provider.as_str())
             .bind(&l.listing_id)
@@ -367,13 +370,13 @@ pub(crate) async fn observe_count(conn: &mut SqliteConnection, c: &ExternalCount
 /// shows after everything becomes the confirmed one, and every unsettled
 /// push of the listing is settled. Returns movements written.
 pub(crate) async fn observe(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     l: &ListingRef,
     s: &Sighting,
 ) -> Result<usize> {
     let Some(row) = sqlx::query(
         "SELECT sku, confirmed_qty FROM listings
-         WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+         WHERE provider = $1 AND listing_id = $2 AND variant_id = $3",
     )
     .bind(l.provider.as_str())
     .bind(&l.listing_id)
@@ -423,8 +426,8 @@ pub(crate) async fn observe(
     }
     if let Some(v) = shows {
         sqlx::query(
-            "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?
-             WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+            "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2
+             WHERE provider = $3 AND listing_id = $4 AND variant_id = $5",
         )
         .bind(v)
         .bind(now_ms())
@@ -440,9 +443,9 @@ pub(crate) async fn observe(
 
 /// Forgets the unsettled pushes of `l`: an answer or an observation has
 /// accounted for them.
-pub(crate) async fn settle(conn: &mut SqliteConnection, l: &ListingRef) -> Result<()> {
+pub(crate) async fn settle(conn: &mut AnyConnection, l: &ListingRef) -> Result<()> {
     sqlx::query(
-        "DELETE FROM push_attempts WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+        "DELETE FROM push_attempts WHERE provider = $1 AND listing_id = $2 AND variant_id = $3",
     )
     .bind(l.provider.as_str())
     .bind(&l.listing_id)

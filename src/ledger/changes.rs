@@ -23,7 +23,7 @@ impl Ledger {
         let row = sqlx::query(
             "SELECT (SELECT COALESCE(MAX(id), 0) FROM movements),
                     (SELECT COALESCE(MAX(id), 0) FROM link_changes),
-                    (SELECT COUNT(*) FROM listings WHERE provider = ?),
+                    (SELECT COUNT(*) FROM listings WHERE provider = $1),
                     (SELECT COALESCE(MAX(id), 0) FROM definition_changes)",
         )
         .bind(provider.as_str())

@@ -2,10 +2,11 @@
 //! with a unique idempotency key, written in the same transaction as the
 //! balance it moves.
 
+use super::sql;
 use super::{LedgerError, Result};
 use crate::domain::now_ms;
 use serde::Serialize;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub(crate) struct Journaled {
 /// Applies `m` inside the caller's transaction. Returns the quantity after,
 /// or `None` when the key was already applied (nothing changes).
 pub(crate) async fn apply_movement(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     m: NewMovement<'_>,
 ) -> Result<Option<i64>> {
     if !taken_keys(conn, [m.key]).await?.is_empty() {
@@ -101,14 +102,15 @@ pub(crate) fn next_quantity(sku: &str, before: i64, change: StockChange) -> Resu
 
 /// Which of `keys` the journal already has.
 pub(crate) async fn taken_keys<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     keys: impl IntoIterator<Item = &'a str>,
 ) -> Result<HashSet<String>> {
     let keys: Vec<&str> = keys.into_iter().collect();
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar(sql(
+        conn,
         "SELECT idempotency_key FROM movements
-         WHERE idempotency_key IN (SELECT value FROM json_each(?))",
-    )
+         WHERE idempotency_key IN (SELECT value FROM json_each($1))",
+    ))
     .bind(json_list(&keys))
     .fetch_all(&mut *conn)
     .await?
@@ -118,13 +120,14 @@ pub(crate) async fn taken_keys<'a>(
 
 /// The quantities of those of `skus` that have a stock row.
 pub(crate) async fn balances<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     skus: impl IntoIterator<Item = &'a str>,
 ) -> Result<HashMap<String, i64>> {
     let skus: Vec<&str> = skus.into_iter().collect();
-    Ok(sqlx::query_as(
-        "SELECT sku, quantity FROM stock WHERE sku IN (SELECT value FROM json_each(?))",
-    )
+    Ok(sqlx::query_as(sql(
+        conn,
+        "SELECT sku, quantity FROM stock WHERE sku IN (SELECT value FROM json_each($1))",
+    ))
     .bind(json_list(&skus))
     .fetch_all(&mut *conn)
     .await?
@@ -135,11 +138,7 @@ pub(crate) async fn balances<'a>(
 /// Writes `rows` in order (their ids follow it) and sets each SKU's
 /// balance to its last row's `after`. The caller computed the balances
 /// from the current ones and checked no key is taken.
-pub(crate) async fn journal(
-    conn: &mut SqliteConnection,
-    rows: &[Journaled],
-    now: i64,
-) -> Result<()> {
+pub(crate) async fn journal(conn: &mut AnyConnection, rows: &[Journaled], now: i64) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -153,12 +152,14 @@ pub(crate) async fn journal(
         }
     }
     let balances: Vec<(&str, i64)> = order.iter().map(|s| (*s, last[s])).collect();
-    sqlx::query(
+    sqlx::query(sql(
+        conn,
         "INSERT INTO stock (sku, quantity, updated_at_ms)
-         SELECT j.value ->> 0, j.value ->> 1, ?2 FROM json_each(?1) AS j WHERE true ORDER BY j.key
+         SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT), $2
+         FROM json_each($1) AS j WHERE true ORDER BY j.key
          ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity,
                                          updated_at_ms = excluded.updated_at_ms",
-    )
+    ))
     .bind(json_list(&balances))
     .bind(now)
     .execute(&mut *conn)
@@ -178,13 +179,15 @@ pub(crate) async fn journal(
             )
         })
         .collect();
-    sqlx::query(
+    sqlx::query(sql(
+        conn,
         "INSERT INTO movements (idempotency_key, sku, delta, kind, source, reason,
                                 quantity_before, quantity_after, created_at_ms)
-         SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
-                j.value ->> 5, j.value ->> 6, j.value ->> 7, ?2
-         FROM json_each(?1) AS j ORDER BY j.key",
-    )
+         SELECT j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT), j.value ->> 3,
+                j.value ->> 4, j.value ->> 5, CAST(j.value ->> 6 AS BIGINT),
+                CAST(j.value ->> 7 AS BIGINT), $2
+         FROM json_each($1) AS j ORDER BY j.key",
+    ))
     .bind(json_list(&movements))
     .bind(now)
     .execute(&mut *conn)

@@ -11,7 +11,7 @@
 use super::{Ledger, LedgerError, Result};
 use crate::domain::{ListingRef, now_ms};
 use serde::Serialize;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use std::collections::HashMap;
 
 /// One row of a mapping file: link `listing` to `sku`.
@@ -88,7 +88,7 @@ impl Ledger {
                 Action::New => {
                     sqlx::query(
                         "INSERT INTO listings (provider, listing_id, variant_id, sku, origin)
-                         VALUES (?, ?, ?, ?, 'mapping')",
+                         VALUES ($1, $2, $3, $4, 'mapping')",
                     )
                     .bind(l.provider.as_str())
                     .bind(&l.listing_id)
@@ -103,7 +103,7 @@ impl Ledger {
                     // the link, and a value the provider refused is tried again.
                     sqlx::query(
                         "UPDATE listings SET origin = 'mapping', rejected_qty = NULL
-                         WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                         WHERE provider = $1 AND listing_id = $2 AND variant_id = $3",
                     )
                     .bind(l.provider.as_str())
                     .bind(&l.listing_id)
@@ -115,9 +115,9 @@ impl Ledger {
                 Action::Move { from } => {
                     // What the provider confirmed was the old SKU's quantity.
                     sqlx::query(
-                        "UPDATE listings SET sku = ?, origin = 'mapping', confirmed_qty = NULL,
+                        "UPDATE listings SET sku = $1, origin = 'mapping', confirmed_qty = NULL,
                                 confirmed_at_ms = NULL, rejected_qty = NULL, last_error = NULL
-                         WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                         WHERE provider = $2 AND listing_id = $3 AND variant_id = $4",
                     )
                     .bind(&row.sku)
                     .bind(l.provider.as_str())
@@ -137,7 +137,7 @@ impl Ledger {
                     sqlx::query(
                         "INSERT INTO link_changes (provider, listing_id, variant_id, old_sku,
                                                    new_sku, source, at_ms)
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(&change.provider)
                     .bind(&change.listing_id)
@@ -192,7 +192,7 @@ impl Ledger {
     pub async fn link_changes(&self, limit: i64) -> Result<Vec<LinkChange>> {
         Ok(sqlx::query_as(
             "SELECT provider, listing_id, variant_id, old_sku, new_sku, source, at_ms
-             FROM link_changes ORDER BY id DESC LIMIT ?",
+             FROM link_changes ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.read)
@@ -201,7 +201,7 @@ impl Ledger {
 }
 
 /// What each row will do, or every refused row with its line.
-async fn check(conn: &mut SqliteConnection, rows: &[LinkRow], relink: bool) -> Result<Vec<Action>> {
+async fn check(conn: &mut AnyConnection, rows: &[LinkRow], relink: bool) -> Result<Vec<Action>> {
     let mut actions = Vec::with_capacity(rows.len());
     let mut refused = Vec::new();
     let mut seen: HashMap<&ListingRef, usize> = HashMap::new();
@@ -214,7 +214,7 @@ async fn check(conn: &mut SqliteConnection, rows: &[LinkRow], relink: bool) -> R
             continue;
         }
         let known: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM stock WHERE sku = ?1 UNION ALL SELECT 1 FROM bundles WHERE bundle_sku = ?1",
+            "SELECT 1 FROM stock WHERE sku = $1 UNION ALL SELECT 1 FROM bundles WHERE bundle_sku = $1",
         )
         .bind(&row.sku)
         .fetch_optional(&mut *conn)
@@ -231,7 +231,7 @@ async fn check(conn: &mut SqliteConnection, rows: &[LinkRow], relink: bool) -> R
         }
         let l = &row.listing;
         let current: Option<String> = sqlx::query_scalar(
-            "SELECT sku FROM listings WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+            "SELECT sku FROM listings WHERE provider = $1 AND listing_id = $2 AND variant_id = $3",
         )
         .bind(l.provider.as_str())
         .bind(&l.listing_id)
@@ -315,7 +315,7 @@ mod tests {
     ) -> (Option<i64>, Option<i64>, Option<String>) {
         sqlx::query_as(
             "SELECT confirmed_qty, rejected_qty, last_error FROM listings
-             WHERE provider = 'bazaardan' AND listing_id = ?",
+             WHERE provider = 'bazaardan' AND listing_id = $1",
         )
         .bind(listing_id)
         .fetch_one(&ledger.read)
@@ -462,6 +462,9 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
+        drop(tx);
+        // A new transaction: PostgreSQL ends one at its first error.
+        let mut tx = ledger.begin().await.unwrap();
         let e = sqlx::query("DELETE FROM link_changes")
             .execute(&mut *tx)
             .await

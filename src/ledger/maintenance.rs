@@ -34,6 +34,13 @@ impl Ledger {
     /// `overwrite` an existing `dest` is refused (and never half-written).
     pub async fn backup_to(&self, dest: &Path, overwrite: bool) -> Result<BackupReport> {
         let invalid = |m: String| LedgerError::Invalid(m);
+        if self.backend == super::Backend::Postgres {
+            return Err(invalid(
+                "`backup` copies a SQLite ledger; back up a PostgreSQL ledger with pg_dump \
+                 (or `stoksync db copy` it into a SQLite file)"
+                    .into(),
+            ));
+        }
         if !overwrite && dest.exists() {
             return Err(invalid(format!(
                 "{} already exists: choose another name, or give --force to replace it",
@@ -66,7 +73,7 @@ impl Ledger {
             .ok_or_else(|| invalid(format!("{} is not a UTF-8 path", tmp_path.display())))?
             .to_string();
         let written = async {
-            sqlx::query("VACUUM INTO ?")
+            sqlx::query("VACUUM INTO $1")
                 .bind(&target)
                 .execute(&self.read)
                 .await?;
@@ -101,6 +108,11 @@ impl Ledger {
     /// `PRAGMA integrity_check`: empty when the database is sound, else the
     /// problems SQLite found.
     pub async fn integrity_problems(&self) -> Result<Vec<String>> {
+        if self.backend == super::Backend::Postgres {
+            // PostgreSQL checks its pages itself (checksums, WAL); there is
+            // no integrity_check to run from a client.
+            return Ok(Vec::new());
+        }
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&self.read)
             .await?;
@@ -111,10 +123,10 @@ impl Ledger {
     /// ERP set is journaled with its delta, so the sum holds for every kind).
     pub async fn journal_mismatches(&self) -> Result<Vec<JournalMismatch>> {
         Ok(sqlx::query_as(
-            "WITH j AS (SELECT sku, SUM(delta) AS total FROM movements GROUP BY sku)
+            "WITH j AS (SELECT sku, CAST(SUM(delta) AS BIGINT) AS total FROM movements GROUP BY sku)
              SELECT s.sku AS sku, s.quantity AS balance, COALESCE(j.total, 0) AS journal_sum
              FROM stock s LEFT JOIN j ON j.sku = s.sku
-             WHERE s.quantity IS NOT COALESCE(j.total, 0)
+             WHERE s.quantity IS DISTINCT FROM COALESCE(j.total, 0)
              UNION ALL
              SELECT j.sku, NULL, j.total FROM j
              WHERE NOT EXISTS (SELECT 1 FROM stock s WHERE s.sku = j.sku)
@@ -184,6 +196,16 @@ mod tests {
             .await
             .unwrap();
         let dest = dir.path().join("copy.db");
+        if ledger.backend() == crate::ledger::Backend::Postgres {
+            let e = ledger
+                .backup_to(&dest, false)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("pg_dump"), "{e}");
+            assert!(!dest.exists());
+            return;
+        }
         let report = ledger.backup_to(&dest, false).await.unwrap();
         assert_eq!((report.movements, report.skus), (2, 1));
         let copy = Ledger::open(&dest).await.unwrap();

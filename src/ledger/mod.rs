@@ -14,11 +14,13 @@
 // catalog <- orders; links, changes, backlog, maintenance and alerts stand
 // alone.
 mod alerts;
+mod backend;
 mod backlog;
 mod bundles;
 mod catalog;
 mod changes;
 mod journal;
+mod lease;
 mod links;
 mod maintenance;
 mod orders;
@@ -27,6 +29,9 @@ mod shadow;
 mod stock;
 
 pub use alerts::{OpenAlertRow, OutboxRow};
+pub(crate) use backend::sql;
+pub use backend::{Backend, Database};
+use backend::{Fence, encode_path};
 pub use bundles::{
     Bundle, BundleComponent, BundleRow, DefinitionReport, Parts, RuleRow, SkuRule, bundle_quantity,
     flatten,
@@ -34,6 +39,7 @@ pub use bundles::{
 pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_made};
 pub use changes::PlanVersion;
 pub use journal::{MovementKind, StockChange};
+pub use lease::{Claim, LeaseRow, StandbyRow};
 pub use links::{LinkChange, LinkReport, LinkRow};
 pub use maintenance::{BackupReport, JournalMismatch};
 pub use orders::{ApplyReport, KnownItem};
@@ -41,9 +47,8 @@ pub use stock::check_reason;
 
 use crate::domain::{ListingRef, ProviderName, now_ms};
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
-use std::path::Path;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Row, Transaction};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,12 @@ pub enum LedgerError {
     Db(#[from] sqlx::Error),
     #[error("{0}")]
     Invalid(String),
+    /// This process held the active lease (epoch `held`) and another has
+    /// taken it since: it must not write.
+    #[error(
+        "this daemon lost the active lease (held epoch {held}, now {current}): it writes nothing"
+    )]
+    Fenced { held: i64, current: i64 },
     /// Rows of an import refused, each with its line; nothing was imported.
     #[error("{} row(s) refused, nothing imported:{}", .0.len(), .0.iter().map(|(l, m)| format!("\n  line {l}: {m}")).collect::<String>())]
     Refused(Vec<(usize, String)>),
@@ -70,13 +81,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Request log rows older than this are pruned (status shows minute and day).
 const REQUEST_LOG_KEEP_MS: i64 = 2 * 24 * 3600 * 1000;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The key of the PostgreSQL transaction lock every write transaction takes
+/// (`pg_advisory_xact_lock`): "stoksync" in ASCII.
+const WRITER_LOCK: i64 = 0x73746f6b73796e63;
 
 /// Handle to the ledger. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
-    write: SqlitePool,
-    read: SqlitePool,
+    write: AnyPool,
+    read: AnyPool,
+    backend: Backend,
+    fence: Fence,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, sqlx::FromRow)]
@@ -183,50 +201,162 @@ pub enum PushRecord<'a> {
 }
 
 impl Ledger {
-    /// Opens (creating if missing) the database at `path` and applies migrations.
-    pub async fn open(path: &Path) -> Result<Ledger> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-            && !dir.exists()
-        {
-            return Err(LedgerError::Invalid(format!(
-                "cannot open the ledger database {}: folder {} does not exist",
-                path.display(),
-                dir.display()
-            )));
-        }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+    /// Opens (creating if missing) the SQLite database at `path` and applies
+    /// migrations.
+    pub async fn open(database: impl Into<Database>) -> Result<Ledger> {
+        Ledger::connect(&database.into()).await
+    }
+
+    /// Opens the ledger `database` names (a SQLite file, created if
+    /// missing, or a PostgreSQL database) and applies its migrations.
+    pub async fn connect(database: &Database) -> Result<Ledger> {
+        static DRIVERS: std::sync::Once = std::sync::Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
         let open_err = |source| LedgerError::Open {
-            path: path.display().to_string(),
+            path: database.to_string(),
             source,
         };
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(opts.clone())
-            .await
-            .map_err(open_err)?;
-        MIGRATOR.run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(opts.read_only(true))
-            .await
-            .map_err(open_err)?;
-        Ok(Ledger { write, read })
+        match database {
+            Database::Sqlite(path) => {
+                if let Some(dir) = path.parent()
+                    && !dir.as_os_str().is_empty()
+                    && !dir.exists()
+                {
+                    return Err(LedgerError::Invalid(format!(
+                        "cannot open the ledger database {}: folder {} does not exist",
+                        path.display(),
+                        dir.display()
+                    )));
+                }
+                let url = |mode: &str| -> Result<AnyConnectOptions> {
+                    let abs = std::path::absolute(path).map_err(|e| {
+                        LedgerError::Invalid(format!(
+                            "cannot open the ledger database {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    let encoded = encode_path(&abs.to_string_lossy());
+                    Ok(format!("sqlite://{encoded}?mode={mode}").parse()?)
+                };
+                // WAL and `synchronous=FULL`: a confirmed commit survives
+                // power loss; the busy timeout lets a CLI command wait for
+                // the daemon's write lock.
+                let pragmas = format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                    BUSY_TIMEOUT.as_millis()
+                );
+                let write_pragmas = pragmas.clone();
+                let write = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .after_connect(move |conn, _| {
+                        let sql = write_pragmas.clone();
+                        Box::pin(async move {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::raw_sql("PRAGMA journal_mode = WAL")
+                                .execute(conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(url("rwc")?)
+                    .await
+                    .map_err(open_err)?;
+                SQLITE_MIGRATOR.run(&write).await?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .after_connect(move |conn, _| {
+                        let sql = pragmas.clone();
+                        Box::pin(async move {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                                .execute(conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(url("ro")?)
+                    .await
+                    .map_err(open_err)?;
+                Ok(Ledger {
+                    write,
+                    read,
+                    backend: Backend::Sqlite,
+                    fence: Fence::default(),
+                })
+            }
+            Database::Postgres { url, password } => {
+                let mut url: url::Url = url.parse().map_err(|e| {
+                    LedgerError::Invalid(format!("the database url is not a URL: {e}"))
+                })?;
+                if let Some(pw) = password {
+                    url.set_password(Some(pw.expose())).map_err(|()| {
+                        LedgerError::Invalid("the database url cannot carry a password".into())
+                    })?;
+                }
+                let opts: AnyConnectOptions = url.as_str().parse()?;
+                // One pool: PostgreSQL serves many connections; writers
+                // queue on a transaction lock (see `begin`).
+                let pool = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .connect_with(opts)
+                    .await
+                    .map_err(open_err)?;
+                POSTGRES_MIGRATOR.run(&pool).await?;
+                Ok(Ledger {
+                    write: pool.clone(),
+                    read: pool,
+                    backend: Backend::Postgres,
+                    fence: Fence::default(),
+                })
+            }
+        }
+    }
+
+    /// Which database this ledger is in.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Starts a write transaction that holds the write lock from its first
-    /// statement.
-    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    /// statement: SQLite's `BEGIN IMMEDIATE`; on PostgreSQL a transaction
+    /// advisory lock every writer takes, so writers run one at a time as
+    /// they do on SQLite. A ledger that holds the active lease
+    /// ([`Ledger::fenced`]) refuses, inside the transaction, to write once
+    /// another process has taken the lease.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        let mut tx = self.begin_unfenced().await?;
+        self.fence.check(&mut tx).await?;
+        Ok(tx)
+    }
+
+    /// A write transaction without the lease check: for taking, renewing
+    /// and giving up the lease itself.
+    async fn begin_unfenced(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        })
+    }
+
+    /// The same database with a lease state of its own: another daemon of
+    /// a pair, in tests.
+    pub fn with_own_fence(&self) -> Ledger {
+        Ledger {
+            fence: Fence::default(),
+            ..self.clone()
+        }
     }
 
     pub async fn close(&self) {
@@ -246,7 +376,7 @@ impl Ledger {
 
     pub async fn stock_of(&self, sku: &str) -> Result<Option<i64>> {
         Ok(
-            sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = ?")
+            sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = $1")
                 .bind(sku)
                 .fetch_optional(&self.read)
                 .await?,
@@ -257,7 +387,7 @@ impl Ledger {
         Ok(sqlx::query_as(
             "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
-             FROM movements WHERE sku = ? ORDER BY id",
+             FROM movements WHERE sku = $1 ORDER BY id",
         )
         .bind(sku)
         .fetch_all(&self.read)
@@ -269,7 +399,7 @@ impl Ledger {
         Ok(sqlx::query_as(
             "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
-             FROM movements WHERE sku = ? ORDER BY id DESC LIMIT ?",
+             FROM movements WHERE sku = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(sku)
         .bind(limit)
@@ -282,7 +412,7 @@ impl Ledger {
         let rows = sqlx::query(
             "SELECT provider, listing_id, variant_id, origin, confirmed_qty, confirmed_at_ms,
                     rejected_qty, last_error
-             FROM listings WHERE sku = ? ORDER BY provider, listing_id, variant_id",
+             FROM listings WHERE sku = $1 ORDER BY provider, listing_id, variant_id",
         )
         .bind(sku)
         .fetch_all(&self.read)
@@ -317,7 +447,7 @@ impl Ledger {
         Ok(sqlx::query_as(
             "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
-             FROM movements WHERE substr(idempotency_key, 1, length(?1)) = ?1 ORDER BY id",
+             FROM movements WHERE substr(idempotency_key, 1, length($1)) = $1 ORDER BY id",
         )
         .bind(prefix)
         .fetch_all(&self.read)
@@ -356,17 +486,19 @@ impl Ledger {
                     COALESCE(s.quantity,
                         -- a bundle: what its parts make, if each has stock
                         (SELECT CASE WHEN COUNT(cs.sku) = COUNT(*)
-                                     THEN MIN(MAX(cs.quantity, 0) / bp.quantity) END
+                                     THEN MIN(CASE WHEN cs.quantity > 0 THEN cs.quantity ELSE 0 END
+                                              / bp.quantity) END
                          FROM bundle_parts bp LEFT JOIN stock cs ON cs.sku = bp.sku
                          WHERE bp.bundle_sku = l.sku)),
                     l.confirmed_qty, l.rejected_qty,
-                    EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = l.provider
-                            AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id),
-                    r.sku IS NOT NULL, r.safety_stock, r.zero_below, r.percent, r.max_quantity,
+                    CASE WHEN EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = l.provider
+                            AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id)
+                         THEN 1 ELSE 0 END,
+                    CASE WHEN r.sku IS NOT NULL THEN 1 ELSE 0 END, r.safety_stock, r.zero_below, r.percent, r.max_quantity,
                     r.frozen
              FROM listings l LEFT JOIN stock s ON s.sku = l.sku
              LEFT JOIN sku_rules r ON r.sku = l.sku AND r.provider = l.provider
-             WHERE l.provider = ? ORDER BY l.listing_id, l.variant_id",
+             WHERE l.provider = $1 ORDER BY l.listing_id, l.variant_id",
         )
         .bind(provider.as_str())
         .fetch_all(&self.read)
@@ -384,7 +516,7 @@ impl Ledger {
                 confirmed_qty: r.get(4),
                 rejected_qty: r.get(5),
                 unsettled: r.get::<i64, _>(6) != 0,
-                rule: r.get::<bool, _>(7).then(|| rule_set(r, 8)),
+                rule: (r.get::<i64, _>(7) != 0).then(|| rule_set(r, 8)),
             })
             .collect())
     }
@@ -412,22 +544,22 @@ impl Ledger {
                     }
                     catalog::settle(&mut tx, listing).await?;
                     sqlx::query(
-                        "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?, rejected_qty = NULL,
+                        "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2, rejected_qty = NULL,
                                 last_error = NULL
-                         WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                         WHERE provider = $3 AND listing_id = $4 AND variant_id = $5",
                     )
                     .bind(*qty)
                     .bind(now)
                 }
                 PushRecord::Rejected { wanted, reason } => sqlx::query(
-                    "UPDATE listings SET rejected_qty = ?, last_error = ?
-                     WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                    "UPDATE listings SET rejected_qty = $1, last_error = $2
+                     WHERE provider = $3 AND listing_id = $4 AND variant_id = $5",
                 )
                 .bind(*wanted)
                 .bind(reason.to_string()),
                 PushRecord::Failed(reason) => sqlx::query(
-                    "UPDATE listings SET last_error = ?
-                     WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                    "UPDATE listings SET last_error = $1
+                     WHERE provider = $2 AND listing_id = $3 AND variant_id = $4",
                 )
                 .bind(reason.to_string()),
             };
@@ -446,7 +578,7 @@ impl Ledger {
     pub async fn provider_state(&self, provider: ProviderName) -> Result<ProviderState> {
         let row = sqlx::query(
             "SELECT cursor, epoch_ms, last_poll_ok_ms, last_push_ok_ms, last_error, last_error_ms
-             FROM provider_state WHERE provider = ?",
+             FROM provider_state WHERE provider = $1",
         )
         .bind(provider.as_str())
         .fetch_optional(&self.read)
@@ -469,14 +601,14 @@ impl Ledger {
         let mut tx = self.begin().await?;
         ensure_state_row(&mut tx, provider).await?;
         sqlx::query(
-            "UPDATE provider_state SET epoch_ms = ? WHERE provider = ? AND epoch_ms IS NULL",
+            "UPDATE provider_state SET epoch_ms = $1 WHERE provider = $2 AND epoch_ms IS NULL",
         )
         .bind(candidate_ms)
         .bind(provider.as_str())
         .execute(&mut *tx)
         .await?;
         let epoch: i64 =
-            sqlx::query_scalar("SELECT epoch_ms FROM provider_state WHERE provider = ?")
+            sqlx::query_scalar("SELECT epoch_ms FROM provider_state WHERE provider = $1")
                 .bind(provider.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
@@ -488,7 +620,7 @@ impl Ledger {
         let mut tx = self.begin().await?;
         ensure_state_row(&mut tx, provider).await?;
         sqlx::query(
-            "UPDATE provider_state SET last_error = ?, last_error_ms = ? WHERE provider = ?",
+            "UPDATE provider_state SET last_error = $1, last_error_ms = $2 WHERE provider = $3",
         )
         .bind(error.to_string())
         .bind(now_ms())
@@ -502,7 +634,7 @@ impl Ledger {
     pub async fn record_push_ok(&self, provider: ProviderName) -> Result<()> {
         let mut tx = self.begin().await?;
         ensure_state_row(&mut tx, provider).await?;
-        sqlx::query("UPDATE provider_state SET last_push_ok_ms = ? WHERE provider = ?")
+        sqlx::query("UPDATE provider_state SET last_push_ok_ms = $1 WHERE provider = $2")
             .bind(now_ms())
             .bind(provider.as_str())
             .execute(&mut *tx)
@@ -516,20 +648,31 @@ impl Ledger {
     /// Records one HTTP attempt to `provider`.
     pub async fn log_request(&self, provider: ProviderName, at_ms: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO request_log (provider, at_ms) VALUES (?, ?)")
+        let epoch = self.fence.epoch();
+        sqlx::query("INSERT INTO request_log (provider, at_ms, epoch) VALUES ($1, $2, $3)")
             .bind(provider.as_str())
             .bind(at_ms)
+            .bind((epoch != 0).then_some(epoch))
             .execute(&mut *tx)
             .await?;
         // Prune now and then: cheap with the index, and keeps the table small.
         if at_ms % 64 == 0 {
-            sqlx::query("DELETE FROM request_log WHERE at_ms < ?")
+            sqlx::query("DELETE FROM request_log WHERE at_ms < $1")
                 .bind(at_ms - REQUEST_LOG_KEEP_MS)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every request row as (time, epoch), oldest first.
+    pub async fn request_epochs(&self) -> Result<Vec<(i64, Option<i64>)>> {
+        Ok(
+            sqlx::query_as("SELECT at_ms, epoch FROM request_log ORDER BY at_ms")
+                .fetch_all(&self.read)
+                .await?,
+        )
     }
 
     /// When each request to `provider` since `since_ms` was granted, oldest
@@ -540,7 +683,7 @@ impl Ledger {
         since_ms: i64,
     ) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT at_ms FROM request_log WHERE provider = ? AND at_ms > ? ORDER BY at_ms",
+            "SELECT at_ms FROM request_log WHERE provider = $1 AND at_ms > $2 ORDER BY at_ms",
         )
         .bind(provider.as_str())
         .bind(since_ms)
@@ -557,7 +700,7 @@ impl Ledger {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO provider_pauses (provider, until_ms, reason, set_at_ms) VALUES (?, ?, ?, ?)
+            "INSERT INTO provider_pauses (provider, until_ms, reason, set_at_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT (provider) DO UPDATE SET until_ms = excluded.until_ms,
                  reason = excluded.reason, set_at_ms = excluded.set_at_ms
              WHERE excluded.until_ms > provider_pauses.until_ms
@@ -576,7 +719,7 @@ impl Ledger {
     /// The end of the last pause `provider` asked for, if any was saved.
     pub async fn pause_of(&self, provider: ProviderName) -> Result<Option<i64>> {
         Ok(
-            sqlx::query_scalar("SELECT until_ms FROM provider_pauses WHERE provider = ?")
+            sqlx::query_scalar("SELECT until_ms FROM provider_pauses WHERE provider = $1")
                 .bind(provider.as_str())
                 .fetch_optional(&self.read)
                 .await?,
@@ -590,7 +733,7 @@ impl Ledger {
         since_ms: i64,
     ) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(at_ms) FROM request_log WHERE provider = ? AND at_ms >= ?",
+            "SELECT MIN(at_ms) FROM request_log WHERE provider = $1 AND at_ms >= $2",
         )
         .bind(provider.as_str())
         .bind(since_ms)
@@ -599,15 +742,13 @@ impl Ledger {
     }
 
     pub async fn requests_since(&self, provider: ProviderName, since_ms: i64) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM request_log WHERE provider = ? AND at_ms >= ?",
-            )
-            .bind(provider.as_str())
-            .bind(since_ms)
-            .fetch_one(&self.read)
-            .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM request_log WHERE provider = $1 AND at_ms >= $2",
         )
+        .bind(provider.as_str())
+        .bind(since_ms)
+        .fetch_one(&self.read)
+        .await?)
     }
 
     // ---- reports --------------------------------------------------------
@@ -632,7 +773,7 @@ impl Ledger {
         Ok(sqlx::query_as(
             "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
-             FROM movements ORDER BY id DESC LIMIT ?",
+             FROM movements ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.read)
@@ -666,10 +807,10 @@ impl Ledger {
 }
 
 pub(crate) async fn ensure_state_row(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     provider: ProviderName,
 ) -> Result<()> {
-    sqlx::query("INSERT OR IGNORE INTO provider_state (provider) VALUES (?)")
+    sqlx::query("INSERT INTO provider_state (provider) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(provider.as_str())
         .execute(&mut **tx)
         .await?;
@@ -678,7 +819,7 @@ pub(crate) async fn ensure_state_row(
 
 /// The rule fields of a row from column `at` on, in the order of
 /// [`crate::rules::Field::ALL`].
-pub(crate) fn rule_set(r: &sqlx::sqlite::SqliteRow, at: usize) -> crate::rules::RuleSet {
+pub(crate) fn rule_set(r: &sqlx::any::AnyRow, at: usize) -> crate::rules::RuleSet {
     let mut set = crate::rules::RuleSet::default();
     for (i, f) in crate::rules::Field::ALL.into_iter().enumerate() {
         set.set(f, r.get(at + i));
@@ -693,13 +834,47 @@ fn parse_provider(s: &str) -> Result<ProviderName> {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::Ledger;
+    use super::{Database, Ledger};
 
-    /// A ledger in a real temporary file (not `:memory:`: pools of
-    /// in-memory databases do not share data).
+    /// A ledger for one test: a real temporary SQLite file (not
+    /// `:memory:`: pools of in-memory databases do not share data), or,
+    /// with `STOKSYNC_TEST_BACKEND=postgres`, a fresh database in the
+    /// cluster `STOKSYNC_TEST_PG_URL` names (`.ci/run` runs the ledger's
+    /// tests that way too).
     pub async fn temp_ledger() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("ledger.db")).await.unwrap();
+        let ledger = if std::env::var("STOKSYNC_TEST_BACKEND").as_deref() == Ok("postgres") {
+            Ledger::connect(&fresh_postgres().await).await.unwrap()
+        } else {
+            Ledger::open(&dir.path().join("ledger.db")).await.unwrap()
+        };
         (dir, ledger)
+    }
+
+    /// A new, empty database in the test cluster.
+    pub async fn fresh_postgres() -> Database {
+        use sqlx::Connection;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::var("STOKSYNC_TEST_PG_URL")
+            .expect("STOKSYNC_TEST_BACKEND=postgres needs STOKSYNC_TEST_PG_URL");
+        let name = format!(
+            "stoksync_unit_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst),
+            fastrand::u32(..)
+        );
+        let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let mut url: url::Url = base.parse().unwrap();
+        url.set_path(&name);
+        Database::Postgres {
+            url: url.to_string(),
+            password: None,
+        }
     }
 }

@@ -12,9 +12,10 @@ use super::relink::{
     Resolution, StoredItem, learn, move_key, next_moves, parse_parts, read_links, relink_in,
     resolve,
 };
+use super::sql;
 use super::{Ledger, Result, ensure_state_row};
 use crate::domain::{ItemEffect, OrderChanges, OrderItem, ProviderName, now_ms};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::{HashMap, HashSet};
 
 /// What applying one poll's changes did.
@@ -56,11 +57,11 @@ impl Ledger {
         let mut out = HashMap::new();
         // Bounded IN lists keep statements small whatever the page size.
         for chunk in keys.chunks(200) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
+            let placeholders = numbered_from(2, chunk.len());
             let sql = format!(
                 "SELECT item_key, provider_updated_at, variant_id, listing_id, status, quantity
                  FROM order_items
-                 WHERE provider = ? AND item_key IN ({placeholders})"
+                 WHERE provider = $1 AND item_key IN ({placeholders})"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
             for k in chunk {
@@ -91,10 +92,10 @@ impl Ledger {
     ) -> Result<HashMap<String, String>> {
         let mut out = HashMap::new();
         for chunk in refs.chunks(200) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
+            let placeholders = numbered_from(2, chunk.len());
             let sql = format!(
                 "SELECT order_ref, fingerprint FROM seen_orders
-                 WHERE provider = ? AND order_ref IN ({placeholders})"
+                 WHERE provider = $1 AND order_ref IN ({placeholders})"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
             for r in chunk {
@@ -123,7 +124,7 @@ impl Ledger {
         let now = now_ms();
         for a in &changes.anomalies {
             sqlx::query(
-                "INSERT INTO anomalies (provider, item_key, message, seen_at_ms) VALUES (?, ?, ?, ?)
+                "INSERT INTO anomalies (provider, item_key, message, seen_at_ms) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (provider, item_key) DO UPDATE SET message = excluded.message,
                                                                 seen_at_ms = excluded.seen_at_ms",
             )
@@ -137,7 +138,7 @@ impl Ledger {
         for o in &changes.orders {
             sqlx::query(
                 "INSERT INTO seen_orders (provider, order_ref, fingerprint, seen_at_ms)
-                 VALUES (?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (provider, order_ref) DO UPDATE SET
                      fingerprint = excluded.fingerprint, seen_at_ms = excluded.seen_at_ms",
             )
@@ -152,13 +153,13 @@ impl Ledger {
             report.movements += observe_count(&mut tx, c).await?;
         }
         if let Some(cursor) = &changes.cursor {
-            sqlx::query("UPDATE provider_state SET cursor = ? WHERE provider = ?")
+            sqlx::query("UPDATE provider_state SET cursor = $1 WHERE provider = $2")
                 .bind(cursor)
                 .bind(provider.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE provider_state SET last_poll_ok_ms = ? WHERE provider = ?")
+        sqlx::query("UPDATE provider_state SET last_poll_ok_ms = $1 WHERE provider = $2")
             .bind(now)
             .bind(provider.as_str())
             .execute(&mut *tx)
@@ -197,7 +198,7 @@ struct ItemRow<'a> {
 /// if each line were applied alone in turn; only the clock's columns
 /// differ (one `now` for the page).
 async fn apply_items(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: ProviderName,
     items: &[OrderItem],
     epoch_ms: i64,
@@ -384,16 +385,17 @@ async fn apply_items(
 
 /// The items of `provider` among `keys` that the ledger holds.
 async fn read_items<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: ProviderName,
     keys: impl IntoIterator<Item = &'a str>,
 ) -> Result<HashMap<String, Held>> {
     let keys: Vec<&str> = keys.into_iter().collect();
-    let rows = sqlx::query(
+    let rows = sqlx::query(sql(
+        conn,
         "SELECT item_key, sku, held_qty, transitions, baseline, first_seen_ms, wanted_qty, parts
          FROM order_items
-         WHERE provider = ? AND item_key IN (SELECT value FROM json_each(?))",
-    )
+         WHERE provider = $1 AND item_key IN (SELECT value FROM json_each($2))",
+    ))
     .bind(provider.as_str())
     .bind(json_list(&keys))
     .fetch_all(&mut *conn)
@@ -421,21 +423,22 @@ async fn read_items<'a>(
 /// lines moved units of: the listing itself, or the whole listing. Rows
 /// with nothing to forget are left unwritten (no page of theirs to sync).
 async fn forget_confirmed(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: ProviderName,
     listings: &[(&str, &str)],
 ) -> Result<()> {
     if listings.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    sqlx::query(sql(
+        conn,
         "UPDATE listings SET confirmed_qty = NULL
-         WHERE rowid IN (
-             SELECT l.rowid FROM json_each(?2) AS j CROSS JOIN listings AS l
-             WHERE l.provider = ?1 AND l.listing_id = j.value ->> 0
-               AND (l.variant_id = j.value ->> 1 OR l.variant_id = '')
-               AND l.confirmed_qty IS NOT NULL)",
-    )
+         WHERE provider = $1 AND confirmed_qty IS NOT NULL
+           AND listing_id IN (SELECT j.value ->> 0 FROM json_each($2) AS j)
+           AND (variant_id = '' OR EXISTS (
+                SELECT 1 FROM json_each($2) AS v
+                WHERE v.value ->> 0 = listings.listing_id AND v.value ->> 1 = listings.variant_id))",
+    ))
     .bind(provider.as_str())
     .bind(json_list(listings))
     .execute(&mut *conn)
@@ -446,7 +449,7 @@ async fn forget_confirmed(
 /// Writes each item's row, in the order the page first saw them. A row
 /// already there keeps its `baseline` and `first_seen_ms`.
 async fn write_items(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: ProviderName,
     rows: &[ItemRow<'_>],
     now: i64,
@@ -473,16 +476,18 @@ async fn write_items(
             ])
         })
         .collect();
-    sqlx::query(
+    sqlx::query(sql(
+        conn,
         "INSERT INTO order_items (provider, item_key, order_ref, listing_id, variant_id, sku_hint,
                                   sku, quantity, status, wanted_qty, held_qty, transitions,
                                   baseline, provider_updated_at, first_seen_ms, updated_at_ms,
                                   parts)
-         SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
-                j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9,
-                j.value ->> 10, j.value ->> 11, j.value ->> 12, j.value ->> 13, ?3,
-                j.value ->> 14
-         FROM json_each(?2) AS j WHERE true ORDER BY j.key
+         SELECT $1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
+                j.value ->> 5, CAST(j.value ->> 6 AS BIGINT), j.value ->> 7,
+                CAST(j.value ->> 8 AS BIGINT), CAST(j.value ->> 9 AS BIGINT),
+                CAST(j.value ->> 10 AS BIGINT), CAST(j.value ->> 11 AS BIGINT), j.value ->> 12,
+                CAST(j.value ->> 13 AS BIGINT), $3, j.value ->> 14
+         FROM json_each($2) AS j WHERE true ORDER BY j.key
          ON CONFLICT (provider, item_key) DO UPDATE SET
              order_ref = excluded.order_ref, listing_id = excluded.listing_id,
              variant_id = excluded.variant_id, sku_hint = excluded.sku_hint, sku = excluded.sku,
@@ -491,13 +496,21 @@ async fn write_items(
              transitions = excluded.transitions, parts = excluded.parts,
              provider_updated_at = excluded.provider_updated_at,
              updated_at_ms = excluded.updated_at_ms",
-    )
+    ))
     .bind(provider.as_str())
     .bind(json_list(&values))
     .bind(now)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// `$from, $from+1, ...`: `n` numbered placeholders, for an IN list.
+fn numbered_from(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -940,38 +953,57 @@ mod page_equivalence {
 
     type Snapshot = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
 
-    /// Every row the apply path writes, without the clock's columns.
+    /// Every row the apply path writes, without the clock's columns. On
+    /// SQLite rows come in the order they were written (`rowid`), which
+    /// the page path keeps too; PostgreSQL has no such order, so there
+    /// rows come by key.
     async fn snapshot(ledger: &Ledger) -> Snapshot {
-        let rows = |sql: &'static str| {
+        let sqlite = ledger.backend() == crate::ledger::Backend::Sqlite;
+        let rows = |sql: &str| {
             let pool = ledger.read.clone();
+            let sql = sql.to_string();
             async move {
-                sqlx::query_scalar::<_, String>(sql)
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
                     .fetch_all(&pool)
                     .await
                     .unwrap()
             }
         };
+        let by = |keys: &str| {
+            if sqlite {
+                "rowid".to_string()
+            } else {
+                keys.to_string()
+            }
+        };
         (
-            rows("SELECT sku || '=' || quantity FROM stock ORDER BY rowid").await,
+            rows(&format!(
+                "SELECT sku || '=' || quantity FROM stock ORDER BY {}",
+                by("sku")
+            ))
+            .await,
             rows(
                 "SELECT concat_ws(' ', id, idempotency_key, sku, delta, kind, source, reason,
                                   quantity_before, quantity_after)
                  FROM movements ORDER BY id",
             )
             .await,
-            rows(
+            rows(&format!(
                 "SELECT concat_ws(' ', provider, item_key, order_ref, listing_id, variant_id,
-                                  ifnull(sku_hint, '-'), ifnull(sku, '-'), quantity, status,
+                                  COALESCE(sku_hint, '-'), COALESCE(sku, '-'), quantity, status,
                                   wanted_qty, held_qty, transitions, baseline,
                                   provider_updated_at)
-                 FROM order_items ORDER BY rowid",
-            )
+                 FROM order_items ORDER BY {}",
+                by("provider, item_key")
+            ))
             .await,
-            rows(
+            rows(&format!(
                 "SELECT concat_ws(' ', provider, listing_id, variant_id, sku, origin,
-                                  ifnull(confirmed_qty, '-'), ifnull(rejected_qty, '-'))
-                 FROM listings ORDER BY rowid",
-            )
+                                  COALESCE(CAST(confirmed_qty AS TEXT), '-'),
+                                  COALESCE(CAST(rejected_qty AS TEXT), '-'))
+                 FROM listings ORDER BY {}",
+                by("provider, listing_id, variant_id")
+            ))
             .await,
         )
     }
@@ -1009,7 +1041,7 @@ mod page_equivalence {
     #[tokio::test]
     async fn a_line_that_would_overflow_refuses_the_whole_page() {
         let (_dir, ledger) = prepared().await;
-        sqlx::query("UPDATE stock SET quantity = ? WHERE sku = 'SKU-2'")
+        sqlx::query("UPDATE stock SET quantity = $1 WHERE sku = 'SKU-2'")
             .bind(i64::MIN)
             .execute(&ledger.write)
             .await

@@ -6,8 +6,9 @@
 use super::Result;
 use super::bundles::{Parts, is_bundle, parts_of};
 use super::journal::{MovementKind, NewMovement, StockChange, apply_movement, balances, json_list};
+use super::sql;
 use crate::domain::{ProviderName, now_ms};
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone)]
@@ -131,7 +132,7 @@ pub(super) fn next_moves(
 /// Moves the item's held units to `wanted` if it is linked and not baseline.
 /// Returns the number of movements written.
 pub(super) async fn settle(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: ProviderName,
     item_key: &str,
     order_ref: &str,
@@ -163,15 +164,16 @@ pub(super) type Links = HashMap<String, BTreeMap<String, String>>;
 
 /// The links of `provider`'s listings among `listing_ids`.
 pub(super) async fn read_links<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: ProviderName,
     listing_ids: impl IntoIterator<Item = &'a str>,
 ) -> Result<Links> {
     let ids: Vec<&str> = listing_ids.into_iter().collect();
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sql(
+        conn,
         "SELECT listing_id, variant_id, sku FROM listings
-         WHERE provider = ? AND listing_id IN (SELECT value FROM json_each(?))",
-    )
+         WHERE provider = $1 AND listing_id IN (SELECT value FROM json_each($2))",
+    ))
     .bind(provider.as_str())
     .bind(json_list(&ids))
     .fetch_all(&mut *conn)
@@ -225,18 +227,20 @@ pub(super) fn resolve(
 /// Writes links learned from order lines' SKUs, in order: (listing id,
 /// variant id, SKU).
 pub(super) async fn learn(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: ProviderName,
     learned: &[(&str, &str, &str)],
 ) -> Result<()> {
     if learned.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT OR IGNORE INTO listings (provider, listing_id, variant_id, sku, origin)
-         SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, 'learned'
-         FROM json_each(?2) AS j ORDER BY j.key",
-    )
+    sqlx::query(sql(
+        conn,
+        "INSERT INTO listings (provider, listing_id, variant_id, sku, origin)
+         SELECT $1, j.value ->> 0, j.value ->> 1, j.value ->> 2, 'learned'
+         FROM json_each($2) AS j WHERE true ORDER BY j.key
+         ON CONFLICT DO NOTHING",
+    ))
     .bind(provider.as_str())
     .bind(json_list(learned))
     .execute(&mut *conn)
@@ -247,7 +251,7 @@ pub(super) async fn learn(
 /// A listing's SKU (see [`resolve`]); a SKU learned from the line's hint
 /// when the ledger knows it is written as the listing's link.
 pub(super) async fn resolve_sku(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: ProviderName,
     listing_id: &str,
     variant_id: &str,
@@ -268,7 +272,7 @@ pub(super) async fn resolve_sku(
 }
 
 /// Links and applies unlinked items inside the caller's transaction.
-pub(crate) async fn relink_in(tx: &mut Transaction<'static, Sqlite>) -> Result<usize> {
+pub(crate) async fn relink_in(tx: &mut Transaction<'static, Any>) -> Result<usize> {
     let rows = sqlx::query(
         "SELECT provider, item_key, order_ref, listing_id, variant_id, sku_hint, wanted_qty,
                 held_qty, transitions, first_seen_ms
@@ -303,9 +307,9 @@ pub(crate) async fn relink_in(tx: &mut Transaction<'static, Sqlite>) -> Result<u
         };
         settle(tx, provider, &item_key, &order_ref, r.get(6), &mut st).await?;
         sqlx::query(
-            "UPDATE order_items SET sku = ?, parts = ?, held_qty = ?, transitions = ?,
-                                    updated_at_ms = ?
-             WHERE provider = ? AND item_key = ?",
+            "UPDATE order_items SET sku = $1, parts = $2, held_qty = $3, transitions = $4,
+                                    updated_at_ms = $5
+             WHERE provider = $6 AND item_key = $7",
         )
         .bind(&st.sku)
         .bind(st.parts_json())

@@ -3,6 +3,7 @@
 //! seller's current tool writes those listings), and since when each
 //! listing agrees with what stoksync would push, or not.
 
+use super::sql;
 use super::{Ledger, Result, parse_provider};
 use crate::domain::{ListingRef, ProviderName, now_ms};
 use std::collections::HashMap;
@@ -20,8 +21,8 @@ impl Ledger {
         let mut tx = self.begin().await?;
         for (l, q) in shown {
             sqlx::query(
-                "UPDATE catalog SET quantity = ?, seen_at_ms = ?
-                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                "UPDATE catalog SET quantity = $1, seen_at_ms = $2
+                 WHERE provider = $3 AND listing_id = $4 AND variant_id = $5",
             )
             .bind(q)
             .bind(now)
@@ -31,8 +32,8 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "UPDATE listings SET confirmed_qty = ?, confirmed_at_ms = ?
-                 WHERE provider = ? AND listing_id = ? AND variant_id = ?",
+                "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2
+                 WHERE provider = $3 AND listing_id = $4 AND variant_id = $5",
             )
             .bind(q)
             .bind(now)
@@ -52,7 +53,7 @@ impl Ledger {
         provider: ProviderName,
     ) -> Result<HashMap<ListingRef, (Option<i64>, i64)>> {
         let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT listing_id, variant_id, quantity, seen_at_ms FROM catalog WHERE provider = ?",
+            "SELECT listing_id, variant_id, quantity, seen_at_ms FROM catalog WHERE provider = $1",
         )
         .bind(provider.as_str())
         .fetch_all(&self.read)
@@ -85,24 +86,26 @@ impl Ledger {
             .iter()
             .map(|(l, v)| serde_json::json!([l.listing_id, l.variant_id, v]))
             .collect();
-        sqlx::query(
-            "DELETE FROM shadow_state WHERE provider = ?1 AND NOT EXISTS (
-                 SELECT 1 FROM json_each(?2) AS j
+        sqlx::query(sql(
+            &tx,
+            "DELETE FROM shadow_state WHERE provider = $1 AND NOT EXISTS (
+                 SELECT 1 FROM json_each($2) AS j
                  WHERE j.value ->> 0 = shadow_state.listing_id
                    AND j.value ->> 1 = shadow_state.variant_id)",
-        )
+        ))
         .bind(provider.as_str())
         .bind(super::journal::json_list(&rows))
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query(sql(
+            &tx,
             "INSERT INTO shadow_state (provider, listing_id, variant_id, verdict, since_ms)
-             SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?3 FROM json_each(?2) AS j
+             SELECT $1, j.value ->> 0, j.value ->> 1, j.value ->> 2, $3 FROM json_each($2) AS j
              WHERE true
              ON CONFLICT (provider, listing_id, variant_id) DO UPDATE SET
                  verdict = excluded.verdict, since_ms = excluded.since_ms
              WHERE shadow_state.verdict <> excluded.verdict",
-        )
+        ))
         .bind(provider.as_str())
         .bind(super::journal::json_list(&rows))
         .bind(now)

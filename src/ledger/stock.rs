@@ -79,7 +79,7 @@ impl Ledger {
             },
         )
         .await?;
-        let quantity: i64 = sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = ?")
+        let quantity: i64 = sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = $1")
             .bind(sku)
             .fetch_one(&mut *tx)
             .await?;
