@@ -395,7 +395,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         cancel_on_signal(stop.clone());
     }
     let config = Config::load(&cli.config).map_err(Failure::Config)?;
-    let ledger = Ledger::open(&config.database)
+    let ledger = Ledger::connect_shared(&config.database, config.lease_ttl)
         .await
         .context("opening the ledger")?;
     if stop.is_cancelled() {
@@ -607,6 +607,14 @@ async fn daemon(
         ledger: ledger.clone(),
         engine,
         listener,
+        // On a shared ledger one daemon of several syncs: the one holding
+        // the lease. A SQLite file has one daemon (the lock file says so).
+        lease: (ledger.backend() == crate::ledger::Backend::Postgres).then(|| {
+            crate::daemon::LeaseSettings {
+                holder: crate::lease::holder_id(),
+                ttl: config.lease_ttl,
+            }
+        }),
     };
     d.run(cancel, Arc::new(Notifier::from_env())).await?;
     Ok(ExitCode::SUCCESS)
@@ -620,8 +628,43 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
         .transpose()?;
     let cancel = CancellationToken::new();
     cancel_on_signal(cancel.clone());
+    // On a shared ledger a one-off sync takes the lease like a daemon, so
+    // it never syncs beside the active one.
+    let lease = if ledger.backend() == crate::ledger::Backend::Postgres {
+        let holder = crate::lease::holder_id();
+        match ledger
+            .claim_lease(&holder, config.lease_ttl, crate::lease::gone_from_this_host)
+            .await
+            .context("taking the active lease")?
+        {
+            crate::ledger::Claim::Taken { epoch, .. } => {
+                tokio::spawn(crate::lease::keep_lease(
+                    ledger.clone(),
+                    holder.clone(),
+                    epoch,
+                    config.lease_ttl,
+                    cancel.child_token(),
+                    cancel.clone(),
+                ));
+                Some((holder, epoch))
+            }
+            crate::ledger::Claim::Held(row) => {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "{} is the active daemon on this database (lease epoch {}): `sync --once` would sync beside it; stop it first",
+                    row.holder,
+                    row.epoch
+                )));
+            }
+        }
+    } else {
+        None
+    };
     let engine = engine(config, ledger, &cancel)?;
-    let summary = engine.sync_once(&cancel).await.context("sync")?;
+    let summary = engine.sync_once(&cancel).await.context("sync");
+    if let Some((holder, epoch)) = &lease {
+        let _ = ledger.release_lease(holder, *epoch).await;
+    }
+    let summary = summary?;
     for p in &summary.providers {
         println!(
             "{}: {} order lines seen, {} movements, {} pushed ({} confirmed, {} refused, {} failed), {} pending, {} refused in total{}",

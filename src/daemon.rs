@@ -22,6 +22,25 @@ pub struct Daemon {
     pub engine: Arc<Engine>,
     /// Bound already, so a taken port fails before READY.
     pub listener: Option<tokio::net::TcpListener>,
+    /// On a shared (PostgreSQL) ledger: wait as a standby until this
+    /// process holds the active lease, and stop when it loses it.
+    pub lease: Option<LeaseSettings>,
+}
+
+/// This daemon as a lease holder.
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    pub holder: String,
+    pub ttl: Duration,
+}
+
+/// How the daemon's run ended when it was not a stop.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this daemon lost the active lease (epoch {epoch}) and stopped syncing; it exits so that a restart waits as a standby"
+)]
+pub struct LeaseLost {
+    pub epoch: i64,
 }
 
 impl Daemon {
@@ -37,16 +56,8 @@ impl Daemon {
             ledger,
             engine,
             listener,
+            lease,
         } = self;
-        let mut run = tokio::spawn(engine.clone().run(cancel.clone()));
-        // Alerts on their own tasks: a slow receiver never holds a loop.
-        let alerts = crate::alerts::spawn(
-            config.clone(),
-            ledger.clone(),
-            engine.clone(),
-            crate::alerts::Pacing::default(),
-            cancel.clone(),
-        );
         let http = listener.map(|l| {
             if let Ok(addr) = l.local_addr() {
                 tracing::info!(%addr, "HTTP endpoint listening (/, /sku/{{sku}}, /healthz, /readyz, /metrics, /v1/stock)");
@@ -63,6 +74,58 @@ impl Daemon {
                 }
             })
         });
+        // A standby first waits for the lease (ready, and feeding the
+        // watchdog: waiting is its job); a stop meanwhile is a clean stop.
+        let lost = CancellationToken::new();
+        let mut held = None;
+        if let Some(l) = &lease {
+            notifier.send("READY=1\nSTATUS=standby: waiting for the active lease");
+            let fed = notifier.watchdog().is_some();
+            let got = crate::lease::wait_for_lease(&ledger, &l.holder, l.ttl, &cancel, |row| {
+                if fed {
+                    notifier.send("WATCHDOG=1");
+                }
+                notifier.send(&format!("STATUS=standby: {} is active", row.holder));
+            })
+            .await;
+            let Some(epoch) = got else {
+                notifier.send("STOPPING=1");
+                tracing::info!("stopped cleanly (standby)");
+                if let Some(h) = http {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+                }
+                return Ok(());
+            };
+            held = Some(epoch);
+            tokio::spawn(crate::lease::keep_lease(
+                ledger.clone(),
+                l.holder.clone(),
+                epoch,
+                l.ttl,
+                cancel.clone(),
+                lost.clone(),
+            ));
+        }
+        // The loops stop on a stop, and at once when the lease is lost.
+        let loops = cancel.child_token();
+        {
+            let (lost, loops) = (lost.clone(), loops.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = lost.cancelled() => loops.cancel(),
+                    _ = loops.cancelled() => {}
+                }
+            });
+        }
+        let mut run = tokio::spawn(engine.clone().run(loops.clone()));
+        // Alerts on their own tasks: a slow receiver never holds a loop.
+        let alerts = crate::alerts::spawn(
+            config.clone(),
+            ledger.clone(),
+            engine.clone(),
+            crate::alerts::Pacing::default(),
+            loops.clone(),
+        );
         notifier.send(&format!(
             "READY=1\nSTATUS=syncing {} provider(s)",
             engine.providers().len()
@@ -77,10 +140,20 @@ impl Daemon {
         let ended_early = tokio::select! {
             biased;
             _ = cancel.cancelled() => None,
+            _ = lost.cancelled() => None,
             ended = &mut run => Some(ended),
         };
         notifier.send("STOPPING=1");
         let outcome = match ended_early {
+            _ if lost.is_cancelled() && !cancel.is_cancelled() => {
+                // Nothing more is written or sent (the fence refuses it);
+                // the loops are told to stop and given a moment.
+                loops.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
+                Err(anyhow::Error::new(LeaseLost {
+                    epoch: held.unwrap_or(0),
+                }))
+            }
             Some(_) if cancel.is_cancelled() => {
                 tracing::info!("stopped cleanly");
                 Ok(())
@@ -109,6 +182,17 @@ impl Daemon {
             .is_err()
         {
             alerts.abort();
+        }
+        if let (Some(l), Some(epoch)) = (&lease, held)
+            && !lost.is_cancelled()
+        {
+            // A clean stop hands over at once instead of after the lease.
+            match ledger.release_lease(&l.holder, epoch).await {
+                Ok(()) => tracing::info!(epoch, "gave up the active lease"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot give up the lease; a standby takes over when it expires")
+                }
+            }
         }
         if let Some(h) = http {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
@@ -216,6 +300,7 @@ mod tests {
                 ledger: ledger.clone(),
                 engine,
                 listener: None,
+                lease: None,
             };
             let cancel = CancellationToken::new();
             let stop = cancel.clone();
@@ -241,6 +326,7 @@ mod tests {
             ledger,
             engine,
             listener: None,
+            lease: None,
         };
         let outcome = d
             .run(CancellationToken::new(), Arc::new(Notifier::disabled()))

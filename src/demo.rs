@@ -125,6 +125,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         ledger: ledger.clone(),
         engine: engine.clone(),
         listener: Some(listener),
+        lease: None,
     };
     let daemon_cancel = cancel.clone();
     let running = tokio::spawn(daemon.run(daemon_cancel, Arc::new(Notifier::disabled())));

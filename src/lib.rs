@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod failpoint;
 pub mod http;
+pub mod lease;
 pub mod ledger;
 pub mod limit;
 pub mod lock;

@@ -28,6 +28,38 @@ pub struct Status {
     /// Listings discovery did not link (unknown SKU, SKU on several listings).
     pub not_linked: Vec<CatalogProblem>,
     pub sku_linked_twice: Vec<DuplicateLink>,
+    /// On a shared ledger: who is active, and who waits.
+    pub lease: Option<LeaseStatus>,
+}
+
+/// The active lease of a shared ledger, by the database's clock.
+#[derive(Debug, Serialize)]
+pub struct LeaseStatus {
+    pub active: String,
+    pub epoch: i64,
+    pub renewed_seconds_ago: i64,
+    /// Negative once expired (the active daemon is gone; a standby takes over).
+    pub expires_in_seconds: i64,
+    pub standbys: Vec<String>,
+}
+
+async fn lease_status(ledger: &Ledger) -> Result<Option<LeaseStatus>, LedgerError> {
+    let Some(row) = ledger.lease().await? else {
+        return Ok(None);
+    };
+    let standbys = ledger
+        .standbys(std::time::Duration::from_secs(60))
+        .await?
+        .into_iter()
+        .map(|s| s.holder)
+        .collect();
+    Ok(Some(LeaseStatus {
+        active: row.holder,
+        epoch: row.epoch,
+        renewed_seconds_ago: (row.now_ms - row.renewed_at_ms) / 1000,
+        expires_in_seconds: (row.expires_at_ms - row.now_ms).div_euclid(1000),
+        standbys,
+    }))
 }
 
 #[derive(Debug, Serialize)]
@@ -187,12 +219,29 @@ pub async fn collect(config: &Config, ledger: &Ledger) -> Result<Status, LedgerE
         anomalies: ledger.anomalies().await?,
         not_linked: ledger.catalog_problems().await?,
         sku_linked_twice: ledger.duplicate_links().await?,
+        lease: lease_status(ledger).await?,
     })
 }
 
 /// The human form of `status`.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
+    if let Some(l) = &s.lease {
+        if l.expires_in_seconds >= 0 {
+            out.push_str(&format!(
+                "active: {} (lease epoch {}, renewed {}s ago, expires in {}s)\n",
+                l.active, l.epoch, l.renewed_seconds_ago, l.expires_in_seconds
+            ));
+        } else {
+            out.push_str(&format!(
+                "active: none: the lease of {} (epoch {}) expired {}s ago; a standby takes over\n",
+                l.active, l.epoch, -l.expires_in_seconds
+            ));
+        }
+        for sb in &l.standbys {
+            out.push_str(&format!("standby: {sb}\n"));
+        }
+    }
     if s.mode == crate::config::Mode::Shadow {
         out.push_str(
             "mode: shadow: orders are applied, nothing is pushed (`stoksync shadow report` shows what would be)\n",

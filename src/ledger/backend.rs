@@ -218,11 +218,30 @@ struct FenceState {
     lost: AtomicBool,
     /// Until when the lease is surely ours, by the local monotonic clock.
     valid_until: Mutex<Option<Instant>>,
+    /// How much of the lease must be left for a request to be sent.
+    margin: Mutex<Duration>,
+    /// The active daemon, while this one waits as its standby.
+    standby_of: Mutex<Option<String>>,
+}
+
+/// What this process is to a shared ledger.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum Role {
+    /// No lease in play: a SQLite ledger, or a command run by hand.
+    Solo,
+    /// Waiting for the lease `active` holds.
+    Standby { active: String },
+    /// Holding the lease under `epoch`.
+    Active { epoch: i64 },
+    /// Held the lease and lost it: writes and sends nothing more.
+    Lost { epoch: i64 },
 }
 
 impl Fence {
-    pub(crate) fn set(&self, epoch: i64) {
+    pub(crate) fn set(&self, epoch: i64, margin: Duration) {
         self.0.lost.store(false, Ordering::SeqCst);
+        *self.0.margin.lock().unwrap_or_else(|p| p.into_inner()) = margin;
         self.0.epoch.store(epoch, Ordering::SeqCst);
     }
 
@@ -234,13 +253,39 @@ impl Fence {
         self.0.lost.store(true, Ordering::SeqCst);
     }
 
+    pub(crate) fn standby_of(&self, active: &str) {
+        *self.0.standby_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(active.to_string());
+    }
+
+    pub(crate) fn role(&self) -> Role {
+        let epoch = self.epoch();
+        if epoch != 0 {
+            if self.0.lost.load(Ordering::SeqCst) {
+                Role::Lost { epoch }
+            } else {
+                Role::Active { epoch }
+            }
+        } else if let Some(active) = self
+            .0
+            .standby_of
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            Role::Standby { active }
+        } else {
+            Role::Solo
+        }
+    }
+
     pub(crate) fn epoch(&self) -> i64 {
         self.0.epoch.load(Ordering::SeqCst)
     }
 
     /// Whether a request may be sent now: with no lease held, yes; with
-    /// one, only while it has at least `margin` left.
-    pub(crate) fn allows(&self, margin: Duration) -> std::result::Result<(), String> {
+    /// one, only while it has at least its margin left.
+    pub(crate) fn allows(&self) -> std::result::Result<(), String> {
+        let margin = *self.0.margin.lock().unwrap_or_else(|p| p.into_inner());
         if self.0.lost.load(Ordering::SeqCst) {
             return Err("this daemon lost the active lease".into());
         }

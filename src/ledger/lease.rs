@@ -80,6 +80,7 @@ impl Ledger {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            self.fence.standby_of(&row.holder);
             return Ok(Claim::Held(row.clone()));
         }
         let epoch = row.as_ref().map_or(0, |r| r.epoch) + 1;
@@ -101,7 +102,7 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.fence.set(epoch);
+        self.fence.set(epoch, ttl / 4);
         self.fence.valid_until(started + ttl);
         Ok(Claim::Taken {
             epoch,
@@ -189,15 +190,20 @@ impl Ledger {
 
     /// Whether this process may still send a request under its lease:
     /// it holds one (or holds none at all: a command run by hand, or a
-    /// ledger without leases), and that lease has at least `margin` left by
-    /// the local monotonic clock.
-    pub fn lease_allows(&self, margin: Duration) -> std::result::Result<(), String> {
-        self.fence.allows(margin)
+    /// ledger without leases), and that lease has at least a quarter of its
+    /// length left by the local monotonic clock.
+    pub fn lease_allows(&self) -> std::result::Result<(), String> {
+        self.fence.allows()
     }
 
     /// The epoch this process holds (0: none).
     pub fn lease_epoch(&self) -> i64 {
         self.fence.epoch()
+    }
+
+    /// What this process is to the lease: solo, standby, active, lost.
+    pub fn role(&self) -> super::Role {
+        self.fence.role()
     }
 }
 
@@ -248,7 +254,7 @@ mod tests {
         };
         assert_eq!(e2, 2);
         assert!(!a.renew_lease("a", 1, TTL).await.unwrap(), "a lost it");
-        assert!(a.lease_allows(Duration::ZERO).is_err());
+        assert!(a.lease_allows().is_err());
         assert!(
             b.standbys(TTL).await.unwrap().is_empty(),
             "the new holder is no standby"
@@ -289,7 +295,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, LedgerError::Fenced { .. }), "{e}");
         assert_eq!(b.stock_of("SKU").await.unwrap(), Some(5), "nothing written");
-        assert!(a.lease_allows(Duration::ZERO).is_err());
+        assert!(a.lease_allows().is_err());
         // The new holder writes, and its request rows carry its epoch.
         b.log_request(crate::domain::ProviderName::Bazaardan, 7)
             .await

@@ -30,7 +30,7 @@ mod stock;
 
 pub use alerts::{OpenAlertRow, OutboxRow};
 pub(crate) use backend::sql;
-pub use backend::{Backend, Database};
+pub use backend::{Backend, Database, Role};
 use backend::{Fence, encode_path};
 pub use bundles::{
     Bundle, BundleComponent, BundleRow, DefinitionReport, Parts, RuleRow, SkuRule, bundle_quantity,
@@ -210,6 +210,15 @@ impl Ledger {
     /// Opens the ledger `database` names (a SQLite file, created if
     /// missing, or a PostgreSQL database) and applies its migrations.
     pub async fn connect(database: &Database) -> Result<Ledger> {
+        Ledger::connect_shared(database, crate::config::DEFAULT_LEASE_TTL).await
+    }
+
+    /// [`Ledger::connect`] for daemons sharing a PostgreSQL ledger under
+    /// leases of `lease_ttl`: the server ends any transaction left idle for
+    /// half a lease (a paused or cut-off daemon's), so its writer lock
+    /// never blocks the standby's takeover, and the transaction can never
+    /// commit after it.
+    pub async fn connect_shared(database: &Database, lease_ttl: Duration) -> Result<Ledger> {
         static DRIVERS: std::sync::Once = std::sync::Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let open_err = |source| LedgerError::Open {
@@ -300,8 +309,21 @@ impl Ledger {
                 let opts: AnyConnectOptions = url.as_str().parse()?;
                 // One pool: PostgreSQL serves many connections; writers
                 // queue on a transaction lock (see `begin`).
+                let idle = format!(
+                    "SET idle_in_transaction_session_timeout = {}",
+                    (lease_ttl / 2).as_millis().max(500)
+                );
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
+                    .after_connect(move |conn, _| {
+                        let sql = idle.clone();
+                        Box::pin(async move {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                                .execute(conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
                     .acquire_timeout(Duration::from_secs(60))
                     .connect_with(opts)
                     .await

@@ -122,7 +122,9 @@ impl From<LimitError> for crate::error::ProviderError {
             e @ (LimitError::QuotaExhausted { .. } | LimitError::Reserved { .. }) => {
                 ProviderError::QuotaExhausted(e.to_string())
             }
-            e @ LimitError::NotLogged(_) => ProviderError::Ledger(e.to_string()),
+            e @ (LimitError::NotLogged(_) | LimitError::Fenced(_)) => {
+                ProviderError::Ledger(e.to_string())
+            }
         }
     }
 }
@@ -155,6 +157,10 @@ pub enum LimitError {
     /// is not logged is not sent (the next process could not count it).
     #[error("cannot record the request in the ledger's request log: {0}")]
     NotLogged(String),
+    /// This daemon's active lease is lost or about to end: nothing is sent
+    /// (the standby that takes over must be the only one to send).
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// At most `limit` grants in any `period`.
@@ -458,7 +464,7 @@ impl Limiter {
     /// priority [`with_priority`] set around the call (normal otherwise).
     pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), LimitError> {
         if spend_prepaid(self.provider) {
-            return Ok(());
+            return self.ledger.lease_allows().map_err(LimitError::Fenced);
         }
         let priority = current_priority();
         let started = Instant::now();
@@ -483,7 +489,10 @@ impl Limiter {
         self.ledger
             .log_request(self.provider, now_ms())
             .await
-            .map_err(|e| LimitError::NotLogged(e.to_string()))
+            .map_err(|e| LimitError::NotLogged(e.to_string()))?;
+        // The last word before the request leaves: the lease it is sent
+        // under still has its margin left.
+        self.ledger.lease_allows().map_err(LimitError::Fenced)
     }
 
     /// Takes a permit at `priority` now (waiting for it), to be spent by a

@@ -149,6 +149,15 @@ async fn readyz(State(s): State<AppState>) -> Response {
             json!({"provider": p.name(), "polled": polled, "error": error})
         })
         .collect();
+    // A standby is alive but not the one syncing: not ready, and says so.
+    let role = s.ledger.role();
+    let standby = matches!(
+        role,
+        crate::ledger::Role::Standby { .. } | crate::ledger::Role::Lost { .. }
+    );
+    if standby {
+        ready = false;
+    }
     let code = if ready {
         StatusCode::OK
     } else {
@@ -157,7 +166,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
     // Open alerts do not change the code (it is about the process), only
     // what the body says.
     let alerts = crate::alerts::reasons(&s.ledger).await.unwrap_or_default();
-    let state = if !ready {
+    let state = if let crate::ledger::Role::Standby { .. } = role {
+        "standby"
+    } else if let crate::ledger::Role::Lost { .. } = role {
+        "lease_lost"
+    } else if !ready {
         "starting"
     } else if alerts.is_empty() {
         "ready"
@@ -169,6 +182,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
         axum::Json(json!({
             "ready": ready,
             "state": state,
+            "lease": role,
             "alerts": alerts,
             "database": database.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
             "providers": providers,

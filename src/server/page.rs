@@ -95,13 +95,26 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
     let live = s.engine.health().liveness();
     let recent = s.ledger.recent_movements(25).await?;
     let mut out = String::new();
+    let role = match s.ledger.role() {
+        crate::ledger::Role::Solo => String::new(),
+        crate::ledger::Role::Active { epoch } => {
+            format!(" · <span class=\"ok\">active (lease epoch {epoch})</span>")
+        }
+        crate::ledger::Role::Standby { active } => format!(
+            " · <span class=\"warn\">standby: {} is active; this daemon takes over when its lease expires</span>",
+            esc(&active)
+        ),
+        crate::ledger::Role::Lost { epoch } => format!(
+            " · <span class=\"bad\">lost the active lease (epoch {epoch}): syncing nothing</span>"
+        ),
+    };
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\"><title>stoksync status</title><style>{STYLE}</style></head><body>"
     );
     let _ = write!(
         out,
-        "<h1>stoksync</h1><div class=\"sub\">{} · up {} s · {}</div>",
+        "<h1>stoksync</h1><div class=\"sub\">{}{role} · up {} s · {}</div>",
         esc(&s.config.database.display().to_string()),
         s.engine.health().uptime().as_secs(),
         if live.alive {

@@ -2,6 +2,8 @@
 //! and helpers that run the real `stoksync` binary.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;

@@ -229,6 +229,7 @@ pub fn spawn(
                     ledger: ledger.clone(),
                     engine,
                     listener: None,
+                    lease: None,
                 };
                 tokio::select! {
                     biased;
