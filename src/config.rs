@@ -841,7 +841,7 @@ impl Config {
             (None, None) => {
                 return Err(ConfigError {
                     file: cx.file.to_path_buf(),
-                    line: None,
+                    line: Some(1),
                     key: Some("database.url".into()),
                     message: "no ledger named: add `[database] url = \"sqlite:///var/lib/stoksync/ledger.db\"` (or `[ledger] database = \"ledger.db\"`)".into(),
                     also: Vec::new(),
