@@ -161,6 +161,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The ledger database itself (reads no config: databases are named by URL).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Copy a whole ledger (journal, links, request log, cursors, ...) into
+    /// an empty database, in one transaction, and check the copy: row counts
+    /// and per-SKU journal sums. A non-empty target is refused. URLs:
+    /// sqlite:///abs/path.db, sqlite:relative.db, postgres://user@host:port/db
+    /// (the password from PGPASSWORD or ~/.pgpass, never in the URL).
+    Copy {
+        /// The ledger to copy from (only read; a SQLite file must exist).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The empty ledger to copy into (created or migrated first).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        #[command(flatten)]
+        no_config: NoConfig,
+    },
 }
 
 /// `demo` and `sandbox` make their own config. The global `--config` is
@@ -386,6 +410,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             write_config,
             no_config: _,
         } => return sandbox(listen_base, catalog, faults, write_config).await,
+        Command::Db {
+            command: DbCommand::Copy { from, to, .. },
+        } => {
+            let parse = |which: &str, url: &str| {
+                crate::ledger::parse_database_url(url).map_err(|e| format!("--{which}: {e}"))
+            };
+            let (from, to) = match (parse("from", &from), parse("to", &to)) {
+                (Ok(f), Ok(t)) => (f, t),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("stoksync: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let report = crate::ledger::copy_database(&from, &to)
+                .await
+                .with_context(|| format!("copying {from} into {to}"))?;
+            println!("{report}");
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     // The daemon listens for its stop before anything else, so a SIGTERM
@@ -477,9 +520,11 @@ async fn dispatch(
     stop: CancellationToken,
 ) -> Result<ExitCode, Failure> {
     match command {
-        Command::Demo { .. } | Command::Sandbox { .. } => Err(Failure::Runtime(anyhow::anyhow!(
-            "internal: demo and sandbox run without a config"
-        ))),
+        Command::Demo { .. } | Command::Sandbox { .. } | Command::Db { .. } => {
+            Err(Failure::Runtime(anyhow::anyhow!(
+                "internal: demo and sandbox run without a config"
+            )))
+        }
         Command::Run { shadow: true } => {
             let mut config = config.clone();
             config.sync.mode = crate::config::Mode::Shadow;

@@ -14,6 +14,9 @@
 //!   `STOKSYNC_SIM_FIRST=N` starts elsewhere.
 //! - `STOKSYNC_SIM_SEED=N cargo test --test sim -- --nocapture`: one seed,
 //!   with every log line of every life of the daemon.
+//! - With `STOKSYNC_TEST_PG_URL` set (`eval "$(.ci/pg-start)"`),
+//!   `sim_on_postgres` runs 5 seeds (`STOKSYNC_SIM_PG_SEEDS=N` for more)
+//!   with the ledger in a fresh PostgreSQL database each.
 //!
 //! A seed fixes the world (catalog, config, limits, the schedule of events
 //! and faults, how each life ends); the interleaving of the daemon with the
@@ -24,6 +27,8 @@
 mod daemon;
 #[path = "sim/model.rs"]
 mod model;
+#[path = "common/pg.rs"]
+mod pg;
 #[path = "sim/world.rs"]
 mod world;
 
@@ -39,6 +44,12 @@ fn env_u64(name: &str) -> Option<u64> {
 static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn record_panics() {
+    // Once per process: both tests of this file call it.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(record_panics_now);
+}
+
+fn record_panics_now() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current().name().unwrap_or("?").to_string();
@@ -53,6 +64,12 @@ fn record_panics() {
 /// Runs one world on this thread; its calendar is shifted when the seed
 /// puts the run across midnight.
 fn run_seed(seed: u64, verbose: bool) -> Result<world::Stats, String> {
+    run_seed_on(seed, verbose, None)
+}
+
+/// [`run_seed`] with the ledger in the PostgreSQL database `postgres`
+/// names (an empty one), or in a SQLite file when `None`.
+fn run_seed_on(seed: u64, verbose: bool, postgres: Option<String>) -> Result<world::Stats, String> {
     let setup = world::Setup::draw(seed);
     let shift = Arc::new(AtomicI64::new(0));
     if setup.near_midnight {
@@ -71,8 +88,11 @@ fn run_seed(seed: u64, verbose: bool) -> Result<world::Stats, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let out = rt.block_on(async {
-        match tokio::time::timeout(Duration::from_secs(120), world::run(&setup, shift, verbose))
-            .await
+        match tokio::time::timeout(
+            Duration::from_secs(120),
+            world::run(&setup, shift, verbose, postgres),
+        )
+        .await
         {
             Ok(r) => r,
             Err(_) => Err("the world did not finish within 120 s".to_string()),
@@ -186,4 +206,42 @@ fn simulated_worlds_lose_no_unit_and_break_no_limit() {
             panics.len()
         );
     }
+}
+
+/// The same worlds with the ledger in PostgreSQL: a fresh database per
+/// seed, reopened by every life of the daemon. Skipped without
+/// `STOKSYNC_TEST_PG_URL`.
+#[test]
+fn sim_on_postgres() {
+    record_panics();
+    let count = env_u64("STOKSYNC_SIM_PG_SEEDS").unwrap_or(5);
+    let first = env_u64("STOKSYNC_SIM_FIRST").unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    let started = Instant::now();
+    for seed in first..first + count {
+        let Some(url) = rt.block_on(pg::fresh_database(&format!("sim_{seed}"))) else {
+            return;
+        };
+        if let Err(e) = run_seed_on(seed, false, Some(url)) {
+            failures.push(format!(
+                "\nseed {seed} on PostgreSQL:\n  {e}\n  replay: STOKSYNC_SIM_FIRST={seed} STOKSYNC_SIM_PG_SEEDS=1 cargo test --test sim sim_on_postgres\n"
+            ));
+        }
+    }
+    println!(
+        "simulator on PostgreSQL: {count} seeds ({first}..{}) in {:.1} s",
+        first + count,
+        started.elapsed().as_secs_f64()
+    );
+    let panics = PANICS.lock().unwrap().clone();
+    assert!(
+        failures.is_empty() && panics.is_empty(),
+        "{} of {count} seeds failed on PostgreSQL, panics: {panics:#?}{}",
+        failures.len(),
+        failures.concat()
+    );
 }

@@ -12,13 +12,14 @@
 // Each file uses only those above it in this order (tests/architecture.rs
 // checks there is no cycle): journal <- bundles <- relink <- stock,
 // catalog <- orders; links, changes, backlog, maintenance and alerts stand
-// alone.
+// alone; copy uses maintenance (the journal check) only through `Ledger`.
 mod alerts;
 mod backend;
 mod backlog;
 mod bundles;
 mod catalog;
 mod changes;
+mod copy;
 mod journal;
 mod lease;
 mod links;
@@ -38,6 +39,7 @@ pub use bundles::{
 };
 pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_made};
 pub use changes::PlanVersion;
+pub use copy::{CopyReport, copy_database, copy_ledger, parse_database_url};
 pub use journal::{MovementKind, StockChange};
 pub use lease::{Claim, LeaseRow, StandbyRow};
 pub use links::{LinkChange, LinkReport, LinkRow};

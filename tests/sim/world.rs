@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 use stoksync::config::{Config, Timing};
 use stoksync::domain::{ListingRef, ProviderName};
-use stoksync::ledger::{Ledger, StockChange};
+use stoksync::ledger::{Database, Ledger, StockChange};
 use stoksync::sandbox::{Fake, Fault, Lost, bazaardan, eticaret, pazarsync, stokdurumu};
 use tokio::time::Instant;
 
@@ -361,7 +361,14 @@ struct Orders {
     shipped: Vec<String>,
 }
 
-pub async fn run(setup: &Setup, shift: Arc<AtomicI64>, verbose: bool) -> Result<Stats, String> {
+/// `postgres`: the URL of an empty PostgreSQL database to keep the ledger
+/// in (every life reopens it); `None`: a SQLite file in the world's folder.
+pub async fn run(
+    setup: &Setup,
+    shift: Arc<AtomicI64>,
+    verbose: bool,
+    postgres: Option<String>,
+) -> Result<Stats, String> {
     let l = &setup.limits;
     let fakes = Fakes {
         bz: Arc::new(
@@ -442,7 +449,16 @@ pub async fn run(setup: &Setup, shift: Arc<AtomicI64>, verbose: bool) -> Result<
         );
     }
     let db = dir.path().join("ledger.db");
-    let admin = Ledger::open(&db).await.map_err(|e| e.to_string())?;
+    let database = match postgres {
+        Some(url) => Database::Postgres {
+            url,
+            password: None,
+        },
+        None => Database::Sqlite(db.clone()),
+    };
+    let admin = Ledger::connect(&database)
+        .await
+        .map_err(|e| e.to_string())?;
     admin
         .import_stock(&setup.skus, "sim", "initial count")
         .await
@@ -484,6 +500,7 @@ pub async fn run(setup: &Setup, shift: Arc<AtomicI64>, verbose: bool) -> Result<
     let text = setup.config_text(&db, &fakes);
     let mut config =
         Config::parse(&text, &dir.path().join("sim.toml"), &|_| None).map_err(|e| e.to_string())?;
+    config.database = database;
     config.sync.timing = Timing {
         rate_window: WINDOW,
         rate_margin: Duration::from_millis(60),
