@@ -766,9 +766,14 @@ async fn check(
     deep: bool,
 ) -> Result<ExitCode, Failure> {
     println!("config: {} ok", config.file.display());
+    let (version, tables) = ledger
+        .schema_check()
+        .await
+        .context("checking the ledger's schema")?;
     println!(
-        "database: {} ok, migrations applied",
-        config.database.display()
+        "database: {} ({}) ok, migrations applied up to {version}, {tables} tables as expected",
+        config.database.display(),
+        ledger.backend().as_str()
     );
     let enabled: Vec<String> = config
         .enabled_providers()

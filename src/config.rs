@@ -1425,6 +1425,80 @@ mod tests {
     }
 
     #[test]
+    fn the_database_is_a_sqlite_file_or_a_postgres_url_without_a_password() {
+        let cfg = parse("[database]\nurl = \"sqlite:///var/lib/s/l.db\"\n").unwrap();
+        assert_eq!(
+            cfg.database,
+            Database::Sqlite(PathBuf::from("/var/lib/s/l.db"))
+        );
+        assert_eq!(cfg.lease_ttl, DEFAULT_LEASE_TTL);
+        let cfg = parse("[database]\nurl = \"sqlite:l.db\"\nlease_ttl = \"5s\"\n").unwrap();
+        assert_eq!(
+            cfg.database,
+            Database::Sqlite(PathBuf::from("/etc/stoksync/l.db"))
+        );
+        assert_eq!(cfg.lease_ttl, Duration::from_secs(5));
+        let cfg = parse("[database]\nurl = \"postgres://s@db:5432/s\"\n").unwrap();
+        assert_eq!(
+            cfg.database,
+            Database::Postgres {
+                url: "postgres://s@db:5432/s".into(),
+                password: None
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "hunter2\n").unwrap();
+        let cfg = parse(&format!(
+            "[database]\nurl = \"postgres://s@db/s\"\npassword_file = \"{}\"\n",
+            pw.display()
+        ))
+        .unwrap();
+        let Database::Postgres { password, .. } = &cfg.database else {
+            panic!()
+        };
+        assert_eq!(password.as_ref().map(Secret::expose), Some("hunter2"));
+        assert!(!format!("{cfg:?}").contains("hunter2"), "never in Debug");
+        for (text, key, says) in [
+            (
+                "[database]\nurl = \"postgres://s:hunter2@db/s\"\n",
+                "database.url",
+                "carries a password",
+            ),
+            (
+                "[database]\nurl = \"mysql://db/s\"\n",
+                "database.url",
+                "neither",
+            ),
+            (
+                "[database]\nurl = \"sqlite:x.db\"\nlease_ttl = \"1s\"\n",
+                "database.lease_ttl",
+                "at least 2s",
+            ),
+            (
+                "[ledger]\ndatabase = \"x.db\"\n[database]\nurl = \"sqlite:y.db\"\n",
+                "database.url",
+                "keep one",
+            ),
+            (
+                "[database]\nurl = \"postgres://s@db/s\"\npassword_file = \"/nonexistent/pw\"\n",
+                "database.password_file",
+                "cannot read",
+            ),
+            (
+                "[database]\nurl = \"sqlite:x.db\"\npassword_file = \"/pw\"\n",
+                "database.password_file",
+                "no password",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key_and_the_line() {
         let cases: &[(&str, &str, usize)] = &[
             (

@@ -152,11 +152,15 @@ requests_per_minute = {PER_MINUTE}
         v["state"].as_str().map(str::to_string)
     }
 
+    /// Whether a daemon holds the lease (`/readyz` `lease.role`). It may
+    /// still wait to poll: it takes over the request log's window, which
+    /// the other may have filled.
     async fn active(&self, host: usize) -> bool {
-        matches!(
-            self.state(host).await.as_deref(),
-            Some("ready" | "degraded")
-        )
+        let Ok(r) = reqwest::get(format!("http://{}/readyz", self.hosts[host].1)).await else {
+            return false;
+        };
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        v["lease"]["role"] == "active"
     }
 
     async fn ledger(&self) -> Ledger {
@@ -199,7 +203,9 @@ requests_per_minute = {PER_MINUTE}
         }
         let ledger = self.ledger().await;
         wait_for(
-            Duration::from_secs(60),
+            // The new active daemon may first wait out the 60 s window the old
+            // one filled (the request log is shared): a minute and more.
+            Duration::from_secs(180),
             "the ledger to equal the orders and every listing to show it",
             || {
                 let (ledger, expected) = (&ledger, &expected);
@@ -279,6 +285,19 @@ async fn kill_9_of_the_active_daemon_hands_over_within_the_lease() {
         || async { pair.state(standby).await.as_deref() == Some("standby") },
     )
     .await;
+    // `status` on either host tells the same story: who is active, who waits.
+    let names = ["host-a", "host-b"];
+    for h in 0..2 {
+        let shown = pair.ok(h, &["status"]).await;
+        assert!(
+            shown.contains(&format!("active: {}/", names[active])),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("standby: {}/", names[standby])),
+            "{shown}"
+        );
+    }
     // Let it sync for a while, then kill it in the middle of its work.
     let before = pair.fake.counters().requests;
     wait_for(
@@ -366,10 +385,19 @@ async fn a_paused_active_daemon_woken_after_a_takeover_writes_and_sends_nothing(
         assert!(ok, "kill {sig} {pid}");
     };
     signal("-STOP");
-    wait_for(TTL * 4, "the standby to take over", || async {
-        pair.active(standby).await
-    })
-    .await;
+    let end = Instant::now() + TTL * 4;
+    while !pair.active(standby).await {
+        if Instant::now() > end {
+            signal("-CONT");
+            panic!(
+                "the standby did not take over in {:?}; its log:\n{}\nthe paused one's:\n{}",
+                TTL * 4,
+                std::fs::read_to_string(pair.log_path(standby)).unwrap_or_default(),
+                std::fs::read_to_string(pair.log_path(active)).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let ledger = pair.ledger().await;
     let lease = ledger.lease().await.unwrap().unwrap();
     let old_epoch = lease.epoch - 1;

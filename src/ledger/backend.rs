@@ -350,6 +350,18 @@ mod tests {
     }
 
     #[test]
+    fn both_backends_have_the_same_migrations() {
+        let names = |m: &sqlx::migrate::Migrator| {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let sqlite = names(super::super::migrator(Backend::Sqlite));
+        assert_eq!(sqlite, names(super::super::migrator(Backend::Postgres)));
+        assert!(sqlite.len() >= 9, "{sqlite:?}");
+    }
+
+    #[test]
     fn a_path_with_url_characters_survives_the_url() {
         assert_eq!(
             encode_path("/var/lib/a b/ç?#%.db"),

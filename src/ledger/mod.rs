@@ -86,6 +86,13 @@ const REQUEST_LOG_KEEP_MS: i64 = 2 * 24 * 3600 * 1000;
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATOR,
+        Backend::Postgres => &POSTGRES_MIGRATOR,
+    }
+}
+
 /// The key of the PostgreSQL transaction lock every write transaction takes
 /// (`pg_advisory_xact_lock`): "stoksync" in ASCII.
 const WRITER_LOCK: i64 = 0x73746f6b73796e63;
