@@ -18,7 +18,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use stoksync::domain::ProviderName;
 use stoksync::ledger::{Database, Ledger};
 use stoksync::sandbox::bazaardan::{FakeBazaardan, Options};
 use tokio::process::{Child, Command};
@@ -352,7 +351,6 @@ async fn kill_9_of_the_active_daemon_hands_over_within_the_lease() {
         }
     }
     assert!(repeated <= LISTINGS as usize, "{repeated} repeated writes");
-    let _ = ProviderName::Bazaardan;
     ledger.close().await;
     daemons[standby].start_kill().unwrap();
 }

@@ -106,7 +106,7 @@ impl Backend {
         }
     }
 
-    fn of(conn: &AnyConnection) -> Backend {
+    pub(crate) fn of(conn: &AnyConnection) -> Backend {
         if conn.backend_name().eq_ignore_ascii_case("sqlite") {
             Backend::Sqlite
         } else {

@@ -57,9 +57,7 @@ impl Ledger {
         let started = Instant::now();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
         let mut tx = self.begin_unfenced().await?;
-        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(self.backend.now_ms_sql()))
-            .fetch_one(&mut *tx)
-            .await?;
+        let now = db_now(&mut tx).await?;
         let row = read_lease(&mut tx, now).await?;
         if let Some(row) = &row
             && !row.expired()
@@ -117,9 +115,7 @@ impl Ledger {
         let started = Instant::now();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
         let mut tx = self.begin_unfenced().await?;
-        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(self.backend.now_ms_sql()))
-            .fetch_one(&mut *tx)
-            .await?;
+        let now = db_now(&mut tx).await?;
         let done = sqlx::query(
             "UPDATE leader_lease SET renewed_at_ms = $1, expires_at_ms = $2
              WHERE id = 1 AND holder = $3 AND epoch = $4 AND expires_at_ms > $1",
@@ -160,18 +156,14 @@ impl Ledger {
     /// The lease, if any daemon ever took it, with the database's clock.
     pub async fn lease(&self) -> Result<Option<LeaseRow>> {
         let mut conn = self.read.acquire().await?;
-        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(self.backend.now_ms_sql()))
-            .fetch_one(&mut *conn)
-            .await?;
+        let now = db_now(&mut conn).await?;
         read_lease(&mut conn, now).await
     }
 
     /// Standbys seen within `within`, by the database's clock.
     pub async fn standbys(&self, within: Duration) -> Result<Vec<StandbyRow>> {
         let mut conn = self.read.acquire().await?;
-        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(self.backend.now_ms_sql()))
-            .fetch_one(&mut *conn)
-            .await?;
+        let now = db_now(&mut conn).await?;
         let since = now - i64::try_from(within.as_millis()).unwrap_or(i64::MAX / 4);
         let rows = sqlx::query(
             "SELECT holder, seen_at_ms FROM lease_standbys WHERE seen_at_ms >= $1 ORDER BY holder",
@@ -205,6 +197,17 @@ impl Ledger {
     pub fn role(&self) -> super::Role {
         self.fence.role()
     }
+}
+
+/// The database server's clock, in ms: the clock every host reads the
+/// lease by.
+async fn db_now(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    let backend = super::backend::Backend::of(conn);
+    Ok(
+        sqlx::query_scalar(sqlx::AssertSqlSafe(backend.now_ms_sql()))
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }
 
 async fn read_lease(conn: &mut sqlx::AnyConnection, now: i64) -> Result<Option<LeaseRow>> {
