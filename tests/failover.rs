@@ -373,15 +373,19 @@ async fn a_paused_active_daemon_woken_after_a_takeover_writes_and_sends_nothing(
         || async { pair.fake.counters().requests > before + 20 },
     )
     .await;
-    let pid = daemons[active].id().unwrap().to_string();
-    let signal = |sig: &str| {
+    let pids = [
+        daemons[0].id().unwrap().to_string(),
+        daemons[1].id().unwrap().to_string(),
+    ];
+    let signal_to = |host: usize, sig: &str| {
         let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
+            .args([sig, &pids[host]])
             .status()
             .unwrap()
             .success();
-        assert!(ok, "kill {sig} {pid}");
+        assert!(ok, "kill {sig} {}", pids[host]);
     };
+    let signal = |sig: &str| signal_to(active, sig);
     signal("-STOP");
     let end = Instant::now() + TTL * 4;
     while !pair.active(standby).await {
@@ -402,6 +406,11 @@ async fn a_paused_active_daemon_woken_after_a_takeover_writes_and_sends_nothing(
     let old_rows =
         |rows: Vec<(i64, Option<i64>)>| rows.iter().filter(|(_, e)| *e == Some(old_epoch)).count();
     let logged_before = old_rows(ledger.request_epochs().await.unwrap());
+    // Freeze the new active daemon too, so every request the provider sees
+    // from now until the old one exits is the old one's.
+    signal_to(standby, "-STOP");
+    let seen_before = pair.fake.counters();
+    let written_before = pair.fake.writes().len();
     signal("-CONT");
     // Woken, it finds its lease gone and exits (so a restart waits as a standby).
     let out = tokio::time::timeout(Duration::from_secs(30), daemons[active].wait())
@@ -409,6 +418,14 @@ async fn a_paused_active_daemon_woken_after_a_takeover_writes_and_sends_nothing(
         .expect("the fenced-out daemon exits")
         .unwrap();
     assert_eq!(out.code(), Some(1), "lost the lease: exit 1 for a restart");
+    let seen_after = pair.fake.counters();
+    assert_eq!(
+        (seen_after.requests, pair.fake.writes().len()),
+        (seen_before.requests, written_before),
+        "the fenced-out daemon sent requests (or pushes) after it woke: {:?}",
+        seen_after.by_endpoint
+    );
+    signal_to(standby, "-CONT");
     let stderr = std::fs::read_to_string(pair.log_path(active)).unwrap();
     assert!(stderr.contains("lost the active lease"), "{stderr}");
     // Nothing logged (so nothing sent: a request is logged before it is

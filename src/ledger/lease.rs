@@ -110,7 +110,9 @@ impl Ledger {
 
     /// Extends the lease `holder` holds under `epoch` by `ttl` from now.
     /// `Ok(false)`: it is no longer ours (taken over), and this process
-    /// must stop at once.
+    /// must stop at once. A lease that expired but that no one took (the
+    /// holder was paused, and so was every standby) is still this epoch's
+    /// and is renewed: nothing was written under another epoch meanwhile.
     pub async fn renew_lease(&self, holder: &str, epoch: i64, ttl: Duration) -> Result<bool> {
         let started = Instant::now();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
@@ -118,7 +120,7 @@ impl Ledger {
         let now = db_now(&mut tx).await?;
         let done = sqlx::query(
             "UPDATE leader_lease SET renewed_at_ms = $1, expires_at_ms = $2
-             WHERE id = 1 AND holder = $3 AND epoch = $4 AND expires_at_ms > $1",
+             WHERE id = 1 AND holder = $3 AND epoch = $4",
         )
         .bind(now)
         .bind(now + ttl_ms)
