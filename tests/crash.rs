@@ -14,7 +14,6 @@
 mod common;
 
 use common::{Env, Knobs, describe, wait_for};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -117,49 +116,16 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
 
     // Expected from the fake's own records.
     let items = env.fake.items();
-    let mut expected: HashMap<String, i64> =
-        (0..LISTINGS).map(|i| (format!("SKU-{i}"), START)).collect();
-    for (_, product, _, qty, status) in &items {
-        if status != "cancelled" {
-            *expected.get_mut(&format!("SKU-{}", product - 100)).unwrap() -= qty;
-        }
-    }
+    let expected = common::expected_stock(&items, LISTINGS, START);
     let ledger = Ledger::open(&env.database()).await.unwrap();
     for (sku, want) in &expected {
         assert_eq!(ledger.stock_of(sku).await.unwrap(), Some(*want), "{sku}");
     }
-    // Per line: a held line moved its quantity once; a cancelled line either
-    // never moved stock or moved it out and back exactly once.
     let movements = ledger
         .movements_with_prefix("bazaardan/item/")
         .await
         .unwrap();
-    let mut per_item: HashMap<u64, Vec<i64>> = HashMap::new();
-    for m in &movements {
-        let id: u64 = m
-            .idempotency_key
-            .split('/')
-            .nth(2)
-            .unwrap()
-            .parse()
-            .unwrap();
-        per_item.entry(id).or_default().push(m.delta);
-    }
-    for (id, _, _, qty, status) in &items {
-        let deltas = per_item.remove(id).unwrap_or_default();
-        if status == "cancelled" {
-            assert!(
-                deltas.is_empty() || deltas == vec![-qty, *qty],
-                "item {id}: {deltas:?}"
-            );
-        } else {
-            assert_eq!(deltas, vec![-qty], "item {id}");
-        }
-    }
-    assert!(
-        per_item.is_empty(),
-        "movements for unknown items: {per_item:?}"
-    );
+    common::assert_each_line_moved_once(&items, &movements);
     for ((product, variant), sku, shown) in env.fake.listings() {
         assert_eq!(
             Some(shown),

@@ -193,13 +193,7 @@ requests_per_minute = {PER_MINUTE}
     /// shows it (waiting for the active daemon to settle).
     async fn converged(&self) {
         let items = self.fake.items();
-        let mut expected: HashMap<String, i64> =
-            (0..LISTINGS).map(|i| (format!("SKU-{i}"), START)).collect();
-        for (_, product, _, qty, status) in &items {
-            if status != "cancelled" {
-                *expected.get_mut(&format!("SKU-{}", product - 100)).unwrap() -= qty;
-            }
-        }
+        let expected = common::expected_stock(&items, LISTINGS, START);
         let ledger = self.ledger().await;
         wait_for(
             // The new active daemon may first wait out the 60 s window the old
@@ -227,29 +221,50 @@ requests_per_minute = {PER_MINUTE}
             .movements_with_prefix("bazaardan/item/")
             .await
             .unwrap();
-        let mut per_item: HashMap<u64, Vec<i64>> = HashMap::new();
-        for m in &movements {
-            let id: u64 = m
-                .idempotency_key
-                .split('/')
-                .nth(2)
-                .unwrap()
-                .parse()
-                .unwrap();
-            per_item.entry(id).or_default().push(m.delta);
-        }
-        for (id, _, _, qty, status) in &items {
-            let deltas = per_item.remove(id).unwrap_or_default();
-            if status == "cancelled" {
-                assert!(
-                    deltas.is_empty() || deltas == vec![-qty, *qty],
-                    "item {id}: {deltas:?}"
-                );
-            } else {
-                assert_eq!(deltas, vec![-qty], "item {id}");
-            }
-        }
+        common::assert_each_line_moved_once(&items, &movements);
         ledger.close().await;
+    }
+}
+
+/// Both daemons running, orders flowing, one of them active.
+struct AtWork {
+    pair: Arc<Pair>,
+    daemons: [Child; 2],
+    /// Cleared to stop the shop.
+    running: Arc<AtomicBool>,
+    shop: tokio::task::JoinHandle<()>,
+    active: usize,
+}
+
+impl AtWork {
+    /// `None` without a PostgreSQL to run on (the test skips).
+    async fn start(tag: &str) -> Option<AtWork> {
+        let pair = Arc::new(Pair::new(tag).await?);
+        let daemons = [pair.spawn(0), pair.spawn(1)];
+        let running = Arc::new(AtomicBool::new(true));
+        let shop = pair.shop(running.clone());
+        let active = which_active(&pair).await;
+        Some(AtWork {
+            pair,
+            daemons,
+            running,
+            shop,
+            active,
+        })
+    }
+}
+
+impl Pair {
+    /// Waits until the active daemon has made 20 more requests: it is in
+    /// the middle of its work.
+    async fn busy(&self) {
+        let before = self.fake.counters().requests;
+        wait_for(
+            Duration::from_secs(30),
+            "the active daemon to talk to the provider",
+            || async { self.fake.counters().requests > before + 20 },
+        )
+        .await;
     }
 }
 
@@ -269,14 +284,16 @@ async fn which_active(pair: &Pair) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_active_daemon_hands_over_within_the_lease() {
-    let Some(pair) = Pair::new("failover").await else {
+    let Some(AtWork {
+        pair,
+        mut daemons,
+        running,
+        shop,
+        active,
+    }) = AtWork::start("failover").await
+    else {
         return;
     };
-    let pair = Arc::new(pair);
-    let mut daemons = [pair.spawn(0), pair.spawn(1)];
-    let running = Arc::new(AtomicBool::new(true));
-    let shop = pair.shop(running.clone());
-    let active = which_active(&pair).await;
     let standby = 1 - active;
     wait_for(
         Duration::from_secs(30),
@@ -298,13 +315,7 @@ async fn kill_9_of_the_active_daemon_hands_over_within_the_lease() {
         );
     }
     // Let it sync for a while, then kill it in the middle of its work.
-    let before = pair.fake.counters().requests;
-    wait_for(
-        Duration::from_secs(30),
-        "the active daemon to talk to the provider",
-        || async { pair.fake.counters().requests > before + 20 },
-    )
-    .await;
+    pair.busy().await;
     daemons[active].start_kill().unwrap();
     let killed = Instant::now();
     let status = daemons[active].wait().await.unwrap();
@@ -357,22 +368,18 @@ async fn kill_9_of_the_active_daemon_hands_over_within_the_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_active_daemon_woken_after_a_takeover_writes_and_sends_nothing() {
-    let Some(pair) = Pair::new("fencing").await else {
+    let Some(AtWork {
+        pair,
+        mut daemons,
+        running,
+        shop,
+        active,
+    }) = AtWork::start("fencing").await
+    else {
         return;
     };
-    let pair = Arc::new(pair);
-    let mut daemons = [pair.spawn(0), pair.spawn(1)];
-    let running = Arc::new(AtomicBool::new(true));
-    let shop = pair.shop(running.clone());
-    let active = which_active(&pair).await;
     let standby = 1 - active;
-    let before = pair.fake.counters().requests;
-    wait_for(
-        Duration::from_secs(30),
-        "the active daemon to talk to the provider",
-        || async { pair.fake.counters().requests > before + 20 },
-    )
-    .await;
+    pair.busy().await;
     let pids = [
         daemons[0].id().unwrap().to_string(),
         daemons[1].id().unwrap().to_string(),
@@ -409,7 +416,18 @@ async fn a_paused_active_daemon_woken_after_a_takeover_writes_and_sends_nothing(
     // Freeze the new active daemon too, so every request the provider sees
     // from now until the old one exits is the old one's.
     signal_to(standby, "-STOP");
-    let seen_before = pair.fake.counters();
+    // What it sent before it froze may still be in the fake's hands: wait
+    // until the fake's count stays put.
+    let mut seen_before = pair.fake.counters();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = pair.fake.counters();
+        if now.requests == seen_before.requests || Instant::now() > end {
+            break;
+        }
+        seen_before = now;
+    }
     let written_before = pair.fake.writes().len();
     signal("-CONT");
     // Woken, it finds its lease gone and exits (so a restart waits as a standby).

@@ -221,3 +221,56 @@ pub async fn four_fakes() -> Vec<Box<dyn stoksync::sandbox::Fake>> {
         ),
     ]
 }
+
+/// An order line of the BaZaaRDan fake: (item, product, variant, quantity, status).
+pub type FakeItem = (u64, u64, Option<u64>, i64, String);
+
+/// What each `SKU-i` (listed as product `100 + i`) holds once the fake's
+/// orders are applied to `start` units: every line not cancelled taken off.
+pub fn expected_stock(
+    items: &[FakeItem],
+    listings: u64,
+    start: i64,
+) -> std::collections::HashMap<String, i64> {
+    let mut expected: std::collections::HashMap<String, i64> =
+        (0..listings).map(|i| (format!("SKU-{i}"), start)).collect();
+    for (_, product, _, qty, status) in items {
+        if status != "cancelled" {
+            *expected.get_mut(&format!("SKU-{}", product - 100)).unwrap() -= qty;
+        }
+    }
+    expected
+}
+
+/// Per line: a held line moved its quantity once; a cancelled line either
+/// never moved stock or moved it out and back exactly once; no movement of
+/// a line the fake does not have. `movements` are those keyed
+/// `bazaardan/item/<id>/...`.
+pub fn assert_each_line_moved_once(items: &[FakeItem], movements: &[stoksync::ledger::Movement]) {
+    let mut per_item: std::collections::HashMap<u64, Vec<i64>> = Default::default();
+    for m in movements {
+        let id: u64 = m
+            .idempotency_key
+            .split('/')
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        per_item.entry(id).or_default().push(m.delta);
+    }
+    for (id, _, _, qty, status) in items {
+        let deltas = per_item.remove(id).unwrap_or_default();
+        if status == "cancelled" {
+            assert!(
+                deltas.is_empty() || deltas == vec![-qty, *qty],
+                "item {id}: {deltas:?}"
+            );
+        } else {
+            assert_eq!(deltas, vec![-qty], "item {id}");
+        }
+    }
+    assert!(
+        per_item.is_empty(),
+        "movements for unknown items: {per_item:?}"
+    );
+}
