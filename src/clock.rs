@@ -2,18 +2,52 @@
 //! (the daily quota's 00:00 Turkey time) and every time it tells a provider
 //! read the clock here, never `Utc::now()` directly.
 //!
-//! One reason: the simulator (`tests/sim.rs`) shifts the calendar of the
-//! threads that run one simulated world, so a day boundary can fall inside
-//! a run that lasts a second. A thread that was not shifted (every thread in
-//! production) reads the system clock unchanged.
+//! One reason: the simulator (`tests/sim.rs`) runs a world in virtual
+//! time. On its thread the calendar is [`simulate`]d: it reads tokio's
+//! paused clock from a moment the simulator chose, so a day of a seller's
+//! traffic, a quota day's 00:00 Turkey time included, passes in seconds and
+//! the same seed reads the same times. A thread that was not set up (every
+//! thread in production) reads the system clock unchanged.
 
 use chrono::{DateTime, Utc};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 thread_local! {
     static SHIFT: RefCell<Option<Arc<AtomicI64>>> = const { RefCell::new(None) };
+    /// The simulated calendar: Unix ms when tokio's clock read the instant.
+    static SIM: Cell<Option<(i64, tokio::time::Instant)>> = const { Cell::new(None) };
+    /// The calendar held still (see [`hold`]).
+    static HELD: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+/// From now on, this thread's calendar reads `at_ms` (Unix ms) at tokio's
+/// current instant and moves with tokio's clock (paused, in a simulation).
+/// Call it inside the runtime whose clock it follows; `None` ends it.
+pub fn simulate(at_ms: Option<i64>) {
+    SIM.with(|s| s.set(at_ms.map(|ms| (ms, tokio::time::Instant::now()))));
+}
+
+/// While the guard lives, this thread's simulated calendar stands still at
+/// its current reading (a ledger call runs on another runtime, whose clock
+/// is not the simulation's). Without a simulation it changes nothing.
+pub(crate) fn hold() -> Held {
+    let was = HELD.with(Cell::get);
+    if SIM.with(Cell::get).is_some() && was.is_none() {
+        let now = now_ms();
+        HELD.with(|h| h.set(Some(now)));
+    }
+    Held(was)
+}
+
+/// See [`hold`].
+pub(crate) struct Held(Option<i64>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(self.0));
+    }
 }
 
 /// Milliseconds to add to the system clock on this thread.
@@ -23,6 +57,9 @@ fn shift_ms() -> i64 {
 
 /// Now, as this thread's calendar reads it.
 pub fn now_utc() -> DateTime<Utc> {
+    if let Some(ms) = sim_ms() {
+        return DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    }
     let real = Utc::now();
     match shift_ms() {
         0 => real,
@@ -32,7 +69,17 @@ pub fn now_utc() -> DateTime<Utc> {
 
 /// Now in Unix milliseconds.
 pub fn now_ms() -> i64 {
-    now_utc().timestamp_millis()
+    sim_ms().unwrap_or_else(|| now_utc().timestamp_millis())
+}
+
+/// The simulated calendar's reading, on a simulated thread.
+fn sim_ms() -> Option<i64> {
+    if let Some(ms) = HELD.with(Cell::get) {
+        return Some(ms);
+    }
+    let (at, base) = SIM.with(Cell::get)?;
+    let passed = tokio::time::Instant::now().saturating_duration_since(base);
+    Some(at.saturating_add(i64::try_from(passed.as_millis()).unwrap_or(i64::MAX)))
 }
 
 /// Shifts this thread's calendar by the value of `shift` (milliseconds),

@@ -3,6 +3,7 @@
 //! push noted in `push_attempts` and keeps for an hour (see the migration
 //! `push_log`): `push_attempts` itself forgets a push once it is settled.
 
+use super::db;
 use super::{Ledger, Result};
 use crate::domain::ProviderName;
 
@@ -14,14 +15,17 @@ impl Ledger {
         provider: ProviderName,
         since_ms: i64,
     ) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT sent_at_ms FROM push_log WHERE provider = $1 AND sent_at_ms > $2
+        db(async move {
+            Ok(sqlx::query_scalar(
+                "SELECT sent_at_ms FROM push_log WHERE provider = $1 AND sent_at_ms > $2
              ORDER BY sent_at_ms",
-        )
-        .bind(provider.as_str())
-        .bind(since_ms)
-        .fetch_all(&self.read)
-        .await?)
+            )
+            .bind(provider.as_str())
+            .bind(since_ms)
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 }
 

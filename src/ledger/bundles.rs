@@ -4,6 +4,7 @@
 //! them (`bundle_parts`), so a sale moves those SKUs and the planner reads
 //! what they make.
 
+use super::db;
 use super::journal::json_list;
 use super::sql;
 use super::{Ledger, LedgerError, Result};
@@ -197,38 +198,40 @@ impl Ledger {
     /// it. Rows naming a SKU the ledger does not know are refused, and
     /// then nothing is written.
     pub async fn import_rules(&self, rows: &[RuleRow], file: &str) -> Result<DefinitionReport> {
-        let mut tx = self.begin().await?;
-        let known = known_skus(&mut tx).await?;
-        let refused: Vec<(usize, String)> = rows
-            .iter()
-            .filter(|r| !known.contains(&r.sku))
-            .map(|r| {
-                (
-                    r.line,
-                    format!(
-                        "SKU `{}` is not in the ledger: import its stock (or its bundle) first",
-                        r.sku
-                    ),
-                )
-            })
-            .collect();
-        if !refused.is_empty() {
-            return Err(LedgerError::Refused(refused));
-        }
-        let now = now_ms();
-        let mut report = DefinitionReport::default();
-        for r in rows {
-            if r.set.is_empty() {
-                let gone = sqlx::query("DELETE FROM sku_rules WHERE sku = $1 AND provider = $2")
-                    .bind(&r.sku)
-                    .bind(r.provider.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                report.removed += gone.rows_affected() as usize;
-                continue;
+        db(async move {
+            let mut tx = self.begin().await?;
+            let known = known_skus(&mut tx).await?;
+            let refused: Vec<(usize, String)> = rows
+                .iter()
+                .filter(|r| !known.contains(&r.sku))
+                .map(|r| {
+                    (
+                        r.line,
+                        format!(
+                            "SKU `{}` is not in the ledger: import its stock (or its bundle) first",
+                            r.sku
+                        ),
+                    )
+                })
+                .collect();
+            if !refused.is_empty() {
+                return Err(LedgerError::Refused(refused));
             }
-            sqlx::query(
-                "INSERT INTO sku_rules (sku, provider, safety_stock, zero_below, percent,
+            let now = now_ms();
+            let mut report = DefinitionReport::default();
+            for r in rows {
+                if r.set.is_empty() {
+                    let gone =
+                        sqlx::query("DELETE FROM sku_rules WHERE sku = $1 AND provider = $2")
+                            .bind(&r.sku)
+                            .bind(r.provider.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    report.removed += gone.rows_affected() as usize;
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO sku_rules (sku, provider, safety_stock, zero_below, percent,
                                         max_quantity, frozen, source, updated_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (sku, provider) DO UPDATE SET
@@ -236,49 +239,54 @@ impl Ledger {
                      percent = excluded.percent, max_quantity = excluded.max_quantity,
                      frozen = excluded.frozen, source = excluded.source,
                      updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(&r.sku)
-            .bind(r.provider.as_str())
-            .bind(r.set.get(Field::SafetyStock))
-            .bind(r.set.get(Field::ZeroBelow))
-            .bind(r.set.get(Field::Percent))
-            .bind(r.set.get(Field::MaxQuantity))
-            .bind(r.set.get(Field::Frozen))
-            .bind(format!("{file} line {}", r.line))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            report.written += 1;
-        }
-        changed(&mut tx, "rules", file, rows.len()).await?;
-        tx.commit().await?;
-        Ok(report)
+                )
+                .bind(&r.sku)
+                .bind(r.provider.as_str())
+                .bind(r.set.get(Field::SafetyStock))
+                .bind(r.set.get(Field::ZeroBelow))
+                .bind(r.set.get(Field::Percent))
+                .bind(r.set.get(Field::MaxQuantity))
+                .bind(r.set.get(Field::Frozen))
+                .bind(format!("{file} line {}", r.line))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                report.written += 1;
+            }
+            changed(&mut tx, "rules", file, rows.len()).await?;
+            tx.commit().await?;
+            Ok(report)
+        })
+        .await
     }
 
     /// Every SKU rule, or those of one SKU.
     pub async fn sku_rules(&self, sku: Option<&str>) -> Result<Vec<SkuRule>> {
-        let rows = sqlx::query(
+        db(async move {
+            let rows = sqlx::query(
             "SELECT sku, provider, safety_stock, zero_below, percent, max_quantity, frozen, source
              FROM sku_rules WHERE $1 IS NULL OR sku = $1 ORDER BY sku, provider",
         )
         .bind(sku)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let p: String = r.get(1);
-                Ok(SkuRule {
-                    sku: r.get(0),
-                    provider: super::parse_provider(&p)?,
-                    safety_stock: r.get(2),
-                    zero_below: r.get(3),
-                    percent: r.get(4),
-                    max_quantity: r.get(5),
-                    frozen: r.get::<Option<i64>, _>(6).map(|f| f != 0),
-                    source: r.get(7),
+            rows.iter()
+                .map(|r| {
+                    let p: String = r.get(1);
+                    Ok(SkuRule {
+                        sku: r.get(0),
+                        provider: super::parse_provider(&p)?,
+                        safety_stock: r.get(2),
+                        zero_below: r.get(3),
+                        percent: r.get(4),
+                        max_quantity: r.get(5),
+                        frozen: r.get::<Option<i64>, _>(6).map(|f| f != 0),
+                        source: r.get(7),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     /// Defines the bundles of a file, in one transaction: each bundle named
@@ -287,6 +295,7 @@ impl Ledger {
     /// component that is neither a SKU with stock nor a bundle, a cycle (a
     /// bundle containing itself through others).
     pub async fn import_bundles(&self, rows: &[BundleRow], file: &str) -> Result<DefinitionReport> {
+        db(async move {
         let mut tx = self.begin().await?;
         let stock: HashSet<String> = sqlx::query_scalar("SELECT sku FROM stock")
             .fetch_all(&mut *tx)
@@ -364,56 +373,64 @@ impl Ledger {
         }
         refused.sort();
         Err(LedgerError::Refused(refused))
+        })
+        .await
     }
 
     /// Every bundle, or one.
     pub async fn bundles(&self, sku: Option<&str>) -> Result<Vec<Bundle>> {
-        let comps: Vec<(String, String, i64, String)> = sqlx::query_as(
-            "SELECT bundle_sku, component_sku, quantity, source FROM bundles
+        db(async move {
+            let comps: Vec<(String, String, i64, String)> = sqlx::query_as(
+                "SELECT bundle_sku, component_sku, quantity, source FROM bundles
              WHERE $1 IS NULL OR bundle_sku = $1 ORDER BY bundle_sku, component_sku",
-        )
-        .bind(sku)
-        .fetch_all(&self.read)
-        .await?;
-        let parts: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT bundle_sku, sku, quantity FROM bundle_parts
+            )
+            .bind(sku)
+            .fetch_all(&self.read)
+            .await?;
+            let parts: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT bundle_sku, sku, quantity FROM bundle_parts
              WHERE $1 IS NULL OR bundle_sku = $1 ORDER BY bundle_sku, sku",
-        )
-        .bind(sku)
-        .fetch_all(&self.read)
-        .await?;
-        let mut out: BTreeMap<String, Bundle> = BTreeMap::new();
-        for (b, c, q, source) in comps {
-            out.entry(b.clone())
-                .or_insert_with(|| Bundle {
-                    sku: b,
-                    components: vec![],
-                    parts: Parts::new(),
-                })
-                .components
-                .push(BundleComponent {
-                    sku: c,
-                    quantity: q,
-                    source,
-                });
-        }
-        for (b, s, q) in parts {
-            if let Some(bundle) = out.get_mut(&b) {
-                bundle.parts.insert(s, q);
+            )
+            .bind(sku)
+            .fetch_all(&self.read)
+            .await?;
+            let mut out: BTreeMap<String, Bundle> = BTreeMap::new();
+            for (b, c, q, source) in comps {
+                out.entry(b.clone())
+                    .or_insert_with(|| Bundle {
+                        sku: b,
+                        components: vec![],
+                        parts: Parts::new(),
+                    })
+                    .components
+                    .push(BundleComponent {
+                        sku: c,
+                        quantity: q,
+                        source,
+                    });
             }
-        }
-        Ok(out.into_values().collect())
+            for (b, s, q) in parts {
+                if let Some(bundle) = out.get_mut(&b) {
+                    bundle.parts.insert(s, q);
+                }
+            }
+            Ok(out.into_values().collect())
+        })
+        .await
     }
 
     /// The bundles `sku` is a part of (directly or through another bundle),
     /// with the units of it each takes.
     pub async fn bundles_using(&self, sku: &str) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT bundle_sku, quantity FROM bundle_parts WHERE sku = $1 ORDER BY bundle_sku",
-        )
-        .bind(sku)
-        .fetch_all(&self.read)
-        .await?)
+        db(async move {
+            Ok(sqlx::query_as(
+                "SELECT bundle_sku, quantity FROM bundle_parts WHERE sku = $1 ORDER BY bundle_sku",
+            )
+            .bind(sku)
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 }
 

@@ -13,6 +13,7 @@
 //! what moved the listing between two of our writes, or after the last.
 
 use super::bundles::known_skus;
+use super::db;
 use super::journal::{MovementKind, NewMovement, StockChange, apply_movement};
 use super::relink::relink_in;
 use super::{Ledger, Result};
@@ -65,6 +66,7 @@ impl Ledger {
         provider: ProviderName,
         remote: &[RemoteListing],
     ) -> Result<DiscoverReport> {
+        db(async move {
         let mut tx = self.begin().await?;
         let p = provider.as_str();
         let mut linked: HashMap<(String, String), String> = HashMap::new();
@@ -172,52 +174,61 @@ impl Ledger {
         report.order_lines_applied = relink_in(&mut tx).await?;
         tx.commit().await?;
         Ok(report)
+        })
+        .await
     }
 
     /// Listings the last discovery of each provider did not link.
     pub async fn catalog_problems(&self) -> Result<Vec<CatalogProblem>> {
-        Ok(sqlx::query_as(
-            "SELECT provider, listing_id, variant_id, sku, problem FROM catalog
+        db(async move {
+            Ok(sqlx::query_as(
+                "SELECT provider, listing_id, variant_id, sku, problem FROM catalog
              WHERE problem IS NOT NULL ORDER BY provider, listing_id, variant_id",
-        )
-        .fetch_all(&self.read)
-        .await?)
+            )
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 
     /// SKUs linked to several listings of one provider (by mapping or learned
     /// from orders). Each listing is kept in step; the operator should know.
     pub async fn duplicate_links(&self) -> Result<Vec<DuplicateLink>> {
-        let rows = sqlx::query(
-            "SELECT provider, sku, listing_id, variant_id FROM listings
+        db(async move {
+            let rows = sqlx::query(
+                "SELECT provider, sku, listing_id, variant_id FROM listings
              WHERE (provider, sku) IN (SELECT provider, sku FROM listings
                                        GROUP BY provider, sku HAVING COUNT(*) > 1)
              ORDER BY provider, sku, listing_id, variant_id",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        let mut out: Vec<DuplicateLink> = Vec::new();
-        for r in rows {
-            let (p, sku): (String, String) = (r.get(0), r.get(1));
-            let l = describe(&r.get::<String, _>(2), &r.get::<String, _>(3));
-            match out.last_mut() {
-                Some(d) if d.provider == p && d.sku == sku => d.listings.push(l),
-                _ => out.push(DuplicateLink {
-                    provider: p,
-                    sku,
-                    listings: vec![l],
-                }),
+            )
+            .fetch_all(&self.read)
+            .await?;
+            let mut out: Vec<DuplicateLink> = Vec::new();
+            for r in rows {
+                let (p, sku): (String, String) = (r.get(0), r.get(1));
+                let l = describe(&r.get::<String, _>(2), &r.get::<String, _>(3));
+                match out.last_mut() {
+                    Some(d) if d.provider == p && d.sku == sku => d.listings.push(l),
+                    _ => out.push(DuplicateLink {
+                        provider: p,
+                        sku,
+                        listings: vec![l],
+                    }),
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// Notes each push before it is sent, and gives it its tag.
     pub async fn mark_attempted(&self, pushes: &mut [StockPush]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let now = now_ms();
-        for push in pushes.iter_mut() {
-            push.tag = format!("{:016x}", fastrand::u64(..));
-            sqlx::query(
+        db(async move {
+            let mut tx = self.begin().await?;
+            let now = now_ms();
+            for push in pushes.iter_mut() {
+                push.tag = format!("{:016x}", fastrand::u64(..));
+                sqlx::query(
                 "INSERT INTO push_attempts (provider, listing_id, variant_id, qty, tag, sent_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
@@ -229,23 +240,28 @@ impl Ledger {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Forgets pushes noted but never sent (the call stopped before them):
     /// they cannot have changed anything.
     pub async fn unnote(&self, tags: &[String]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for tag in tags {
-            sqlx::query("DELETE FROM push_attempts WHERE tag = $1")
-                .bind(tag)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        db(async move {
+            let mut tx = self.begin().await?;
+            for tag in tags {
+                sqlx::query("DELETE FROM push_attempts WHERE tag = $1")
+                    .bind(tag)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Listings of `provider` with pushes whose outcome is unknown, each
@@ -254,28 +270,31 @@ impl Ledger {
         &self,
         provider: ProviderName,
     ) -> Result<HashMap<ListingRef, Vec<Attempt>>> {
-        let rows = sqlx::query(
-            "SELECT listing_id, variant_id, qty, tag, sent_at_ms FROM push_attempts
+        db(async move {
+            let rows = sqlx::query(
+                "SELECT listing_id, variant_id, qty, tag, sent_at_ms FROM push_attempts
              WHERE provider = $1 ORDER BY id",
-        )
-        .bind(provider.as_str())
-        .fetch_all(&self.read)
-        .await?;
-        let mut out: HashMap<ListingRef, Vec<Attempt>> = HashMap::new();
-        for r in rows {
-            out.entry(ListingRef {
-                provider,
-                listing_id: r.get(0),
-                variant_id: r.get(1),
-            })
-            .or_default()
-            .push(Attempt {
-                qty: r.get(2),
-                tag: r.get(3),
-                sent_at_ms: r.get(4),
-            });
-        }
-        Ok(out)
+            )
+            .bind(provider.as_str())
+            .fetch_all(&self.read)
+            .await?;
+            let mut out: HashMap<ListingRef, Vec<Attempt>> = HashMap::new();
+            for r in rows {
+                out.entry(ListingRef {
+                    provider,
+                    listing_id: r.get(0),
+                    variant_id: r.get(1),
+                })
+                .or_default()
+                .push(Attempt {
+                    qty: r.get(2),
+                    tag: r.get(3),
+                    sent_at_ms: r.get(4),
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 

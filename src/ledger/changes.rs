@@ -2,6 +2,7 @@
 //! not our own push records: stock movements, links made or moved. A
 //! scheduler re-plans when it changes, and only then.
 
+use super::db;
 use super::{Ledger, Result};
 use crate::domain::ProviderName;
 use sqlx::Row;
@@ -20,21 +21,24 @@ pub struct PlanVersion {
 impl Ledger {
     /// The current [`PlanVersion`] of `provider`: three index lookups.
     pub async fn plan_version(&self, provider: ProviderName) -> Result<PlanVersion> {
-        let row = sqlx::query(
-            "SELECT (SELECT COALESCE(MAX(id), 0) FROM movements),
+        db(async move {
+            let row = sqlx::query(
+                "SELECT (SELECT COALESCE(MAX(id), 0) FROM movements),
                     (SELECT COALESCE(MAX(id), 0) FROM link_changes),
                     (SELECT COUNT(*) FROM listings WHERE provider = $1),
                     (SELECT COALESCE(MAX(id), 0) FROM definition_changes)",
-        )
-        .bind(provider.as_str())
-        .fetch_one(&self.read)
-        .await?;
-        Ok(PlanVersion {
-            movements: row.get(0),
-            link_changes: row.get(1),
-            listings: row.get(2),
-            definitions: row.get(3),
+            )
+            .bind(provider.as_str())
+            .fetch_one(&self.read)
+            .await?;
+            Ok(PlanVersion {
+                movements: row.get(0),
+                link_changes: row.get(1),
+                listings: row.get(2),
+                definitions: row.get(3),
+            })
         })
+        .await
     }
 }
 

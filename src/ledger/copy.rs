@@ -15,6 +15,7 @@
 //! - Row counts and per-SKU journal sums are checked inside the write
 //!   transaction (a mismatch rolls it back) and again after the commit.
 
+use super::db;
 use super::{Backend, Database, Ledger, LedgerError, Result};
 use futures_util::TryStreamExt;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Row, Transaction};
@@ -336,29 +337,32 @@ impl Ledger {
     /// differ from ours) and the tables exactly the ledger's. Returns the
     /// newest migration's version and the number of tables.
     pub async fn schema_check(&self) -> Result<(i64, usize)> {
-        let mut conn = self.read.acquire().await?;
-        let (applied, newest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MAX(version) FROM _sqlx_migrations WHERE success = true",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        let expected = super::migrator(self.backend).iter().count();
-        if usize::try_from(applied).ok() != Some(expected) {
-            return Err(invalid(format!(
-                "{applied} of the {expected} {} migrations applied",
-                self.backend.as_str()
-            )));
-        }
-        let have = schema_tables(&mut conn, self.backend).await?;
-        let known: BTreeSet<String> = TABLES.iter().map(|t| t.to_string()).collect();
-        if have != known {
-            return Err(invalid(format!(
-                "the ledger's tables differ from this version's: unexpected {:?}, missing {:?}",
-                have.difference(&known).collect::<Vec<_>>(),
-                known.difference(&have).collect::<Vec<_>>()
-            )));
-        }
-        Ok((newest.unwrap_or(0), have.len()))
+        db(async move {
+            let mut conn = self.read.acquire().await?;
+            let (applied, newest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MAX(version) FROM _sqlx_migrations WHERE success = true",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            let expected = super::migrator(self.backend).iter().count();
+            if usize::try_from(applied).ok() != Some(expected) {
+                return Err(invalid(format!(
+                    "{applied} of the {expected} {} migrations applied",
+                    self.backend.as_str()
+                )));
+            }
+            let have = schema_tables(&mut conn, self.backend).await?;
+            let known: BTreeSet<String> = TABLES.iter().map(|t| t.to_string()).collect();
+            if have != known {
+                return Err(invalid(format!(
+                    "the ledger's tables differ from this version's: unexpected {:?}, missing {:?}",
+                    have.difference(&known).collect::<Vec<_>>(),
+                    known.difference(&have).collect::<Vec<_>>()
+                )));
+            }
+            Ok((newest.unwrap_or(0), have.len()))
+        })
+        .await
     }
 }
 

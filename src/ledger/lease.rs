@@ -3,6 +3,7 @@
 //! takes over once the lease expires by the database's clock. Every write
 //! of the holder is fenced by the epoch (see [`super::Ledger::begin`]).
 
+use super::db;
 use super::{Ledger, Result};
 use serde::Serialize;
 use sqlx::Row;
@@ -54,6 +55,7 @@ impl Ledger {
         ttl: Duration,
         dead: impl Fn(&str) -> bool,
     ) -> Result<Claim> {
+        db(async move {
         let started = Instant::now();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
         let mut tx = self.begin_unfenced().await?;
@@ -106,6 +108,8 @@ impl Ledger {
             epoch,
             valid_until: started + ttl,
         })
+        })
+        .await
     }
 
     /// Extends the lease `holder` holds under `epoch` by `ttl` from now.
@@ -114,72 +118,84 @@ impl Ledger {
     /// holder was paused, and so was every standby) is still this epoch's
     /// and is renewed: nothing was written under another epoch meanwhile.
     pub async fn renew_lease(&self, holder: &str, epoch: i64, ttl: Duration) -> Result<bool> {
-        let started = Instant::now();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
-        let mut tx = self.begin_unfenced().await?;
-        let now = db_now(&mut tx).await?;
-        let done = sqlx::query(
-            "UPDATE leader_lease SET renewed_at_ms = $1, expires_at_ms = $2
+        db(async move {
+            let started = Instant::now();
+            let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
+            let mut tx = self.begin_unfenced().await?;
+            let now = db_now(&mut tx).await?;
+            let done = sqlx::query(
+                "UPDATE leader_lease SET renewed_at_ms = $1, expires_at_ms = $2
              WHERE id = 1 AND holder = $3 AND epoch = $4",
-        )
-        .bind(now)
-        .bind(now + ttl_ms)
-        .bind(holder)
-        .bind(epoch)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        if done == 1 {
-            self.fence.valid_until(started + ttl);
-            Ok(true)
-        } else {
-            self.fence.lost();
-            Ok(false)
-        }
+            )
+            .bind(now)
+            .bind(now + ttl_ms)
+            .bind(holder)
+            .bind(epoch)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            if done == 1 {
+                self.fence.valid_until(started + ttl);
+                Ok(true)
+            } else {
+                self.fence.lost();
+                Ok(false)
+            }
+        })
+        .await
     }
 
     /// Gives the lease up at a clean stop, so a standby takes over at once
     /// instead of waiting for it to expire.
     pub async fn release_lease(&self, holder: &str, epoch: i64) -> Result<()> {
-        self.fence.lost();
-        let mut tx = self.begin_unfenced().await?;
-        sqlx::query(
+        db(async move {
+            self.fence.lost();
+            let mut tx = self.begin_unfenced().await?;
+            sqlx::query(
             "UPDATE leader_lease SET expires_at_ms = 0 WHERE id = 1 AND holder = $1 AND epoch = $2",
         )
         .bind(holder)
         .bind(epoch)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The lease, if any daemon ever took it, with the database's clock.
     pub async fn lease(&self) -> Result<Option<LeaseRow>> {
-        let mut conn = self.read.acquire().await?;
-        let now = db_now(&mut conn).await?;
-        read_lease(&mut conn, now).await
+        db(async move {
+            let mut conn = self.read.acquire().await?;
+            let now = db_now(&mut conn).await?;
+            read_lease(&mut conn, now).await
+        })
+        .await
     }
 
     /// Standbys seen within `within`, by the database's clock.
     pub async fn standbys(&self, within: Duration) -> Result<Vec<StandbyRow>> {
-        let mut conn = self.read.acquire().await?;
-        let now = db_now(&mut conn).await?;
-        let since = now - i64::try_from(within.as_millis()).unwrap_or(i64::MAX / 4);
-        let rows = sqlx::query(
+        db(async move {
+            let mut conn = self.read.acquire().await?;
+            let now = db_now(&mut conn).await?;
+            let since = now - i64::try_from(within.as_millis()).unwrap_or(i64::MAX / 4);
+            let rows = sqlx::query(
             "SELECT holder, seen_at_ms FROM lease_standbys WHERE seen_at_ms >= $1 ORDER BY holder",
         )
         .bind(since)
         .fetch_all(&mut *conn)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StandbyRow {
-                holder: r.get(0),
-                seen_at_ms: r.get(1),
-            })
-            .collect())
+            Ok(rows
+                .iter()
+                .map(|r| StandbyRow {
+                    holder: r.get(0),
+                    seen_at_ms: r.get(1),
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Whether this process may still send a request under its lease:

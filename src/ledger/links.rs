@@ -8,6 +8,7 @@
 //! move it. The checks run in the write transaction that imports the rows,
 //! so a daemon writing beside the CLI cannot slip a change in between.
 
+use super::db;
 use super::{Ledger, LedgerError, Result};
 use crate::domain::{ListingRef, now_ms};
 use serde::Serialize;
@@ -78,43 +79,44 @@ impl Ledger {
         relink: bool,
         source: &str,
     ) -> Result<LinkReport> {
-        let mut tx = self.begin().await?;
-        let actions = check(&mut tx, rows, relink).await?;
-        let now = now_ms();
-        let mut report = LinkReport::default();
-        for (row, action) in rows.iter().zip(actions) {
-            let l = &row.listing;
-            match action {
-                Action::New => {
-                    sqlx::query(
-                        "INSERT INTO listings (provider, listing_id, variant_id, sku, origin)
+        db(async move {
+            let mut tx = self.begin().await?;
+            let actions = check(&mut tx, rows, relink).await?;
+            let now = now_ms();
+            let mut report = LinkReport::default();
+            for (row, action) in rows.iter().zip(actions) {
+                let l = &row.listing;
+                match action {
+                    Action::New => {
+                        sqlx::query(
+                            "INSERT INTO listings (provider, listing_id, variant_id, sku, origin)
                          VALUES ($1, $2, $3, $4, 'mapping')",
-                    )
-                    .bind(l.provider.as_str())
-                    .bind(&l.listing_id)
-                    .bind(&l.variant_id)
-                    .bind(&row.sku)
-                    .execute(&mut *tx)
-                    .await?;
-                    report.new += 1;
-                }
-                Action::Unchanged => {
-                    // As before links were checked: the operator vouches for
-                    // the link, and a value the provider refused is tried again.
-                    sqlx::query(
-                        "UPDATE listings SET origin = 'mapping', rejected_qty = NULL
+                        )
+                        .bind(l.provider.as_str())
+                        .bind(&l.listing_id)
+                        .bind(&l.variant_id)
+                        .bind(&row.sku)
+                        .execute(&mut *tx)
+                        .await?;
+                        report.new += 1;
+                    }
+                    Action::Unchanged => {
+                        // As before links were checked: the operator vouches for
+                        // the link, and a value the provider refused is tried again.
+                        sqlx::query(
+                            "UPDATE listings SET origin = 'mapping', rejected_qty = NULL
                          WHERE provider = $1 AND listing_id = $2 AND variant_id = $3",
-                    )
-                    .bind(l.provider.as_str())
-                    .bind(&l.listing_id)
-                    .bind(&l.variant_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    report.unchanged += 1;
-                }
-                Action::Move { from } => {
-                    // What the provider confirmed was the old SKU's quantity.
-                    sqlx::query(
+                        )
+                        .bind(l.provider.as_str())
+                        .bind(&l.listing_id)
+                        .bind(&l.variant_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        report.unchanged += 1;
+                    }
+                    Action::Move { from } => {
+                        // What the provider confirmed was the old SKU's quantity.
+                        sqlx::query(
                         "UPDATE listings SET sku = $1, origin = 'mapping', confirmed_qty = NULL,
                                 confirmed_at_ms = NULL, rejected_qty = NULL, last_error = NULL
                          WHERE provider = $2 AND listing_id = $3 AND variant_id = $4",
@@ -125,35 +127,37 @@ impl Ledger {
                     .bind(&l.variant_id)
                     .execute(&mut *tx)
                     .await?;
-                    let change = LinkChange {
-                        provider: l.provider.as_str().to_string(),
-                        listing_id: l.listing_id.clone(),
-                        variant_id: l.variant_id.clone(),
-                        old_sku: from,
-                        new_sku: row.sku.clone(),
-                        source: source.to_string(),
-                        at_ms: now,
-                    };
-                    sqlx::query(
-                        "INSERT INTO link_changes (provider, listing_id, variant_id, old_sku,
+                        let change = LinkChange {
+                            provider: l.provider.as_str().to_string(),
+                            listing_id: l.listing_id.clone(),
+                            variant_id: l.variant_id.clone(),
+                            old_sku: from,
+                            new_sku: row.sku.clone(),
+                            source: source.to_string(),
+                            at_ms: now,
+                        };
+                        sqlx::query(
+                            "INSERT INTO link_changes (provider, listing_id, variant_id, old_sku,
                                                    new_sku, source, at_ms)
                          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&change.provider)
-                    .bind(&change.listing_id)
-                    .bind(&change.variant_id)
-                    .bind(&change.old_sku)
-                    .bind(&change.new_sku)
-                    .bind(&change.source)
-                    .bind(change.at_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                    report.moved.push(change);
+                        )
+                        .bind(&change.provider)
+                        .bind(&change.listing_id)
+                        .bind(&change.variant_id)
+                        .bind(&change.old_sku)
+                        .bind(&change.new_sku)
+                        .bind(&change.source)
+                        .bind(change.at_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                        report.moved.push(change);
+                    }
                 }
             }
-        }
-        tx.commit().await?;
-        Ok(report)
+            tx.commit().await?;
+            Ok(report)
+        })
+        .await
     }
 
     /// The rows [`Ledger::import_links`] would refuse now, each with its
@@ -164,39 +168,48 @@ impl Ledger {
         rows: &[LinkRow],
         relink: bool,
     ) -> Result<Vec<(usize, String)>> {
-        let mut conn = self.read.acquire().await?;
-        match check(&mut conn, rows, relink).await {
-            Ok(_) => Ok(Vec::new()),
-            Err(LedgerError::Refused(errors)) => Ok(errors),
-            Err(e) => Err(e),
-        }
+        db(async move {
+            let mut conn = self.read.acquire().await?;
+            match check(&mut conn, rows, relink).await {
+                Ok(_) => Ok(Vec::new()),
+                Err(LedgerError::Refused(errors)) => Ok(errors),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     /// Links listings to SKUs, refusing as [`Ledger::import_links`] does
     /// without `relink`; rows are numbered from 1 in errors.
     pub async fn import_mappings(&self, rows: &[(String, ListingRef)]) -> Result<usize> {
-        let rows: Vec<LinkRow> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, (sku, listing))| LinkRow {
-                line: i + 1,
-                sku: sku.clone(),
-                listing: listing.clone(),
-            })
-            .collect();
-        self.import_links(&rows, false, "import_mappings").await?;
-        Ok(rows.len())
+        db(async move {
+            let rows: Vec<LinkRow> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (sku, listing))| LinkRow {
+                    line: i + 1,
+                    sku: sku.clone(),
+                    listing: listing.clone(),
+                })
+                .collect();
+            self.import_links(&rows, false, "import_mappings").await?;
+            Ok(rows.len())
+        })
+        .await
     }
 
     /// The newest `limit` link moves, newest first.
     pub async fn link_changes(&self, limit: i64) -> Result<Vec<LinkChange>> {
-        Ok(sqlx::query_as(
-            "SELECT provider, listing_id, variant_id, old_sku, new_sku, source, at_ms
+        db(async move {
+            Ok(sqlx::query_as(
+                "SELECT provider, listing_id, variant_id, old_sku, new_sku, source, at_ms
              FROM link_changes ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
+            )
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 }
 

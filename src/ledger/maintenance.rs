@@ -2,6 +2,7 @@
 //! the database is sound and every balance equals the sum of its journal.
 //! Both only read, so they run beside a syncing daemon without stopping it.
 
+use super::db;
 use super::{Ledger, LedgerError, Result};
 use serde::Serialize;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -33,96 +34,104 @@ impl Ledger {
     /// `dest` under a temporary name and checked, then put in place: without
     /// `overwrite` an existing `dest` is refused (and never half-written).
     pub async fn backup_to(&self, dest: &Path, overwrite: bool) -> Result<BackupReport> {
-        let invalid = |m: String| LedgerError::Invalid(m);
-        if self.backend == super::Backend::Postgres {
-            return Err(invalid(
-                "`backup` copies a SQLite ledger; back up a PostgreSQL ledger with pg_dump \
+        db(async move {
+            let invalid = |m: String| LedgerError::Invalid(m);
+            if self.backend == super::Backend::Postgres {
+                return Err(invalid(
+                    "`backup` copies a SQLite ledger; back up a PostgreSQL ledger with pg_dump \
                  (or `stoksync db copy` it into a SQLite file)"
-                    .into(),
-            ));
-        }
-        if !overwrite && dest.exists() {
-            return Err(invalid(format!(
-                "{} already exists: choose another name, or give --force to replace it",
-                dest.display()
-            )));
-        }
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            return Err(invalid(format!(
-                "cannot write the backup {}: folder {} does not exist",
-                dest.display(),
-                dir.display()
-            )));
-        }
-        // A name in the same folder (so the final rename stays on one file
-        // system) that does not exist yet: `VACUUM INTO` wants a new file.
-        let tmp = tempfile::Builder::new()
-            .prefix(".stoksync-backup-")
-            .tempfile_in(&dir)
-            .map_err(|e| invalid(format!("cannot write in {}: {e}", dir.display())))?
-            .into_temp_path();
-        let tmp_path = tmp.to_path_buf();
-        std::fs::remove_file(&tmp_path)
-            .map_err(|e| invalid(format!("cannot prepare {}: {e}", tmp_path.display())))?;
-        let target = tmp_path
-            .to_str()
-            .ok_or_else(|| invalid(format!("{} is not a UTF-8 path", tmp_path.display())))?
-            .to_string();
-        let written = async {
-            sqlx::query("VACUUM INTO $1")
-                .bind(&target)
-                .execute(&self.read)
-                .await?;
-            check_copy(&tmp_path).await
-        }
-        .await;
-        let (movements, skus) = match written {
-            Ok(counts) => counts,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp_path);
-                return Err(e);
+                        .into(),
+                ));
             }
-        };
-        let placed = if overwrite {
-            std::fs::rename(&tmp_path, dest)
-        } else {
-            // A hard link fails when `dest` appeared meanwhile: never replaced.
-            std::fs::hard_link(&tmp_path, dest)
-        };
-        let _ = std::fs::remove_file(&tmp_path);
-        drop(tmp);
-        placed.map_err(|e| invalid(format!("cannot write the backup {}: {e}", dest.display())))?;
-        let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-        Ok(BackupReport {
-            path: dest.to_path_buf(),
-            bytes,
-            movements,
-            skus,
+            if !overwrite && dest.exists() {
+                return Err(invalid(format!(
+                    "{} already exists: choose another name, or give --force to replace it",
+                    dest.display()
+                )));
+            }
+            let dir = match dest.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !dir.is_dir() {
+                return Err(invalid(format!(
+                    "cannot write the backup {}: folder {} does not exist",
+                    dest.display(),
+                    dir.display()
+                )));
+            }
+            // A name in the same folder (so the final rename stays on one file
+            // system) that does not exist yet: `VACUUM INTO` wants a new file.
+            let tmp = tempfile::Builder::new()
+                .prefix(".stoksync-backup-")
+                .tempfile_in(&dir)
+                .map_err(|e| invalid(format!("cannot write in {}: {e}", dir.display())))?
+                .into_temp_path();
+            let tmp_path = tmp.to_path_buf();
+            std::fs::remove_file(&tmp_path)
+                .map_err(|e| invalid(format!("cannot prepare {}: {e}", tmp_path.display())))?;
+            let target = tmp_path
+                .to_str()
+                .ok_or_else(|| invalid(format!("{} is not a UTF-8 path", tmp_path.display())))?
+                .to_string();
+            let written = async {
+                sqlx::query("VACUUM INTO $1")
+                    .bind(&target)
+                    .execute(&self.read)
+                    .await?;
+                check_copy(&tmp_path).await
+            }
+            .await;
+            let (movements, skus) = match written {
+                Ok(counts) => counts,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp_path);
+                    return Err(e);
+                }
+            };
+            let placed = if overwrite {
+                std::fs::rename(&tmp_path, dest)
+            } else {
+                // A hard link fails when `dest` appeared meanwhile: never replaced.
+                std::fs::hard_link(&tmp_path, dest)
+            };
+            let _ = std::fs::remove_file(&tmp_path);
+            drop(tmp);
+            placed
+                .map_err(|e| invalid(format!("cannot write the backup {}: {e}", dest.display())))?;
+            let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+            Ok(BackupReport {
+                path: dest.to_path_buf(),
+                bytes,
+                movements,
+                skus,
+            })
         })
+        .await
     }
 
     /// `PRAGMA integrity_check`: empty when the database is sound, else the
     /// problems SQLite found.
     pub async fn integrity_problems(&self) -> Result<Vec<String>> {
-        if self.backend == super::Backend::Postgres {
-            // PostgreSQL checks its pages itself (checksums, WAL); there is
-            // no integrity_check to run from a client.
-            return Ok(Vec::new());
-        }
-        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&self.read)
-            .await?;
-        Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        db(async move {
+            if self.backend == super::Backend::Postgres {
+                // PostgreSQL checks its pages itself (checksums, WAL); there is
+                // no integrity_check to run from a client.
+                return Ok(Vec::new());
+            }
+            let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+                .fetch_all(&self.read)
+                .await?;
+            Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        })
+        .await
     }
 
     /// Every SKU whose balance differs from the sum of its movements (an
     /// ERP set is journaled with its delta, so the sum holds for every kind).
     pub async fn journal_mismatches(&self) -> Result<Vec<JournalMismatch>> {
-        Ok(sqlx::query_as(
+        db(async move {
+            Ok(sqlx::query_as(
             "WITH j AS (SELECT sku, CAST(SUM(delta) AS BIGINT) AS total FROM movements GROUP BY sku)
              SELECT s.sku AS sku, s.quantity AS balance, COALESCE(j.total, 0) AS journal_sum
              FROM stock s LEFT JOIN j ON j.sku = s.sku
@@ -134,13 +143,18 @@ impl Ledger {
         )
         .fetch_all(&self.read)
         .await?)
+        })
+        .await
     }
 
     /// How many SKUs have a balance.
     pub async fn sku_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM stock")
-            .fetch_one(&self.read)
-            .await?)
+        db(async move {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM stock")
+                .fetch_one(&self.read)
+                .await?)
+        })
+        .await
     }
 }
 

@@ -20,6 +20,7 @@ mod bundles;
 mod catalog;
 mod changes;
 mod copy;
+mod exec;
 mod journal;
 mod lease;
 mod links;
@@ -40,6 +41,8 @@ pub use bundles::{
 pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_made};
 pub use changes::PlanVersion;
 pub use copy::{CopyReport, copy_database, copy_ledger, parse_database_url};
+use exec::db;
+pub use exec::run_on_own_runtime;
 pub use journal::{MovementKind, StockChange};
 pub use lease::{Claim, LeaseRow, StandbyRow};
 pub use links::{LinkChange, LinkReport, LinkRow};
@@ -213,13 +216,14 @@ impl Ledger {
     /// Opens (creating if missing) the SQLite database at `path` and applies
     /// migrations.
     pub async fn open(database: impl Into<Database>) -> Result<Ledger> {
-        Ledger::connect(&database.into()).await
+        db(async move { Ledger::connect(&database.into()).await }).await
     }
 
     /// Opens the ledger `database` names (a SQLite file, created if
     /// missing, or a PostgreSQL database) and applies its migrations.
     pub async fn connect(database: &Database) -> Result<Ledger> {
-        Ledger::connect_shared(database, crate::config::DEFAULT_LEASE_TTL).await
+        db(async move { Ledger::connect_shared(database, crate::config::DEFAULT_LEASE_TTL).await })
+            .await
     }
 
     /// [`Ledger::connect`] for daemons sharing a PostgreSQL ledger under
@@ -228,6 +232,7 @@ impl Ledger {
     /// never blocks the standby's takeover, and the transaction can never
     /// commit after it.
     pub async fn connect_shared(database: &Database, lease_ttl: Duration) -> Result<Ledger> {
+        db(async move {
         static DRIVERS: std::sync::Once = std::sync::Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let open_err = |source| LedgerError::Open {
@@ -346,6 +351,8 @@ impl Ledger {
                 })
             }
         }
+        })
+        .await
     }
 
     /// Which database this ledger is in.
@@ -360,25 +367,31 @@ impl Ledger {
     /// ([`Ledger::fenced`]) refuses, inside the transaction, to write once
     /// another process has taken the lease.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        let mut tx = self.begin_unfenced().await?;
-        self.fence.check(&mut tx).await?;
-        Ok(tx)
+        db(async move {
+            let mut tx = self.begin_unfenced().await?;
+            self.fence.check(&mut tx).await?;
+            Ok(tx)
+        })
+        .await
     }
 
     /// A write transaction without the lease check: for taking, renewing
     /// and giving up the lease itself.
     async fn begin_unfenced(&self) -> Result<Transaction<'static, Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => {
-                let mut tx = self.write.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(WRITER_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
+        db(async move {
+            Ok(match self.backend {
+                Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+                Backend::Postgres => {
+                    let mut tx = self.write.begin().await?;
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(WRITER_LOCK)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx
+                }
+            })
         })
+        .await
     }
 
     /// The same database with a lease state of its own: another daemon of
@@ -391,127 +404,155 @@ impl Ledger {
     }
 
     pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
+        db(async move {
+            self.read.close().await;
+            self.write.close().await;
+        })
+        .await
     }
 
     // ---- stock ----------------------------------------------------------
 
     pub async fn list_stock(&self) -> Result<Vec<StockRow>> {
-        Ok(
-            sqlx::query_as("SELECT sku, quantity FROM stock ORDER BY sku")
-                .fetch_all(&self.read)
-                .await?,
-        )
+        db(async move {
+            Ok(
+                sqlx::query_as("SELECT sku, quantity FROM stock ORDER BY sku")
+                    .fetch_all(&self.read)
+                    .await?,
+            )
+        })
+        .await
     }
 
     pub async fn stock_of(&self, sku: &str) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = $1")
-                .bind(sku)
-                .fetch_optional(&self.read)
-                .await?,
-        )
+        db(async move {
+            Ok(
+                sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = $1")
+                    .bind(sku)
+                    .fetch_optional(&self.read)
+                    .await?,
+            )
+        })
+        .await
     }
 
     pub async fn history(&self, sku: &str) -> Result<Vec<Movement>> {
-        Ok(sqlx::query_as(
-            "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
+        db(async move {
+            Ok(sqlx::query_as(
+                "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
              FROM movements WHERE sku = $1 ORDER BY id",
-        )
-        .bind(sku)
-        .fetch_all(&self.read)
-        .await?)
+            )
+            .bind(sku)
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 
     /// The last `limit` movements of `sku`, newest first.
     pub async fn recent_history(&self, sku: &str, limit: i64) -> Result<Vec<Movement>> {
-        Ok(sqlx::query_as(
-            "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
+        db(async move {
+            Ok(sqlx::query_as(
+                "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
              FROM movements WHERE sku = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(sku)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
+            )
+            .bind(sku)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 
     /// The listings linked to `sku`, with what each provider last said.
     pub async fn listing_details(&self, sku: &str) -> Result<Vec<ListingDetail>> {
-        let rows = sqlx::query(
-            "SELECT provider, listing_id, variant_id, origin, confirmed_qty, confirmed_at_ms,
+        db(async move {
+            let rows = sqlx::query(
+                "SELECT provider, listing_id, variant_id, origin, confirmed_qty, confirmed_at_ms,
                     rejected_qty, last_error
              FROM listings WHERE sku = $1 ORDER BY provider, listing_id, variant_id",
-        )
-        .bind(sku)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let p: String = r.get(0);
-                Ok(ListingDetail {
-                    listing: ListingRef {
-                        provider: parse_provider(&p)?,
-                        listing_id: r.get(1),
-                        variant_id: r.get(2),
-                    },
-                    origin: r.get(3),
-                    confirmed_qty: r.get(4),
-                    confirmed_at_ms: r.get(5),
-                    rejected_qty: r.get(6),
-                    last_error: r.get(7),
+            )
+            .bind(sku)
+            .fetch_all(&self.read)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let p: String = r.get(0);
+                    Ok(ListingDetail {
+                        listing: ListingRef {
+                            provider: parse_provider(&p)?,
+                            listing_id: r.get(1),
+                            variant_id: r.get(2),
+                        },
+                        origin: r.get(3),
+                        confirmed_qty: r.get(4),
+                        confirmed_at_ms: r.get(5),
+                        rejected_qty: r.get(6),
+                        last_error: r.get(7),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     pub async fn movement_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movements")
-            .fetch_one(&self.read)
-            .await?)
+        db(async move {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movements")
+                .fetch_one(&self.read)
+                .await?)
+        })
+        .await
     }
 
     /// Movements whose idempotency key starts with `prefix` (e.g. `bazaardan/item/`).
     pub async fn movements_with_prefix(&self, prefix: &str) -> Result<Vec<Movement>> {
-        Ok(sqlx::query_as(
-            "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
+        db(async move {
+            Ok(sqlx::query_as(
+                "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
              FROM movements WHERE substr(idempotency_key, 1, length($1)) = $1 ORDER BY id",
-        )
-        .bind(prefix)
-        .fetch_all(&self.read)
-        .await?)
+            )
+            .bind(prefix)
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 
     // ---- listings -------------------------------------------------------
 
     pub async fn list_mappings(&self) -> Result<Vec<MappingRow>> {
-        let rows = sqlx::query(
-            "SELECT sku, provider, listing_id, variant_id, origin, confirmed_qty, last_error
+        db(async move {
+            let rows = sqlx::query(
+                "SELECT sku, provider, listing_id, variant_id, origin, confirmed_qty, last_error
              FROM listings ORDER BY sku, provider, listing_id, variant_id",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let p: String = r.get(1);
-                Ok(MappingRow {
-                    sku: r.get(0),
-                    provider: parse_provider(&p)?,
-                    listing_id: r.get(2),
-                    variant_id: r.get(3),
-                    origin: r.get(4),
-                    confirmed_qty: r.get(5),
-                    last_error: r.get(6),
+            )
+            .fetch_all(&self.read)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let p: String = r.get(1);
+                    Ok(MappingRow {
+                        sku: r.get(0),
+                        provider: parse_provider(&p)?,
+                        listing_id: r.get(2),
+                        variant_id: r.get(3),
+                        origin: r.get(4),
+                        confirmed_qty: r.get(5),
+                        last_error: r.get(6),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     /// Every listing of `provider` with its SKU's ledger quantity.
     pub async fn listing_states(&self, provider: ProviderName) -> Result<Vec<ListingState>> {
+        db(async move {
         let rows = sqlx::query(
             "SELECT l.listing_id, l.variant_id, l.sku,
                     COALESCE(s.quantity,
@@ -550,6 +591,8 @@ impl Ledger {
                 rule: (r.get::<i64, _>(7) != 0).then(|| rule_set(r, 8)),
             })
             .collect())
+        })
+        .await
     }
 
     /// Records how a push ended; returns the movements it wrote (a change
@@ -557,13 +600,14 @@ impl Ledger {
     /// settles every unsettled push of the listing; a refused or failed one
     /// leaves them (a refusal says nothing of earlier lost answers).
     pub async fn record_push(&self, listing: &ListingRef, record: PushRecord<'_>) -> Result<usize> {
-        self.record_pushes(&[(listing, record)]).await
+        db(async move { self.record_pushes(&[(listing, record)]).await }).await
     }
 
     /// Records how each push of one batch ended, in one transaction: a
     /// batch's answer is recorded whole or not at all, and a batch of 100
     /// costs one commit, not 100. Returns the movements written.
     pub async fn record_pushes(&self, records: &[(&ListingRef, PushRecord<'_>)]) -> Result<usize> {
+        db(async move {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let mut movements = 0;
@@ -602,108 +646,128 @@ impl Ledger {
         }
         tx.commit().await?;
         Ok(movements)
+        })
+        .await
     }
 
     // ---- provider state -------------------------------------------------
 
     pub async fn provider_state(&self, provider: ProviderName) -> Result<ProviderState> {
-        let row = sqlx::query(
+        db(async move {
+            let row = sqlx::query(
             "SELECT cursor, epoch_ms, last_poll_ok_ms, last_push_ok_ms, last_error, last_error_ms
              FROM provider_state WHERE provider = $1",
         )
         .bind(provider.as_str())
         .fetch_optional(&self.read)
         .await?;
-        Ok(row
-            .map(|r| ProviderState {
-                cursor: r.get(0),
-                epoch_ms: r.get(1),
-                last_poll_ok_ms: r.get(2),
-                last_push_ok_ms: r.get(3),
-                last_error: r.get(4),
-                last_error_ms: r.get(5),
-            })
-            .unwrap_or_default())
+            Ok(row
+                .map(|r| ProviderState {
+                    cursor: r.get(0),
+                    epoch_ms: r.get(1),
+                    last_poll_ok_ms: r.get(2),
+                    last_push_ok_ms: r.get(3),
+                    last_error: r.get(4),
+                    last_error_ms: r.get(5),
+                })
+                .unwrap_or_default())
+        })
+        .await
     }
 
     /// The moment before which orders count as already reflected in the
     /// imported stock. Set once, at the first poll of a provider.
     pub async fn epoch(&self, provider: ProviderName, candidate_ms: i64) -> Result<i64> {
-        let mut tx = self.begin().await?;
-        ensure_state_row(&mut tx, provider).await?;
-        sqlx::query(
-            "UPDATE provider_state SET epoch_ms = $1 WHERE provider = $2 AND epoch_ms IS NULL",
-        )
-        .bind(candidate_ms)
-        .bind(provider.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let epoch: i64 =
-            sqlx::query_scalar("SELECT epoch_ms FROM provider_state WHERE provider = $1")
-                .bind(provider.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(epoch)
+        db(async move {
+            let mut tx = self.begin().await?;
+            ensure_state_row(&mut tx, provider).await?;
+            sqlx::query(
+                "UPDATE provider_state SET epoch_ms = $1 WHERE provider = $2 AND epoch_ms IS NULL",
+            )
+            .bind(candidate_ms)
+            .bind(provider.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let epoch: i64 =
+                sqlx::query_scalar("SELECT epoch_ms FROM provider_state WHERE provider = $1")
+                    .bind(provider.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(epoch)
+        })
+        .await
     }
 
     pub async fn record_provider_error(&self, provider: ProviderName, error: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
-        ensure_state_row(&mut tx, provider).await?;
-        sqlx::query(
-            "UPDATE provider_state SET last_error = $1, last_error_ms = $2 WHERE provider = $3",
-        )
-        .bind(error.to_string())
-        .bind(now_ms())
-        .bind(provider.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn record_push_ok(&self, provider: ProviderName) -> Result<()> {
-        let mut tx = self.begin().await?;
-        ensure_state_row(&mut tx, provider).await?;
-        sqlx::query("UPDATE provider_state SET last_push_ok_ms = $1 WHERE provider = $2")
+        db(async move {
+            let mut tx = self.begin().await?;
+            ensure_state_row(&mut tx, provider).await?;
+            sqlx::query(
+                "UPDATE provider_state SET last_error = $1, last_error_ms = $2 WHERE provider = $3",
+            )
+            .bind(error.to_string())
             .bind(now_ms())
             .bind(provider.as_str())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn record_push_ok(&self, provider: ProviderName) -> Result<()> {
+        db(async move {
+            let mut tx = self.begin().await?;
+            ensure_state_row(&mut tx, provider).await?;
+            sqlx::query("UPDATE provider_state SET last_push_ok_ms = $1 WHERE provider = $2")
+                .bind(now_ms())
+                .bind(provider.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     // ---- request log ----------------------------------------------------
 
     /// Records one HTTP attempt to `provider`.
     pub async fn log_request(&self, provider: ProviderName, at_ms: i64) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let epoch = self.fence.epoch();
-        sqlx::query("INSERT INTO request_log (provider, at_ms, epoch) VALUES ($1, $2, $3)")
-            .bind(provider.as_str())
-            .bind(at_ms)
-            .bind((epoch != 0).then_some(epoch))
-            .execute(&mut *tx)
-            .await?;
-        // Prune now and then: cheap with the index, and keeps the table small.
-        if at_ms % 64 == 0 {
-            sqlx::query("DELETE FROM request_log WHERE at_ms < $1")
-                .bind(at_ms - REQUEST_LOG_KEEP_MS)
+        db(async move {
+            let mut tx = self.begin().await?;
+            let epoch = self.fence.epoch();
+            sqlx::query("INSERT INTO request_log (provider, at_ms, epoch) VALUES ($1, $2, $3)")
+                .bind(provider.as_str())
+                .bind(at_ms)
+                .bind((epoch != 0).then_some(epoch))
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            // Prune now and then: cheap with the index, and keeps the table small.
+            if at_ms % 64 == 0 {
+                sqlx::query("DELETE FROM request_log WHERE at_ms < $1")
+                    .bind(at_ms - REQUEST_LOG_KEEP_MS)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Every request row as (time, epoch), oldest first.
     pub async fn request_epochs(&self) -> Result<Vec<(i64, Option<i64>)>> {
-        Ok(
-            sqlx::query_as("SELECT at_ms, epoch FROM request_log ORDER BY at_ms")
-                .fetch_all(&self.read)
-                .await?,
-        )
+        db(async move {
+            Ok(
+                sqlx::query_as("SELECT at_ms, epoch FROM request_log ORDER BY at_ms")
+                    .fetch_all(&self.read)
+                    .await?,
+            )
+        })
+        .await
     }
 
     /// When each request to `provider` since `since_ms` was granted, oldest
@@ -713,13 +777,16 @@ impl Ledger {
         provider: ProviderName,
         since_ms: i64,
     ) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT at_ms FROM request_log WHERE provider = $1 AND at_ms > $2 ORDER BY at_ms",
-        )
-        .bind(provider.as_str())
-        .bind(since_ms)
-        .fetch_all(&self.read)
-        .await?)
+        db(async move {
+            Ok(sqlx::query_scalar(
+                "SELECT at_ms FROM request_log WHERE provider = $1 AND at_ms > $2 ORDER BY at_ms",
+            )
+            .bind(provider.as_str())
+            .bind(since_ms)
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 
     /// Writes down a pause `provider` asked for; a later, longer pause wins.
@@ -729,6 +796,7 @@ impl Ledger {
         until_ms: i64,
         reason: &str,
     ) -> Result<()> {
+        db(async move {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO provider_pauses (provider, until_ms, reason, set_at_ms) VALUES ($1, $2, $3, $4)
@@ -745,16 +813,21 @@ impl Ledger {
         .await?;
         tx.commit().await?;
         Ok(())
+        })
+        .await
     }
 
     /// The end of the last pause `provider` asked for, if any was saved.
     pub async fn pause_of(&self, provider: ProviderName) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT until_ms FROM provider_pauses WHERE provider = $1")
-                .bind(provider.as_str())
-                .fetch_optional(&self.read)
-                .await?,
-        )
+        db(async move {
+            Ok(
+                sqlx::query_scalar("SELECT until_ms FROM provider_pauses WHERE provider = $1")
+                    .bind(provider.as_str())
+                    .fetch_optional(&self.read)
+                    .await?,
+            )
+        })
+        .await
     }
 
     /// When the first request of `provider` since `since_ms` was granted.
@@ -763,77 +836,101 @@ impl Ledger {
         provider: ProviderName,
         since_ms: i64,
     ) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(at_ms) FROM request_log WHERE provider = $1 AND at_ms >= $2",
-        )
-        .bind(provider.as_str())
-        .bind(since_ms)
-        .fetch_one(&self.read)
-        .await?)
+        db(async move {
+            Ok(sqlx::query_scalar(
+                "SELECT MIN(at_ms) FROM request_log WHERE provider = $1 AND at_ms >= $2",
+            )
+            .bind(provider.as_str())
+            .bind(since_ms)
+            .fetch_one(&self.read)
+            .await?)
+        })
+        .await
     }
 
     pub async fn requests_since(&self, provider: ProviderName, since_ms: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM request_log WHERE provider = $1 AND at_ms >= $2",
-        )
-        .bind(provider.as_str())
-        .bind(since_ms)
-        .fetch_one(&self.read)
-        .await?)
+        db(async move {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM request_log WHERE provider = $1 AND at_ms >= $2",
+            )
+            .bind(provider.as_str())
+            .bind(since_ms)
+            .fetch_one(&self.read)
+            .await?)
+        })
+        .await
     }
 
     // ---- reports --------------------------------------------------------
 
     pub async fn unlinked_items(&self) -> Result<Vec<UnlinkedItem>> {
+        db(async move {
         Ok(sqlx::query_as(
             "SELECT provider, item_key, order_ref, listing_id, variant_id, sku_hint, quantity, status
              FROM order_items WHERE sku IS NULL AND baseline = 0 ORDER BY provider, first_seen_ms",
         )
         .fetch_all(&self.read)
         .await?)
+        })
+        .await
     }
 
     /// One trivial query: whether the database answers (`/readyz`).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
-        Ok(())
+        db(async move {
+            sqlx::query("SELECT 1").execute(&self.read).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The newest `limit` movements, newest first (the status page).
     pub async fn recent_movements(&self, limit: i64) -> Result<Vec<Movement>> {
-        Ok(sqlx::query_as(
-            "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
+        db(async move {
+            Ok(sqlx::query_as(
+                "SELECT id, idempotency_key, sku, delta, kind, source, reason, quantity_before,
                     quantity_after, created_at_ms
              FROM movements ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
+            )
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 
     /// Movements in the journal by (source, kind), for `/metrics`.
     pub async fn movement_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        db(async move {
         Ok(sqlx::query_as(
             "SELECT source, kind, COUNT(*) FROM movements GROUP BY source, kind ORDER BY source, kind",
         )
         .fetch_all(&self.read)
         .await?)
+        })
+        .await
     }
 
     pub async fn oversold(&self) -> Result<Vec<StockRow>> {
-        Ok(
-            sqlx::query_as("SELECT sku, quantity FROM stock WHERE quantity < 0 ORDER BY sku")
-                .fetch_all(&self.read)
-                .await?,
-        )
+        db(async move {
+            Ok(
+                sqlx::query_as("SELECT sku, quantity FROM stock WHERE quantity < 0 ORDER BY sku")
+                    .fetch_all(&self.read)
+                    .await?,
+            )
+        })
+        .await
     }
 
     pub async fn anomalies(&self) -> Result<Vec<AnomalyRow>> {
-        Ok(sqlx::query_as(
-            "SELECT provider, item_key, message FROM anomalies ORDER BY provider, seen_at_ms",
-        )
-        .fetch_all(&self.read)
-        .await?)
+        db(async move {
+            Ok(sqlx::query_as(
+                "SELECT provider, item_key, message FROM anomalies ORDER BY provider, seen_at_ms",
+            )
+            .fetch_all(&self.read)
+            .await?)
+        })
+        .await
     }
 }
 

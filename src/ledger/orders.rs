@@ -5,6 +5,7 @@
 
 use super::bundles::parts_of;
 use super::catalog::observe_count;
+use super::db;
 use super::journal::{
     Journaled, MovementKind, StockChange, balances, journal, json_list, next_quantity, taken_keys,
 };
@@ -54,33 +55,36 @@ impl Ledger {
         provider: ProviderName,
         keys: &[String],
     ) -> Result<HashMap<String, KnownItem>> {
-        let mut out = HashMap::new();
-        // Bounded IN lists keep statements small whatever the page size.
-        for chunk in keys.chunks(200) {
-            let placeholders = numbered_from(2, chunk.len());
-            let sql = format!(
-                "SELECT item_key, provider_updated_at, variant_id, listing_id, status, quantity
+        db(async move {
+            let mut out = HashMap::new();
+            // Bounded IN lists keep statements small whatever the page size.
+            for chunk in keys.chunks(200) {
+                let placeholders = numbered_from(2, chunk.len());
+                let sql = format!(
+                    "SELECT item_key, provider_updated_at, variant_id, listing_id, status, quantity
                  FROM order_items
                  WHERE provider = $1 AND item_key IN ({placeholders})"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
-            for k in chunk {
-                q = q.bind(k);
-            }
-            for r in q.fetch_all(&self.read).await? {
-                out.insert(
-                    r.get(0),
-                    KnownItem {
-                        provider_updated_at: r.get(1),
-                        status: r.get(4),
-                        quantity: r.get(5),
-                        variant_id: r.get(2),
-                        listing_id: r.get(3),
-                    },
                 );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
+                for k in chunk {
+                    q = q.bind(k);
+                }
+                for r in q.fetch_all(&self.read).await? {
+                    out.insert(
+                        r.get(0),
+                        KnownItem {
+                            provider_updated_at: r.get(1),
+                            status: r.get(4),
+                            quantity: r.get(5),
+                            variant_id: r.get(2),
+                            listing_id: r.get(3),
+                        },
+                    );
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// The fingerprints of the orders of `provider` among `refs` whose
@@ -90,22 +94,25 @@ impl Ledger {
         provider: ProviderName,
         refs: &[String],
     ) -> Result<HashMap<String, String>> {
-        let mut out = HashMap::new();
-        for chunk in refs.chunks(200) {
-            let placeholders = numbered_from(2, chunk.len());
-            let sql = format!(
-                "SELECT order_ref, fingerprint FROM seen_orders
+        db(async move {
+            let mut out = HashMap::new();
+            for chunk in refs.chunks(200) {
+                let placeholders = numbered_from(2, chunk.len());
+                let sql = format!(
+                    "SELECT order_ref, fingerprint FROM seen_orders
                  WHERE provider = $1 AND order_ref IN ({placeholders})"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
-            for r in chunk {
-                q = q.bind(r);
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.as_str());
+                for r in chunk {
+                    q = q.bind(r);
+                }
+                for r in q.fetch_all(&self.read).await? {
+                    out.insert(r.get(0), r.get(1));
+                }
             }
-            for r in q.fetch_all(&self.read).await? {
-                out.insert(r.get(0), r.get(1));
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// Applies one poll's order changes and stores its cursor, atomically.
@@ -117,6 +124,7 @@ impl Ledger {
         changes: &OrderChanges,
         epoch_ms: i64,
     ) -> Result<ApplyReport> {
+        db(async move {
         let mut tx = self.begin().await?;
         ensure_state_row(&mut tx, provider).await?;
         let mut report = ApplyReport::default();
@@ -166,14 +174,19 @@ impl Ledger {
             .await?;
         tx.commit().await?;
         Ok(report)
+        })
+        .await
     }
 
     /// Applies every unlinked item whose SKU can now be resolved.
     pub async fn relink_pending(&self) -> Result<usize> {
-        let mut tx = self.begin().await?;
-        let n = relink_in(&mut tx).await?;
-        tx.commit().await?;
-        Ok(n)
+        db(async move {
+            let mut tx = self.begin().await?;
+            let n = relink_in(&mut tx).await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
     }
 }
 

@@ -3,6 +3,7 @@
 //! apply, in the same transaction.
 
 use super::bundles::refuse_bundle;
+use super::db;
 use super::journal::{MovementKind, NewMovement, StockChange, apply_movement};
 use super::relink::relink_in;
 use super::{Ledger, LedgerError, Result};
@@ -24,28 +25,31 @@ impl Ledger {
         batch: &str,
         reason: &str,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for (sku, qty) in rows {
-            check_sku(sku)?;
-            check_count(*qty)?;
-            refuse_bundle(&mut tx, sku).await?;
-            let key = format!("erp/import/{batch}/{sku}");
-            apply_movement(
-                &mut tx,
-                NewMovement {
-                    key: &key,
-                    sku,
-                    change: StockChange::To(*qty),
-                    kind: MovementKind::ErpSet,
-                    source: "erp",
-                    reason,
-                },
-            )
-            .await?;
-        }
-        relink_in(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        db(async move {
+            let mut tx = self.begin().await?;
+            for (sku, qty) in rows {
+                check_sku(sku)?;
+                check_count(*qty)?;
+                refuse_bundle(&mut tx, sku).await?;
+                let key = format!("erp/import/{batch}/{sku}");
+                apply_movement(
+                    &mut tx,
+                    NewMovement {
+                        key: &key,
+                        sku,
+                        change: StockChange::To(*qty),
+                        kind: MovementKind::ErpSet,
+                        source: "erp",
+                        reason,
+                    },
+                )
+                .await?;
+            }
+            relink_in(&mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Sets `sku` to an ERP count (`To`) or moves it (`By`), once per `key`.
@@ -56,39 +60,42 @@ impl Ledger {
         reason: &str,
         key: &str,
     ) -> Result<ErpOutcome> {
-        check_sku(sku)?;
-        check_reason(reason)?;
-        let kind = match change {
-            StockChange::To(q) => {
-                check_count(q)?;
-                MovementKind::ErpSet
-            }
-            StockChange::By(_) => MovementKind::ErpAdjust,
-        };
-        let mut tx = self.begin().await?;
-        refuse_bundle(&mut tx, sku).await?;
-        let applied = apply_movement(
-            &mut tx,
-            NewMovement {
-                key,
-                sku,
-                change,
-                kind,
-                source: "erp",
-                reason,
-            },
-        )
-        .await?;
-        let quantity: i64 = sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = $1")
-            .bind(sku)
-            .fetch_one(&mut *tx)
+        db(async move {
+            check_sku(sku)?;
+            check_reason(reason)?;
+            let kind = match change {
+                StockChange::To(q) => {
+                    check_count(q)?;
+                    MovementKind::ErpSet
+                }
+                StockChange::By(_) => MovementKind::ErpAdjust,
+            };
+            let mut tx = self.begin().await?;
+            refuse_bundle(&mut tx, sku).await?;
+            let applied = apply_movement(
+                &mut tx,
+                NewMovement {
+                    key,
+                    sku,
+                    change,
+                    kind,
+                    source: "erp",
+                    reason,
+                },
+            )
             .await?;
-        relink_in(&mut tx).await?;
-        tx.commit().await?;
-        Ok(ErpOutcome {
-            quantity,
-            applied: applied.is_some(),
+            let quantity: i64 = sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = $1")
+                .bind(sku)
+                .fetch_one(&mut *tx)
+                .await?;
+            relink_in(&mut tx).await?;
+            tx.commit().await?;
+            Ok(ErpOutcome {
+                quantity,
+                applied: applied.is_some(),
+            })
         })
+        .await
     }
 }
 
