@@ -21,6 +21,78 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+/// Why no whole answer came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// No connection was made: the request never left.
+    Connect(String),
+    /// No whole answer within the request timeout.
+    Timeout(String),
+    /// The answer broke off (its body ended early, could not be read).
+    Body(String),
+    /// Anything else after the request may have left.
+    Other(String),
+}
+
+impl SendError {
+    /// Whether the provider may have carried the request out.
+    pub fn may_have_arrived(&self) -> bool {
+        !matches!(self, SendError::Connect(_))
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => write!(f, "could not connect: {e}"),
+            SendError::Timeout(e) => write!(f, "timed out: {e}"),
+            SendError::Body(e) => write!(f, "broken response body: {e}"),
+            SendError::Other(e) => write!(f, "request failed: {e}"),
+        }
+    }
+}
+
+/// Carries one request to its provider and reads the whole answer.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    async fn send(&self, request: reqwest::Request) -> Result<Reply, SendError>;
+}
+
+/// The production transport: reqwest, with the client's timeouts.
+pub struct Reqwest(pub reqwest::Client);
+
+#[async_trait::async_trait]
+impl Transport for Reqwest {
+    async fn send(&self, request: reqwest::Request) -> Result<Reply, SendError> {
+        let resp = self.0.execute(request).await.map_err(|e| {
+            let detail = error_chain(&e);
+            if e.is_connect() {
+                SendError::Connect(detail)
+            } else if e.is_timeout() {
+                SendError::Timeout(detail)
+            } else if e.is_body() || e.is_decode() {
+                SendError::Body(detail)
+            } else {
+                SendError::Other(detail)
+            }
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                SendError::Timeout(error_chain(&e))
+            } else {
+                SendError::Body(error_chain(&e))
+            }
+        })?;
+        Ok(Reply {
+            status,
+            headers,
+            body: body.to_vec(),
+        })
+    }
+}
+
 /// What an adapter makes of a response that was not 429 or 5xx.
 pub enum Verdict<T> {
     Done(T),
@@ -58,10 +130,13 @@ const MAX_RATE_LIMITED_PER_CALL: u32 = 5;
 
 /// What the providers of one daemon share: one HTTP client (one TLS
 /// setup, whose root certificates take tens of milliseconds to load, and
-/// one pool of kept-alive connections), the retry policy, the stop signal.
+/// one pool of kept-alive connections), the transport that sends what it
+/// builds, the retry policy, the stop signal.
 #[derive(Clone)]
 pub struct Net {
+    /// Builds requests (and sends them, through [`Reqwest`], in production).
     pub client: reqwest::Client,
+    pub transport: Arc<dyn Transport>,
     pub policy: RetryPolicy,
     pub cancel: CancellationToken,
 }
@@ -72,10 +147,12 @@ impl Net {
         policy: RetryPolicy,
         cancel: CancellationToken,
     ) -> Result<Net, ProviderError> {
+        let client = client_builder(timeout)
+            .build()
+            .map_err(|e| ProviderError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Net {
-            client: client_builder(timeout)
-                .build()
-                .map_err(|e| ProviderError::Config(format!("cannot build the HTTP client: {e}")))?,
+            transport: Arc::new(Reqwest(client.clone())),
+            client,
             policy,
             cancel,
         })
@@ -94,6 +171,7 @@ pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
 /// HTTP for one provider.
 pub struct ProviderHttp {
     client: reqwest::Client,
+    transport: Arc<dyn Transport>,
     limiter: Arc<Limiter>,
     policy: RetryPolicy,
     cancel: CancellationToken,
@@ -145,6 +223,7 @@ impl ProviderHttp {
     pub fn on(net: &Net, limiter: Arc<Limiter>) -> ProviderHttp {
         ProviderHttp {
             client: net.client.clone(),
+            transport: net.transport.clone(),
             limiter,
             policy: net.policy.clone(),
             cancel: net.cancel.clone(),
@@ -197,50 +276,35 @@ impl ProviderHttp {
             // Logged, not yet sent: a crash here must cost a permit, never
             // break the limit.
             crate::failpoint::point("http.logged_not_sent").await;
-            let verdict = match self.client.execute(request).await {
+            let verdict = match self.transport.send(request).await {
                 Err(e) => {
                     self.limiter.note_outcome(Outcome::NetworkError);
-                    if !e.is_connect() {
+                    if e.may_have_arrived() {
                         sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
                     }
-                    Verdict::Retry(describe_reqwest(&e))
+                    Verdict::Retry(e.to_string())
                 }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    match resp.bytes().await {
-                        Err(e) => {
-                            self.limiter.note_outcome(Outcome::NetworkError);
+                Ok(reply) => {
+                    let status = reply.status;
+                    self.feedback(&reply.headers).await;
+                    // 429s are counted by `note_rate_limited` below.
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        Verdict::RateLimited(retry_after(&reply.headers))
+                    } else if status.is_server_error() {
+                        self.limiter.note_outcome(Outcome::ServerError);
+                        sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
+                        Verdict::Retry(format!("HTTP {status}"))
+                    } else {
+                        self.limiter.note_outcome(if status.is_client_error() {
+                            Outcome::ClientError
+                        } else {
+                            Outcome::Ok
+                        });
+                        let v = interpret(&reply);
+                        if matches!(v, Verdict::Retry(_)) {
                             sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
-                            Verdict::Retry(describe_reqwest(&e))
                         }
-                        Ok(body) => {
-                            let reply = Reply {
-                                status,
-                                headers,
-                                body: body.to_vec(),
-                            };
-                            self.feedback(&reply.headers).await;
-                            // 429s are counted by `note_rate_limited` below.
-                            if status == StatusCode::TOO_MANY_REQUESTS {
-                                Verdict::RateLimited(retry_after(&reply.headers))
-                            } else if status.is_server_error() {
-                                self.limiter.note_outcome(Outcome::ServerError);
-                                sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
-                                Verdict::Retry(format!("HTTP {status}"))
-                            } else {
-                                self.limiter.note_outcome(if status.is_client_error() {
-                                    Outcome::ClientError
-                                } else {
-                                    Outcome::Ok
-                                });
-                                let v = interpret(&reply);
-                                if matches!(v, Verdict::Retry(_)) {
-                                    sends.maybe_applied.fetch_add(1, Ordering::Relaxed);
-                                }
-                                v
-                            }
-                        }
+                        v
                     }
                 }
             };
@@ -337,19 +401,6 @@ pub fn encode_query_value(s: &str) -> String {
 /// `Retry-After` in seconds (the HTTP-date form is not used by our providers).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     header_u64(headers, "retry-after").map(|s| Duration::from_secs(s).min(crate::limit::MAX_PAUSE))
-}
-
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", error_chain(e))
 }
 
 /// The error and its causes, without the URL: it adds nothing the operator

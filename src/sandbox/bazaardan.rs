@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -96,7 +95,9 @@ impl Shared {
 
 /// A running fake. Dropping it stops the server.
 pub struct FakeBazaardan {
-    addr: SocketAddr,
+    /// `host:port` on loopback, or a name only [`super::InProcess`] knows.
+    authority: String,
+    app: Router,
     shared: Arc<Shared>,
     stop: CancellationToken,
 }
@@ -114,8 +115,16 @@ impl FakeBazaardan {
     }
 
     pub async fn start_on(addr: &str, opts: Options) -> std::io::Result<FakeBazaardan> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
+        let mut fake = Self::in_process(opts);
+        let (addr, stop) = super::serve(addr, fake.app.clone(), "BaZaaRDan").await?;
+        fake.authority = addr.to_string();
+        fake.stop = stop;
+        Ok(fake)
+    }
+
+    /// A fake served by no socket: requests reach it through
+    /// [`super::InProcess`] (the simulator's transport), in virtual time.
+    pub fn in_process(opts: Options) -> FakeBazaardan {
         let shared = Arc::new(Shared {
             core: Core::new(opts.window),
             opts,
@@ -125,20 +134,16 @@ impl FakeBazaardan {
             }),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "BaZaaRDan sandbox stopped");
-            }
-        });
-        Ok(FakeBazaardan { addr, shared, stop })
+        FakeBazaardan {
+            authority: "bazaardan.invalid".into(),
+            app,
+            shared,
+            stop: CancellationToken::new(),
+        }
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}{BASE_PATH}", self.addr)
+        format!("http://{}{BASE_PATH}", self.authority)
     }
 
     pub fn options(&self) -> &Options {
@@ -676,6 +681,10 @@ fn stock_update(s: &Shared, body: &[u8], answered: bool) -> Response {
 }
 
 impl super::Fake for FakeBazaardan {
+    fn router(&self) -> Router {
+        self.app.clone()
+    }
+
     fn clear_faults(&self) {
         FakeBazaardan::clear_faults(self);
     }

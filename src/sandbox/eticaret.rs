@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -92,7 +91,9 @@ impl Shared {
 }
 
 pub struct FakeEticaret {
-    addr: SocketAddr,
+    /// `host:port` on loopback, or a name only [`super::InProcess`] knows.
+    authority: String,
+    app: Router,
     shared: Arc<Shared>,
     stop: CancellationToken,
 }
@@ -109,6 +110,16 @@ impl FakeEticaret {
     }
 
     pub async fn start_on(addr: &str, opts: Options) -> std::io::Result<FakeEticaret> {
+        let mut fake = Self::in_process(opts);
+        let (addr, stop) = super::serve(addr, fake.app.clone(), "eticaret").await?;
+        fake.authority = addr.to_string();
+        fake.stop = stop;
+        Ok(fake)
+    }
+
+    /// A fake served by no socket: requests reach it through
+    /// [`super::InProcess`] (the simulator's transport), in virtual time.
+    pub fn in_process(opts: Options) -> FakeEticaret {
         let shared = Arc::new(Shared {
             core: Core::new(opts.window),
             opts,
@@ -118,8 +129,12 @@ impl FakeEticaret {
             }),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (addr, stop) = super::serve(addr, app, "eticaret").await?;
-        Ok(FakeEticaret { addr, shared, stop })
+        FakeEticaret {
+            authority: "eticaret.invalid".into(),
+            app,
+            shared,
+            stop: CancellationToken::new(),
+        }
     }
 
     /// A product with variants: `(barcode, quantity)` each. Returns the
@@ -519,6 +534,10 @@ fn update_stocks(s: &Shared, body: &[u8], answered: bool) -> Response {
 }
 
 impl Fake for FakeEticaret {
+    fn router(&self) -> Router {
+        self.app.clone()
+    }
+
     fn clear_faults(&self) {
         self.shared.core.faults.clear();
     }
@@ -550,7 +569,7 @@ impl Fake for FakeEticaret {
     }
 
     fn base_url(&self) -> String {
-        format!("http://{}{BASE_PATH}", self.addr)
+        format!("http://{}{BASE_PATH}", self.authority)
     }
 
     fn config_table(&self, good: bool) -> String {

@@ -55,6 +55,9 @@ pub struct Counters {
 /// orders, faults, counters. Listings are returned as stoksync names them.
 pub trait Fake: Send + Sync {
     fn provider(&self) -> ProviderName;
+    /// The fake's HTTP routes (what its socket serves, or what
+    /// [`InProcess`] calls).
+    fn router(&self) -> axum::Router;
     fn base_url(&self) -> String;
     /// A `[providers.<name>]` config table for this fake; with
     /// `good_credentials` false, one the fake refuses.
@@ -99,6 +102,94 @@ pub struct FakeListing {
     pub listing: ListingRef,
     pub sku: String,
     pub stock: i64,
+}
+
+/// The simulator's [`Transport`](crate::http::Transport): a request goes
+/// to the router of the fake whose base URL it names, called in-process,
+/// so it takes virtual time only (a fault's hang is a timer), and an answer
+/// not whole within `timeout` is a timeout, as reqwest's would be.
+pub struct InProcess {
+    routes: Vec<(String, axum::Router)>,
+    timeout: Duration,
+}
+
+impl InProcess {
+    pub fn new(fakes: &[&dyn Fake], timeout: Duration) -> InProcess {
+        InProcess {
+            routes: fakes
+                .iter()
+                .filter_map(|f| {
+                    let url = url::Url::parse(&f.base_url()).ok()?;
+                    Some((authority(&url), f.router()))
+                })
+                .collect(),
+            timeout,
+        }
+    }
+}
+
+fn authority(url: &url::Url) -> String {
+    match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::http::Transport for InProcess {
+    async fn send(
+        &self,
+        request: reqwest::Request,
+    ) -> Result<crate::http::Reply, crate::http::SendError> {
+        use crate::http::SendError;
+        use tower::ServiceExt;
+        let here = authority(request.url());
+        let Some((_, router)) = self.routes.iter().find(|(a, _)| *a == here) else {
+            return Err(SendError::Connect(format!("no fake serves {here}")));
+        };
+        let mut target = request.url().path().to_string();
+        if let Some(q) = request.url().query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let mut req = axum::http::Request::builder()
+            .method(request.method().clone())
+            .uri(target);
+        for (name, value) in request.headers() {
+            req = req.header(name, value);
+        }
+        let body = request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        let req = req
+            .body(axum::body::Body::from(body))
+            .map_err(|e| SendError::Other(e.to_string()))?;
+        let exchange = async {
+            let resp = router
+                .clone()
+                .oneshot(req)
+                .await
+                .map_err(|e| SendError::Other(e.to_string()))?;
+            let (parts, body) = resp.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .map_err(|e| SendError::Body(e.to_string()))?;
+            Ok(crate::http::Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body: body.to_vec(),
+            })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Timeout(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
 }
 
 /// Serves `app` on `addr` until the returned token is cancelled.

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -82,7 +81,9 @@ impl Shared {
 }
 
 pub struct FakePazarsync {
-    addr: SocketAddr,
+    /// `host:port` on loopback, or a name only [`super::InProcess`] knows.
+    authority: String,
+    app: Router,
     shared: Arc<Shared>,
     stop: CancellationToken,
 }
@@ -111,14 +112,28 @@ impl FakePazarsync {
     }
 
     pub async fn start_on(addr: &str, opts: Options) -> std::io::Result<FakePazarsync> {
+        let mut fake = Self::in_process(opts);
+        let (addr, stop) = super::serve(addr, fake.app.clone(), "pazarsync").await?;
+        fake.authority = addr.to_string();
+        fake.stop = stop;
+        Ok(fake)
+    }
+
+    /// A fake served by no socket: requests reach it through
+    /// [`super::InProcess`] (the simulator's transport), in virtual time.
+    pub fn in_process(opts: Options) -> FakePazarsync {
         let shared = Arc::new(Shared {
             core: Core::new(opts.window),
             opts,
             data: Mutex::new(Data::default()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (addr, stop) = super::serve(addr, app, "pazarsync").await?;
-        Ok(FakePazarsync { addr, shared, stop })
+        FakePazarsync {
+            authority: "pazarsync.invalid".into(),
+            app,
+            shared,
+            stop: CancellationToken::new(),
+        }
     }
 
     /// Every token issued so far stops working (as a server may do before
@@ -487,6 +502,10 @@ fn route(
 }
 
 impl Fake for FakePazarsync {
+    fn router(&self) -> Router {
+        self.app.clone()
+    }
+
     fn clear_faults(&self) {
         self.shared.core.faults.clear();
     }
@@ -513,7 +532,7 @@ impl Fake for FakePazarsync {
     }
 
     fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.authority)
     }
 
     fn config_table(&self, good: bool) -> String {

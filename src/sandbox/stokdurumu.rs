@@ -21,7 +21,6 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -103,7 +102,9 @@ impl Shared {
 }
 
 pub struct FakeStokdurumu {
-    addr: SocketAddr,
+    /// `host:port` on loopback, or a name only [`super::InProcess`] knows.
+    authority: String,
+    app: Router,
     shared: Arc<Shared>,
     stop: CancellationToken,
 }
@@ -120,6 +121,16 @@ impl FakeStokdurumu {
     }
 
     pub async fn start_on(addr: &str, opts: Options) -> std::io::Result<FakeStokdurumu> {
+        let mut fake = Self::in_process(opts);
+        let (addr, stop) = super::serve(addr, fake.app.clone(), "stokdurumu").await?;
+        fake.authority = addr.to_string();
+        fake.stop = stop;
+        Ok(fake)
+    }
+
+    /// A fake served by no socket: requests reach it through
+    /// [`super::InProcess`] (the simulator's transport), in virtual time.
+    pub fn in_process(opts: Options) -> FakeStokdurumu {
         let shared = Arc::new(Shared {
             opts,
             data: Mutex::new(Data {
@@ -129,8 +140,12 @@ impl FakeStokdurumu {
             core: Core::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (addr, stop) = super::serve(addr, app, "stokdurumu").await?;
-        Ok(FakeStokdurumu { addr, shared, stop })
+        FakeStokdurumu {
+            authority: "stokdurumu.invalid".into(),
+            app,
+            shared,
+            stop: CancellationToken::new(),
+        }
     }
 
     pub fn product_stock(&self, id: u64) -> Option<i64> {
@@ -346,6 +361,10 @@ fn stock(s: &Shared, body: &[u8], answered: bool) -> Response {
 }
 
 impl Fake for FakeStokdurumu {
+    fn router(&self) -> Router {
+        self.app.clone()
+    }
+
     fn clear_faults(&self) {
         self.shared.core.faults.clear();
     }
@@ -372,7 +391,7 @@ impl Fake for FakeStokdurumu {
     }
 
     fn base_url(&self) -> String {
-        format!("http://{}{BASE_PATH}", self.addr)
+        format!("http://{}{BASE_PATH}", self.authority)
     }
 
     fn config_table(&self, good: bool) -> String {

@@ -211,6 +211,7 @@ pub fn spawn(
                     eprintln!("life {index}: ledger open after {:?}", t0.elapsed());
                 }
                 let net = Net {
+                    transport: Arc::new(stoksync::http::Reqwest(shared_client())),
                     client: shared_client(),
                     policy: retry_policy(&config),
                     cancel: stop2.clone(),
