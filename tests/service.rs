@@ -97,6 +97,7 @@ async fn health_metrics_and_the_erp_api() {
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["quantity"], 17, "attempt {attempt}");
         assert_eq!(v["applied"], attempt == 0, "attempt {attempt}");
+        assert_eq!(v["delta"], -3, "attempt {attempt}: what the key moved");
     }
     let (code, body) = get(&format!("{base}/v1/stock/KALEM-1")).await.unwrap();
     assert_eq!(code, 200);

@@ -14,6 +14,9 @@ use super::{Ledger, LedgerError, Result};
 pub struct ErpOutcome {
     pub quantity: i64,
     pub applied: bool,
+    /// What the movement under this key changed (also when an earlier
+    /// call applied it): a count tells the ERP what it moved.
+    pub delta: i64,
 }
 
 impl Ledger {
@@ -88,11 +91,20 @@ impl Ledger {
                 .bind(sku)
                 .fetch_one(&mut *tx)
                 .await?;
+            let delta: i64 = sqlx::query_scalar(
+                "SELECT delta FROM movements WHERE idempotency_key = $1 AND sku = $2",
+            )
+            .bind(key)
+            .bind(sku)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
             relink_in(&mut tx).await?;
             tx.commit().await?;
             Ok(ErpOutcome {
                 quantity,
                 applied: applied.is_some(),
+                delta,
             })
         })
         .await
@@ -144,7 +156,8 @@ mod tests {
             set,
             ErpOutcome {
                 quantity: 10,
-                applied: true
+                applied: true,
+                delta: 10,
             }
         );
         let again = ledger
@@ -152,6 +165,7 @@ mod tests {
             .await
             .unwrap();
         assert!(!again.applied);
+        assert_eq!(again.delta, 10, "a replay says what the first call moved");
         ledger
             .erp_movement("SKU-1", StockChange::By(-3), "broken", "k2")
             .await
@@ -165,7 +179,7 @@ mod tests {
             .erp_movement("SKU-1", StockChange::To(4), "recount", "k3")
             .await
             .unwrap();
-        assert_eq!(set2.quantity, 4);
+        assert_eq!((set2.quantity, set2.delta), (4, -3));
         let h = ledger.history("SKU-1").await.unwrap();
         assert_eq!(h.len(), 3);
         assert_eq!(

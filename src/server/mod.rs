@@ -343,7 +343,7 @@ async fn movement(
         );
     }
     Ok(
-        axum::Json(json!({"sku": sku, "quantity": out.quantity, "applied": out.applied}))
+        axum::Json(json!({"sku": sku, "quantity": out.quantity, "applied": out.applied, "delta": out.delta}))
             .into_response(),
     )
 }
