@@ -681,6 +681,14 @@ fn stock_update(s: &Shared, body: &[u8], answered: bool) -> Response {
 }
 
 impl super::Fake for FakeBazaardan {
+    fn excuse(&self, l: &crate::domain::ListingRef) {
+        self.shared.core.excuse(&super::listing_key(l));
+    }
+
+    fn timed_writes(&self) -> Vec<(i64, String, i64, i64)> {
+        self.shared.core.timed_writes()
+    }
+
     fn router(&self) -> Router {
         self.app.clone()
     }

@@ -428,6 +428,13 @@ fn route(
                 .skip(start)
                 .take(size)
                 .map(|(code, p)| {
+                    if answered {
+                        // What this page shows, the client now knows.
+                        s.core.shown(code);
+                        for (b, _) in &p.variants {
+                            s.core.shown(&format!("{code}/{b}"));
+                        }
+                    }
                     json!({"code": code, "name": "Ürün", "status": 1, "barcode": p.barcode,
                            "quantity": num(p.quantity), "unit": 0,
                            "variants": p.variants.iter().map(|(b, q)| json!({"value1": "S", "barcode": b, "quantity": num(*q), "priceStatus": 0, "price": 0})).collect::<Vec<_>>()})
@@ -534,6 +541,14 @@ fn update_stocks(s: &Shared, body: &[u8], answered: bool) -> Response {
 }
 
 impl Fake for FakeEticaret {
+    fn excuse(&self, l: &crate::domain::ListingRef) {
+        self.shared.core.excuse(&super::listing_key(l));
+    }
+
+    fn timed_writes(&self) -> Vec<(i64, String, i64, i64)> {
+        self.shared.core.timed_writes()
+    }
+
     fn router(&self) -> Router {
         self.app.clone()
     }

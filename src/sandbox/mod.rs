@@ -43,12 +43,16 @@ pub struct Counters {
     pub network_faults: usize,
     /// Our writes that set a listing to the value it already showed, when
     /// the last thing that happened to the listing was an earlier write of
-    /// ours whose answer the client received: a request spent for nothing.
+    /// ours whose answer the client received, or a read that showed the
+    /// client its value: a request spent for nothing.
     pub noop_writes: usize,
     /// A few of them, described.
     pub noop_examples: Vec<String>,
     /// Requests past the daily quota (also counted in `limit_violations`).
     pub daily_violations: usize,
+    /// Injected faults that hit a request, by `endpoint kind` (e.g.
+    /// `stock_update.php lost-drop`): what a simulated world exercised.
+    pub faults_fired: BTreeMap<String, usize>,
 }
 
 /// What every fake offers tests (and the sandbox): a product with a SKU,
@@ -92,8 +96,25 @@ pub trait Fake: Send + Sync {
     fn set_tripwire(&self, wire: Option<Tripwire>);
     /// Requests being handled right now.
     fn busy(&self) -> usize;
+    /// The client may not know what `listing` shows (a killed client left
+    /// a write to it unsettled): its next write of the same value is no
+    /// wasted one.
+    fn excuse(&self, listing: &ListingRef);
+    /// Every write of ours: when (Unix ms), the listing (see
+    /// [`listing_key`]), the value it replaced, the value it set.
+    fn timed_writes(&self) -> Vec<(i64, String, i64, i64)>;
     /// When each request arrived, by the wall clock (Unix ms).
     fn arrivals_ms(&self) -> Vec<i64>;
+}
+
+/// How the fakes name a listing in their bookkeeping: its id, and
+/// `id/variant` for a variant.
+pub fn listing_key(l: &ListingRef) -> String {
+    if l.variant_id.is_empty() {
+        l.listing_id.clone()
+    } else {
+        format!("{}/{}", l.listing_id, l.variant_id)
+    }
 }
 
 /// One listing as a fake shows it.
@@ -223,10 +244,9 @@ pub(crate) struct Core {
     pub window: Duration,
     /// Requests counted on the current Turkey day.
     day: Mutex<Option<(chrono::NaiveDate, usize)>>,
-    /// Per listing: `Some(true)` when the last thing that happened to it
-    /// was our write and its answer went out; `Some(false)` when that answer
-    /// was lost; absent once anything else changed it.
-    known: Mutex<HashMap<String, bool>>,
+    /// Per listing, what the client can know it shows (see [`Known`]);
+    /// absent once anything else changed it.
+    known: Mutex<HashMap<String, Known>>,
     /// Called after every write of ours is carried out (the simulator's
     /// "kill the daemon now").
     tripwire: Mutex<Option<Tripwire>>,
@@ -238,6 +258,8 @@ pub(crate) struct Core {
     story: Mutex<HashMap<String, VecDeque<String>>>,
     /// Every write of ours, in the order carried out: (listing, new value).
     writes: Mutex<Vec<(String, i64)>>,
+    /// The same, with when (Unix ms) and the value each replaced.
+    timed_writes: Mutex<Vec<(i64, String, i64, i64)>>,
 }
 
 /// Marks a request as being handled until dropped.
@@ -249,8 +271,21 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// What the simulator runs when a fake carries out a write.
-pub type Tripwire = std::sync::Arc<dyn Fn() + Send + Sync>;
+/// What the simulator runs when a fake carries out a write; `true`: the
+/// client dies before this answer reaches it.
+pub type Tripwire = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What the client can know a listing shows, by the last thing that
+/// happened to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Our write, and its answer reached the client.
+    Answered,
+    /// Our write, and its answer was lost.
+    Lost,
+    /// A read (a product list) showed the client its value.
+    Read,
+}
 
 impl Default for Core {
     fn default() -> Self {
@@ -272,6 +307,7 @@ impl Core {
             served: Mutex::new(HashMap::new()),
             story: Mutex::new(HashMap::new()),
             writes: Mutex::new(Vec::new()),
+            timed_writes: Mutex::new(Vec::new()),
         }
     }
 
@@ -390,18 +426,22 @@ impl Core {
     /// the request is carried out is returned as `Err` (answer it and stop),
     /// one that loses the answer afterwards as `Ok(Some(_))`.
     pub fn fault(&self, endpoint: &str) -> Result<Option<Lost>, Fault> {
-        match self.faults.take(endpoint) {
+        let fault = self.faults.take(endpoint);
+        if let Some(f) = &fault {
+            *self
+                .counters()
+                .faults_fired
+                .entry(format!("{endpoint} {}", f.label()))
+                .or_default() += 1;
+        }
+        match fault {
             None => Ok(None),
             Some(Fault::Lost(l)) => Ok(Some(l)),
+            // Not carried out: a write repeated later was never made
+            // before, so it is no wasted write either way.
             Some(f) => {
                 if matches!(f, Fault::Drop | Fault::Hang(_)) {
                     self.counters().network_faults += 1;
-                }
-                // The client cannot tell this from an answer lost after the
-                // request was carried out (it retries, or gives up not
-                // knowing): a write it repeats later is not wasted.
-                if !matches!(f, Fault::RateLimited { .. }) {
-                    self.forget_answers();
                 }
                 Err(f)
             }
@@ -415,9 +455,24 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((listing.to_string(), new));
+        self.timed_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((crate::clock::now_ms(), listing.to_string(), old, new));
+        let wire = self
+            .tripwire
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // The client dies before this answer reaches it.
+        let dies = wire.is_some_and(|w| w());
+        let answered = answered && !dies;
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        let wasted = old == new && known.get(listing) == Some(&true);
-        known.insert(listing.to_string(), answered);
+        let wasted = old == new && matches!(known.get(listing), Some(Known::Answered | Known::Read));
+        let was = known.insert(
+            listing.to_string(),
+            if answered { Known::Answered } else { Known::Lost },
+        );
         drop(known);
         if wasted {
             let story = self.story_of(listing);
@@ -425,7 +480,11 @@ impl Core {
             c.noop_writes += 1;
             if c.noop_examples.len() < 10 {
                 c.noop_examples.push(format!(
-                    "{listing} set to {new}, the value our last answered write left there (before: {story:?})"
+                    "{listing} set to {new}, the value the client knew it showed ({}; before: {story:?})",
+                    match was {
+                        Some(Known::Read) => "it read it",
+                        _ => "our last answered write left it",
+                    }
                 ));
             }
         }
@@ -436,14 +495,33 @@ impl Core {
                 if answered { "" } else { " (answer lost)" }
             ),
         );
-        let wire = self
-            .tripwire
+    }
+
+    /// A read whose answer reached the client showed it what `listing`
+    /// holds: writing that same value next is a wasted request.
+    pub fn shown(&self, listing: &str) {
+        self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(w) = wire {
-            w();
-        }
+            .insert(listing.to_string(), Known::Read);
+    }
+
+    /// The client may not know what `listing` shows (the simulator says so
+    /// of a listing a killed client left with an unsettled write).
+    pub fn excuse(&self, listing: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(listing);
+    }
+
+    /// Every write of ours so far, with when it was carried out (Unix ms),
+    /// the value it replaced and the value it set.
+    pub fn timed_writes(&self) -> Vec<(i64, String, i64, i64)> {
+        self.timed_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every write of ours so far, in the order carried out.
@@ -473,7 +551,7 @@ impl Core {
             .unwrap_or_else(|e| e.into_inner())
             .values_mut()
         {
-            *v = false;
+            *v = Known::Lost;
         }
     }
 
@@ -533,6 +611,23 @@ pub enum Fault {
     /// The request IS carried out, then its answer is lost: the class of
     /// fault where a retry meets our own earlier write.
     Lost(Lost),
+}
+
+impl Fault {
+    /// A short name for reports: `server-error`, `lost-drop`, ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            Fault::ServerError => "server-error",
+            Fault::Hang(_) => "hang",
+            Fault::Malformed => "malformed",
+            Fault::RateLimited { .. } => "rate-limited",
+            Fault::Drop => "drop",
+            Fault::Lost(Lost::Drop) => "lost-drop",
+            Fault::Lost(Lost::Hang(_)) => "lost-hang",
+            Fault::Lost(Lost::Malformed) => "lost-malformed",
+            Fault::Lost(Lost::ServerError) => "lost-server-error",
+        }
+    }
 }
 
 /// How an answer is lost after the provider carried the request out.

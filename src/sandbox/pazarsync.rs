@@ -370,7 +370,14 @@ fn route(
     };
     let mut d = s.data();
     match (method, endpoint) {
-        (Method::GET, "products") => paged(
+        (Method::GET, "products") => {
+            if answered {
+                // What this page shows, the client now knows.
+                for id in d.products.keys().skip((page - 1) * limit).take(limit) {
+                    s.core.shown(id);
+                }
+            }
+            paged(
             d.products
                 .iter()
                 .map(|(id, p)| {
@@ -378,7 +385,8 @@ fn route(
                                       "price": 10.0, "status": "active"})
                 })
                 .collect(),
-        ),
+        )
+        }
         (Method::GET, "orders") => {
             let from = q.get("from_date").map(|f| parse_provider_time(f));
             if let Some(None) = from {
@@ -502,6 +510,14 @@ fn route(
 }
 
 impl Fake for FakePazarsync {
+    fn excuse(&self, l: &crate::domain::ListingRef) {
+        self.shared.core.excuse(&super::listing_key(l));
+    }
+
+    fn timed_writes(&self) -> Vec<(i64, String, i64, i64)> {
+        self.shared.core.timed_writes()
+    }
+
     fn router(&self) -> Router {
         self.app.clone()
     }

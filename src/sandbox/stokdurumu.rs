@@ -203,7 +203,12 @@ async fn handle(
     let Some(path) = uri.path().strip_prefix(BASE_PATH) else {
         return err(StatusCode::NOT_FOUND, "Kayıt bulunamadı");
     };
-    let endpoint = path.trim_start_matches('/').to_string();
+    // GET /stock (a product's history) is named apart from POST /stock
+    // (a push), so a fault can be aimed at either.
+    let endpoint = match (&method, path.trim_start_matches('/')) {
+        (&Method::GET, "stock") => "stock/history".to_string(),
+        (_, p) => p.to_string(),
+    };
     s.core.arrive(&endpoint);
     // Every request counts against the day, reads and refusals included.
     if s.core.over_daily_limit(s.opts.requests_per_day) {
@@ -241,9 +246,9 @@ async fn handle(
     }
     let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     let resp = match (method, endpoint.as_str()) {
-        (Method::GET, "products") => products(&s, &query),
+        (Method::GET, "products") => products(&s, &query, lost.is_none()),
         (Method::POST, "stock") => stock(&s, &body, lost.is_none()),
-        (Method::GET, "stock") => history(&s, &query),
+        (Method::GET, "stock/history") => history(&s, &query),
         _ => err(StatusCode::NOT_FOUND, "Kayıt bulunamadı"),
     };
     match lost {
@@ -281,7 +286,7 @@ fn history(s: &Shared, q: &HashMap<String, String>) -> Response {
         .into_response()
 }
 
-fn products(s: &Shared, q: &HashMap<String, String>) -> Response {
+fn products(s: &Shared, q: &HashMap<String, String>, answered: bool) -> Response {
     let page = q.get("page").map_or(Some(1), |p| p.parse::<usize>().ok());
     let limit = q.get("limit").map_or(Some(20), |l| l.parse::<usize>().ok());
     let (Some(page), Some(limit)) = (page, limit) else {
@@ -298,6 +303,10 @@ fn products(s: &Shared, q: &HashMap<String, String>) -> Response {
         .skip((page - 1) * limit)
         .take(limit)
         .map(|(id, p)| {
+            if answered {
+                // What this page shows, the client now knows.
+                s.core.shown(&id.to_string());
+            }
             json!({
                 "id": id, "name": "Ürün", "sku": p.sku, "category": "Genel", "price": "99.90",
                 "stock_qty": p.stock, "min_stock": 1, "unit": "adet", "status": "active",
@@ -361,6 +370,14 @@ fn stock(s: &Shared, body: &[u8], answered: bool) -> Response {
 }
 
 impl Fake for FakeStokdurumu {
+    fn excuse(&self, l: &crate::domain::ListingRef) {
+        self.shared.core.excuse(&super::listing_key(l));
+    }
+
+    fn timed_writes(&self) -> Vec<(i64, String, i64, i64)> {
+        self.shared.core.timed_writes()
+    }
+
     fn router(&self) -> Router {
         self.app.clone()
     }
