@@ -2,12 +2,16 @@
 //! request rebuilt (and so re-signed) per attempt, jittered exponential
 //! backoff for what is safe to retry, and server feedback (429 +
 //! `Retry-After`, `X-RateLimit-Remaining: 0` + `X-RateLimit-Reset`) turned
-//! into a pause of the whole provider.
+//! into a pause of the whole provider. A provider whose requests carry a
+//! credential that expires (PazarSync's bearer token) hands in an
+//! [`Authorize`] hook: its credential is taken per attempt and checked
+//! again after the attempt's permit wait.
 
+use crate::config::Secret;
 use crate::error::ProviderError;
 use crate::limit::{Limiter, Outcome};
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -127,6 +131,80 @@ impl Default for RetryPolicy {
 
 /// Rate-limit answers waited out inside one call before giving up on it.
 const MAX_RATE_LIMITED_PER_CALL: u32 = 5;
+/// Permit waits that carried the attempt's credential into its refresh
+/// margin, inside one call, before giving up on it: a provider whose
+/// tokens live shorter than its permits take to come cannot be called.
+const MAX_STALE_PER_CALL: u32 = 3;
+
+/// What one attempt carries to say who sends it, when that expires: the
+/// headers to add to the request, which generation of the credential they
+/// are (to drop exactly that one when the provider refuses it), and until
+/// when it may leave (its refresh point, a margin before it expires).
+pub struct Credential {
+    headers: HeaderMap,
+    generation: u64,
+    fresh_until: tokio::time::Instant,
+}
+
+impl Credential {
+    /// `Authorization: Bearer <token>`, marked sensitive.
+    pub fn bearer(
+        token: &Secret,
+        generation: u64,
+        fresh_until: tokio::time::Instant,
+    ) -> Result<Credential, ProviderError> {
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                ProviderError::Config(
+                    "cannot build request: the access token is not a valid header value".into(),
+                )
+            })?;
+        value.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, value);
+        Ok(Credential {
+            headers,
+            generation,
+            fresh_until,
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether it may still leave now: before its refresh point.
+    pub fn is_fresh(&self) -> bool {
+        tokio::time::Instant::now() < self.fresh_until
+    }
+}
+
+// Never the headers: they are the secret.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("generation", &self.generation)
+            .field("fresh_until", &self.fresh_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A provider's per-attempt credential (PazarSync's token cache). The
+/// retry loop asks for it before each attempt's permit, and sends the
+/// attempt only if the credential is still fresh once the permit is
+/// granted; otherwise the permit goes unused (a request never sent, which
+/// the limit allows; sending later than the permit was logged it does not)
+/// and the next round asks again, so the refresh comes first.
+#[async_trait::async_trait]
+pub trait Authorize: Send + Sync {
+    /// The credential for the next attempt. When it must fetch a new one,
+    /// that request takes its own permit, like any other.
+    async fn credential(&self) -> Result<Credential, ProviderError>;
+
+    /// The provider refused the credential of `generation` (401 or 403):
+    /// forget it (and only it: a newer one fetched meanwhile stays).
+    async fn refused(&self, generation: u64);
+}
 
 /// What the providers of one daemon share: one HTTP client (one TLS
 /// setup, whose root certificates take tens of milliseconds to load, and
@@ -267,12 +345,62 @@ impl ProviderHttp {
         interpret: impl Fn(&Reply) -> Verdict<T>,
         sends: &Sends,
     ) -> Result<T, ProviderError> {
+        self.run(op, None, build, interpret, sends).await
+    }
+
+    /// As [`execute_tracked`](Self::execute_tracked), each attempt
+    /// carrying the credential `auth` gives for it (see [`Authorize`]). An
+    /// answer refusing the credential (`interpret` fails with
+    /// `Unauthenticated`) drops it, and the call is tried once more with a
+    /// new one; a second refusal is the call's error.
+    pub async fn execute_authorized<T>(
+        &self,
+        op: &str,
+        auth: &dyn Authorize,
+        build: impl Fn() -> Result<reqwest::Request, ProviderError>,
+        interpret: impl Fn(&Reply) -> Verdict<T>,
+        sends: &Sends,
+    ) -> Result<T, ProviderError> {
+        self.run(op, Some(auth), build, interpret, sends).await
+    }
+
+    async fn run<T>(
+        &self,
+        op: &str,
+        auth: Option<&dyn Authorize>,
+        build: impl Fn() -> Result<reqwest::Request, ProviderError>,
+        interpret: impl Fn(&Reply) -> Verdict<T>,
+        sends: &Sends,
+    ) -> Result<T, ProviderError> {
         let provider = self.limiter.provider();
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
+        let mut refused = 0u32;
+        let mut stale = 0u32;
         loop {
+            // Before the permit: fetching a credential takes permits of its
+            // own, and an attempt must leave as soon as its permit is logged.
+            let credential = match auth {
+                Some(a) => Some(a.credential().await?),
+                None => None,
+            };
             self.limiter.acquire(&self.cancel).await?;
-            let request = build()?;
+            if let Some(c) = &credential
+                && !c.is_fresh()
+            {
+                stale += 1;
+                if stale >= MAX_STALE_PER_CALL {
+                    return Err(ProviderError::Transient(format!(
+                        "{op}: the credential reached its refresh point while waiting for a permit, {stale} times"
+                    )));
+                }
+                tracing::info!(%provider, op, "the credential reached its refresh point while waiting for a permit; refreshing it first (the permit goes unused)");
+                continue;
+            }
+            let mut request = build()?;
+            if let Some(c) = &credential {
+                request.headers_mut().extend(c.headers.clone());
+            }
             // Logged, not yet sent: a crash here must cost a permit, never
             // break the limit.
             crate::failpoint::point("http.logged_not_sent").await;
@@ -310,6 +438,18 @@ impl ProviderHttp {
             };
             match verdict {
                 Verdict::Done(t) => return Ok(t),
+                Verdict::Fail(ProviderError::Unauthenticated(why))
+                    if let (Some(a), Some(c)) = (auth, &credential) =>
+                {
+                    a.refused(c.generation).await;
+                    refused += 1;
+                    if refused >= 2 {
+                        return Err(ProviderError::Unauthenticated(format!(
+                            "{why}; a freshly fetched token was refused too"
+                        )));
+                    }
+                    tracing::info!(%provider, op, "credential refused; fetching a new one");
+                }
                 Verdict::Fail(e) => {
                     if let ProviderError::QuotaExhausted(_) = &e {
                         self.limiter.exhaust_today().await;

@@ -35,6 +35,13 @@ pub struct Counters {
     /// The largest push batch received (entries in one call).
     pub max_batch: usize,
     pub token_fetches: usize,
+    /// Requests that carried a token the fake issued and that had expired
+    /// when the request arrived (PazarSync; no grace). A revoked token is
+    /// not counted here: a client cannot know of a revocation, but it knows
+    /// when its token expires.
+    pub expired_tokens: usize,
+    /// A few of them, described.
+    pub expired_token_examples: Vec<String>,
     /// Requests carried out whose answer the fake then lost on purpose
     /// (an injected `Fault::Lost`).
     pub lost_answers: usize,

@@ -19,6 +19,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How long past its expiry the fake still takes a token: none. A token
+/// issued with `expires_in: N` works strictly before N seconds after it was
+/// issued (by tokio's clock, which the simulator pauses), and a request
+/// arriving later is refused and counted in `Counters::expired_tokens`.
+pub const TOKEN_GRACE: Duration = Duration::ZERO;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub client_id: String,
@@ -64,6 +70,8 @@ struct Order {
 struct Data {
     products: BTreeMap<String, Product>,
     orders: BTreeMap<String, Order>,
+    /// Every token issued and not revoked, with when it expires; kept past
+    /// that, so a late use is told apart from an unknown or revoked token.
     tokens: HashMap<String, Instant>,
     next: u64,
 }
@@ -327,13 +335,23 @@ fn route(
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .unwrap_or("");
-    let valid = s
-        .data()
-        .tokens
-        .get(bearer)
-        .is_some_and(|exp| *exp > Instant::now());
+    let now = Instant::now();
+    let expiry = s.data().tokens.get(bearer).copied();
+    let valid = expiry.is_some_and(|exp| now < exp + TOKEN_GRACE);
     if !valid {
-        s.core.counters().auth_failures += 1;
+        let mut c = s.core.counters();
+        c.auth_failures += 1;
+        if let Some(exp) = expiry {
+            c.expired_tokens += 1;
+            if c.expired_token_examples.len() < 10 {
+                c.expired_token_examples.push(format!(
+                    "{method} {endpoint} with a token {:.3} s past its expiry ({} s tokens)",
+                    now.duration_since(exp).as_secs_f64(),
+                    s.opts.token_lifetime.as_secs()
+                ));
+            }
+        }
+        drop(c);
         return err(
             StatusCode::UNAUTHORIZED,
             "invalid_token",

@@ -24,6 +24,13 @@ pub struct Token {
     refresh_at: Instant,
 }
 
+impl Token {
+    /// When it is refreshed: no request leaves with it from then on.
+    pub fn refresh_at(&self) -> Instant {
+        self.refresh_at
+    }
+}
+
 #[derive(Default)]
 pub struct TokenCache {
     slot: Mutex<(Option<Token>, u64)>,

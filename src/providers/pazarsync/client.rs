@@ -1,5 +1,8 @@
-//! PazarSync endpoints. Every call carries the cached bearer token; a 401
-//! drops that token, fetches one new token and retries once.
+//! PazarSync endpoints. Every attempt carries the cached bearer token,
+//! taken for that attempt (the client is the retry loop's
+//! [`Authorize`] hook): a retry after a fault, a backoff or a permit wait
+//! never sends a token inside its refresh margin. A 401 drops that token,
+//! fetches one new token and retries once.
 
 use super::auth::TokenCache;
 use super::wire::{
@@ -7,7 +10,7 @@ use super::wire::{
     TokenRequest,
 };
 use crate::config::Secret;
-use crate::http::{ProviderHttp, Reply, Sends, Verdict, encode_query_value};
+use crate::http::{Authorize, Credential, ProviderHttp, Reply, Sends, Verdict, encode_query_value};
 use crate::providers::{ProviderError, at_endpoint};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -159,45 +162,37 @@ impl Client {
         sends: &Sends,
     ) -> Result<T, ProviderError> {
         let url = self.url(path)?;
-        let mut refused = 0;
-        loop {
-            let token = self.tokens.get(|| self.fetch_token()).await?;
-            let build = || {
-                let mut req = self
-                    .http
-                    .client()
-                    .request(method.clone(), url.clone())
-                    .bearer_auth(token.value.expose())
-                    .header("Accept", "application/json");
-                if let Some(b) = &body {
-                    req = req
-                        .header("Content-Type", "application/json")
-                        .body(b.clone());
-                }
-                req.build()
-                    .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
-            };
-            match self
+        let build = || {
+            let mut req = self
                 .http
-                .execute_tracked(op, build, interpret::<T>, sends)
-                .await
-            {
-                Err(ProviderError::Unauthenticated(why)) => {
-                    refused += 1;
-                    self.tokens.invalidate(token.generation).await;
-                    if refused >= 2 {
-                        return Err(ProviderError::Unauthenticated(format!(
-                            "{why}; a freshly fetched token was refused too"
-                        )));
-                    }
-                    tracing::info!(
-                        provider = "pazarsync",
-                        "token refused (401); fetching a new one"
-                    );
-                }
-                other => return other,
+                .client()
+                .request(method.clone(), url.clone())
+                .header("Accept", "application/json");
+            if let Some(b) = &body {
+                req = req
+                    .header("Content-Type", "application/json")
+                    .body(b.clone());
             }
-        }
+            req.build()
+                .map_err(|e| ProviderError::Config(format!("cannot build request: {e}")))
+        };
+        self.http
+            .execute_authorized(op, self, build, interpret::<T>, sends)
+            .await
+    }
+}
+
+/// The bearer token, per attempt: the cached one until its refresh point,
+/// then one new token shared by every caller.
+#[async_trait::async_trait]
+impl Authorize for Client {
+    async fn credential(&self) -> Result<Credential, ProviderError> {
+        let token = self.tokens.get(|| self.fetch_token()).await?;
+        Credential::bearer(&token.value, token.generation, token.refresh_at())
+    }
+
+    async fn refused(&self, generation: u64) {
+        self.tokens.invalidate(generation).await;
     }
 }
 
