@@ -209,6 +209,8 @@ async fn tokens_shorter_than_the_permit_wait_fail_the_call_without_sending_them(
 #[tokio::test(start_paused = true)]
 async fn the_fake_counts_expired_tokens_apart_from_revoked_ones() {
     use stoksync::http::Transport;
+    // The fake times tokens by the calendar: make it follow the paused clock.
+    stoksync::clock::simulate(Some(1_772_431_200_000));
     let fake = FakePazarsync::in_process(Options {
         token_lifetime: TOKEN_LIFE,
         ..Options::default()

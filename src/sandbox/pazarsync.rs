@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How long past its expiry the fake still takes a token: none. A token
@@ -72,7 +71,9 @@ struct Data {
     orders: BTreeMap<String, Order>,
     /// Every token issued and not revoked, with when it expires; kept past
     /// that, so a late use is told apart from an unknown or revoked token.
-    tokens: HashMap<String, Instant>,
+    /// Token -> when it expires (Unix ms, by the calendar: the
+    /// simulator's worlds outlive a runtime and its clock).
+    tokens: HashMap<String, i64>,
     next: u64,
 }
 
@@ -325,7 +326,10 @@ fn route(
         let token = format!("tok_{:016x}", fastrand::u64(..));
         s.data()
             .tokens
-            .insert(token.clone(), Instant::now() + s.opts.token_lifetime);
+            .insert(
+                token.clone(),
+                crate::clock::now_ms() + s.opts.token_lifetime.as_millis() as i64,
+            );
         return axum::Json(json!({"access_token": token, "token_type": "bearer",
                                  "expires_in": s.opts.token_lifetime.as_secs()}))
         .into_response();
@@ -335,9 +339,9 @@ fn route(
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .unwrap_or("");
-    let now = Instant::now();
+    let now = crate::clock::now_ms();
     let expiry = s.data().tokens.get(bearer).copied();
-    let valid = expiry.is_some_and(|exp| now < exp + TOKEN_GRACE);
+    let valid = expiry.is_some_and(|exp| now < exp + TOKEN_GRACE.as_millis() as i64);
     if !valid {
         let mut c = s.core.counters();
         c.auth_failures += 1;
@@ -346,7 +350,7 @@ fn route(
             if c.expired_token_examples.len() < 10 {
                 c.expired_token_examples.push(format!(
                     "{method} {endpoint} with a token {:.3} s past its expiry ({} s tokens)",
-                    now.duration_since(exp).as_secs_f64(),
+                    (now - exp) as f64 / 1000.0,
                     s.opts.token_lifetime.as_secs()
                 ));
             }
