@@ -60,6 +60,8 @@ pub struct Counters {
     /// Injected faults that hit a request, by `endpoint kind` (e.g.
     /// `stock_update.php lost-drop`): what a simulated world exercised.
     pub faults_fired: BTreeMap<String, usize>,
+    /// When each of them hit (Unix ms), and which.
+    pub fault_log: Vec<(i64, String)>,
 }
 
 /// What every fake offers tests (and the sandbox): a product with a SKU,
@@ -139,6 +141,7 @@ pub struct FakeListing {
 pub struct InProcess {
     routes: Vec<(String, axum::Router)>,
     timeout: Duration,
+    trace: Option<std::sync::Arc<Mutex<Vec<String>>>>,
 }
 
 impl InProcess {
@@ -152,8 +155,26 @@ impl InProcess {
                 })
                 .collect(),
             timeout,
+            trace: None,
         }
     }
+
+    /// Writes one line per exchange to `trace`: when (Unix ms), the
+    /// request (method, URL, a hash of its body) and what came back (the
+    /// status and a hash of the body, or the error): what a replay of the
+    /// same seed must repeat byte for byte.
+    pub fn with_trace(mut self, trace: std::sync::Arc<Mutex<Vec<String>>>) -> InProcess {
+        self.trace = Some(trace);
+        self
+    }
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same bytes give the same digest in every process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 fn authority(url: &url::Url) -> String {
@@ -191,6 +212,15 @@ impl crate::http::Transport for InProcess {
             .and_then(|b| b.as_bytes())
             .map(|b| b.to_vec())
             .unwrap_or_default();
+        let asked = self.trace.as_ref().map(|_| {
+            format!(
+                "{} {} {} {:016x}",
+                crate::clock::now_ms(),
+                request.method(),
+                request.url(),
+                digest(&body)
+            )
+        });
         let req = req
             .body(axum::body::Body::from(body))
             .map_err(|e| SendError::Other(e.to_string()))?;
@@ -210,13 +240,27 @@ impl crate::http::Transport for InProcess {
                 body: body.to_vec(),
             })
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        let out = match tokio::time::timeout(self.timeout, exchange).await {
             Ok(r) => r,
             Err(_) => Err(SendError::Timeout(format!(
                 "no answer within {:?}",
                 self.timeout
             ))),
+        };
+        // The simulator kills its daemon here when a fake's tripwire went
+        // off: the provider carried the request out, its answer is lost.
+        crate::failpoint::point("http.answered").await;
+        if let (Some(trace), Some(asked)) = (&self.trace, asked) {
+            let got = match &out {
+                Ok(r) => format!("{} {:016x}", r.status.as_u16(), digest(&r.body)),
+                Err(e) => e.to_string(),
+            };
+            trace
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("{asked} -> {got}"));
         }
+        out
     }
 }
 
@@ -435,11 +479,10 @@ impl Core {
     pub fn fault(&self, endpoint: &str) -> Result<Option<Lost>, Fault> {
         let fault = self.faults.take(endpoint);
         if let Some(f) = &fault {
-            *self
-                .counters()
-                .faults_fired
-                .entry(format!("{endpoint} {}", f.label()))
-                .or_default() += 1;
+            let what = format!("{endpoint} {}", f.label());
+            let mut c = self.counters();
+            c.fault_log.push((crate::clock::now_ms(), what.clone()));
+            *c.faults_fired.entry(what).or_default() += 1;
         }
         match fault {
             None => Ok(None),
