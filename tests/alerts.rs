@@ -19,14 +19,13 @@ mod common;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use common::{Env, Knobs, SECRET, free_port, wait_for};
+use common::{Daemon, Env, Knobs, SECRET, free_port, wait_for};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stoksync::domain::ListingRef;
 use stoksync::sandbox::Fake;
-use tokio::process::Child;
 
 /// Every payload a webhook received, and how many calls to refuse first.
 #[derive(Clone, Default)]
@@ -99,16 +98,16 @@ fn append(env: &Env, text: &str) {
 }
 
 /// `run`, its logs in `log` (a file: a pipe nobody reads would fill up).
-fn start(env: &Env, log: &str) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(env.path(log))
-        .unwrap();
-    env.command(&["run"]).stderr(log).spawn().unwrap()
+fn start(env: &Env, log: &str) -> Daemon {
+    Daemon::spawn_logging_to(
+        env.command(&["run"]),
+        &format!("stoksync run ({log})"),
+        &env.path(&format!("{log}.out")),
+        &env.path(log),
+    )
 }
 
-async fn stop(mut daemon: Child) {
+async fn stop(mut daemon: Daemon) {
     let pid = daemon.id().unwrap().to_string();
     tokio::process::Command::new("kill")
         .args(["-TERM", &pid])

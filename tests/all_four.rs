@@ -27,12 +27,8 @@ impl World {
         let mut c = Command::new(env!("CARGO_BIN_EXE_stoksync"));
         c.args(args)
             .env("STOKSYNC_CONFIG", self.dir.path().join("stoksync.toml"))
-            .env("RUST_LOG", "stoksync=info")
-            .kill_on_drop(true);
-        tokio::time::timeout(Duration::from_secs(300), c.output())
-            .await
-            .expect("stoksync finished in time")
-            .unwrap()
+            .env("RUST_LOG", "stoksync=info");
+        common::output(c, &format!("stoksync {args:?}"), Duration::from_secs(300)).await
     }
 
     async fn ok(&self, args: &[&str]) -> String {

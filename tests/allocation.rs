@@ -28,12 +28,8 @@ impl World {
         let mut c = Command::new(env!("CARGO_BIN_EXE_stoksync"));
         c.args(args)
             .env("STOKSYNC_CONFIG", self.dir.path().join("stoksync.toml"))
-            .env("RUST_LOG", "stoksync=info")
-            .kill_on_drop(true);
-        tokio::time::timeout(Duration::from_secs(300), c.output())
-            .await
-            .expect("stoksync finished in time")
-            .unwrap()
+            .env("RUST_LOG", "stoksync=info");
+        common::output(c, &format!("stoksync {args:?}"), Duration::from_secs(300)).await
     }
 
     async fn ok(&self, args: &[&str]) -> String {
@@ -299,13 +295,11 @@ async fn bundles_rules_and_frozen_listings_across_four_providers() {
 
     // The same on the status page, beside the running daemon.
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_stoksync"));
-    let mut daemon = daemon
+    daemon
         .arg("run")
         .env("RUST_LOG", "warn")
-        .env("STOKSYNC_CONFIG", w.dir.path().join("stoksync.toml"))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .env("STOKSYNC_CONFIG", w.dir.path().join("stoksync.toml"));
+    let mut daemon = common::Daemon::spawn(daemon, "stoksync run");
     let base = format!("http://{}", w.http);
     let client = reqwest::Client::new();
     let get = |path: String| {

@@ -5,6 +5,8 @@
 //! into a new SQLite file is the same again. A URL carrying a password is
 //! refused before anything is opened.
 
+#[path = "common/log.rs"]
+mod log;
 #[path = "common/pg.rs"]
 mod pg;
 
@@ -13,13 +15,26 @@ use std::process::Output;
 use stoksync::domain::{ListingRef, ProviderName};
 use stoksync::ledger::{Database, Ledger, LinkRow, StockChange};
 
+/// Runs `stoksync ARGS`; fails the test if it logged a ledger database
+/// error (tests/common/log.rs).
 async fn stoksync(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_stoksync"))
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_stoksync"))
         .args(args)
         .env_remove("STOKSYNC_CONFIG")
         .output()
         .await
-        .unwrap()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log::assert_no_ledger_errors(
+        &format!("stoksync {args:?}"),
+        &text,
+        &log::Allowed::default(),
+    );
+    out
 }
 
 fn text(o: &Output) -> String {

@@ -11,12 +11,8 @@ async fn the_demo_converges_and_proves_it() {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_stoksync"));
     c.args(["demo", "--duration", "4s", "--skus", "6"])
         .env_remove("STOKSYNC_CONFIG")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(300), c.output())
-        .await
-        .expect("the demo ends within 5 minutes")
-        .unwrap();
+        .env_remove("RUST_LOG");
+    let out = common::output(c, "stoksync demo", Duration::from_secs(300)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(stdout.contains("first full sync done"), "{stdout}");
@@ -112,13 +108,12 @@ async fn the_sandbox_serves_four_fakes_and_a_control_api() {
     let written = std::fs::read_to_string(&config).unwrap();
     assert!(written.contains("[providers.pazarsync]"), "{written}");
     assert!(dir.path().join("sandbox-mapping.csv").exists());
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_stoksync"))
+    let mut check = tokio::process::Command::new(env!("CARGO_BIN_EXE_stoksync"));
+    check
         .args(["--config"])
         .arg(&config)
-        .args(["check", "--online"])
-        .output()
-        .await
-        .unwrap();
+        .args(["check", "--online"]);
+    let out = common::output(check, "stoksync check --online", Duration::from_secs(120)).await;
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("credentials ok").count(), 4, "{stdout}");

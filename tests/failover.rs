@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{SECRET, free_port, pg::fresh_database, wait_for};
+use common::{Daemon, SECRET, free_port, pg::fresh_database, wait_for};
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use stoksync::ledger::{Database, Ledger};
 use stoksync::sandbox::bazaardan::{FakeBazaardan, Options};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const LISTINGS: u64 = 6;
 const START: i64 = 10_000;
@@ -117,25 +117,29 @@ requests_per_minute = {PER_MINUTE}
     }
 
     async fn ok(&self, host: usize, args: &[&str]) -> String {
-        let out = tokio::time::timeout(Duration::from_secs(60), self.command(host, args).output())
-            .await
-            .unwrap()
-            .unwrap();
+        let out = common::output(
+            self.command(host, args),
+            &format!("host {host}: stoksync {args:?}"),
+            Duration::from_secs(60),
+        )
+        .await;
         assert!(out.status.success(), "{args:?}: {}", common::describe(&out));
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// A daemon of "host" `host` (its own host name, so a standby cannot
     /// tell the other died and must wait out the lease, as across hosts),
-    /// logging to `<host>.log` (a pipe nobody reads would fill and block it).
-    fn spawn(&self, host: usize) -> Child {
-        let log = std::fs::File::create(self.log_path(host)).unwrap();
-        self.command(host, &["run"])
-            .env("STOKSYNC_HOST", ["host-a", "host-b"][host])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap()
+    /// logging to `<host>.log` (a pipe nobody reads would fill and block
+    /// it), checked for ledger database errors when dropped.
+    fn spawn(&self, host: usize) -> Daemon {
+        let mut c = self.command(host, &["run"]);
+        c.env("STOKSYNC_HOST", ["host-a", "host-b"][host]);
+        Daemon::spawn_logging_to(
+            c,
+            &format!("the daemon of host {host}"),
+            &self.dir.path().join(format!("{host}.out")),
+            &self.log_path(host),
+        )
     }
 
     fn log_path(&self, host: usize) -> std::path::PathBuf {
@@ -229,7 +233,7 @@ requests_per_minute = {PER_MINUTE}
 /// Both daemons running, orders flowing, one of them active.
 struct AtWork {
     pair: Arc<Pair>,
-    daemons: [Child; 2],
+    daemons: [Daemon; 2],
     /// Cleared to stop the shop.
     running: Arc<AtomicBool>,
     shop: tokio::task::JoinHandle<()>,

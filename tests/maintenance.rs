@@ -195,12 +195,9 @@ async fn sound_ledger(env: &Env, file: &Path) -> i64 {
         format!("[ledger]\ndatabase = {:?}\n", file.to_str().unwrap()),
     )
     .unwrap();
-    let out = env
-        .command(&["check", "--deep"])
-        .env("STOKSYNC_CONFIG", &config)
-        .output()
-        .await
-        .unwrap();
+    let mut check = env.command(&["check", "--deep"]);
+    check.env("STOKSYNC_CONFIG", &config);
+    let out = common::output(check, "stoksync check --deep", Duration::from_secs(120)).await;
     assert!(out.status.success(), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

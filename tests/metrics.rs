@@ -24,10 +24,12 @@ fn stoksync(dir: &std::path::Path, args: &[&str]) -> Command {
 }
 
 async fn ok(dir: &std::path::Path, args: &[&str]) {
-    let out = tokio::time::timeout(Duration::from_secs(120), stoksync(dir, args).output())
-        .await
-        .expect("finished in 120 s")
-        .unwrap();
+    let out = common::output(
+        stoksync(dir, args),
+        &format!("stoksync {args:?}"),
+        Duration::from_secs(120),
+    )
+    .await;
     assert!(out.status.success(), "{args:?}: {}", describe(&out));
 }
 
@@ -98,7 +100,7 @@ async fn every_family_is_served_once_grouped_and_documented() {
     )
     .await;
 
-    let mut daemon = stoksync(d, &["run"]).spawn().unwrap();
+    let mut daemon = common::Daemon::spawn(stoksync(d, &["run"]), "stoksync run");
     let url = format!("http://{http}/metrics");
     // Every loop polled once and something pushed, so every family has
     // samples from every provider.

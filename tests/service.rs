@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{Env, Knobs, describe, wait_for};
+use common::{Daemon, Env, Knobs, describe, wait_for};
 use std::time::Duration;
-use tokio::process::Child;
 
 async fn seeded() -> Env {
     let env = Env::new(Knobs::default()).await;
@@ -43,7 +42,7 @@ async fn ready(env: &Env) {
     .await;
 }
 
-async fn stop(mut daemon: Child) {
+async fn stop(mut daemon: Daemon) {
     let pid = daemon.id().unwrap().to_string();
     std::process::Command::new("sh")
         .args(["-c", &format!("kill -TERM {pid}")])
@@ -211,7 +210,7 @@ async fn systemd_hears_ready_and_watchdog_pings() {
     let mut cmd = env.command(&["run"]);
     cmd.env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "1000000");
-    let daemon = cmd.spawn().unwrap();
+    let daemon = Daemon::spawn(cmd, "stoksync run");
     let got = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
         let mut buf = [0u8; 512];
@@ -273,7 +272,7 @@ async fn beyond_loopback_the_api_needs_the_token() {
     std::fs::write(&env.config, &with_token).unwrap();
     let mut cmd = env.command(&["run"]);
     cmd.env("CREDENTIALS_DIRECTORY", &creds);
-    let daemon = cmd.spawn().unwrap();
+    let daemon = Daemon::spawn(cmd, "stoksync run");
     let url = format!("http://127.0.0.1:{port}/v1/stock");
     wait_for(Duration::from_secs(30), "the API to answer", || {
         let url = url.clone();

@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::{describe, wait_for};
+use common::{Daemon, describe, wait_for};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use stoksync::domain::{ListingRef, ProviderName};
 use stoksync::sandbox::{Fake, Fault};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const SKUS: usize = 8;
 const START: i64 = 10;
@@ -53,10 +53,12 @@ impl World {
     }
 
     async fn run(&self, args: &[&str]) -> std::process::Output {
-        tokio::time::timeout(Duration::from_secs(300), self.command(args).output())
-            .await
-            .expect("stoksync finished in time")
-            .unwrap()
+        common::output(
+            self.command(args),
+            &format!("stoksync {args:?}"),
+            Duration::from_secs(300),
+        )
+        .await
     }
 
     async fn ok(&self, args: &[&str]) -> String {
@@ -65,12 +67,8 @@ impl World {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn daemon(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+    fn daemon(&self, args: &[&str]) -> Daemon {
+        Daemon::spawn(self.command(args), &format!("stoksync {args:?}"))
     }
 
     async fn ledger(&self) -> BTreeMap<String, i64> {

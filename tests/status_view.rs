@@ -25,10 +25,12 @@ fn stoksync(dir: &Path, args: &[&str]) -> Command {
 }
 
 async fn run(dir: &Path, args: &[&str]) -> std::process::Output {
-    tokio::time::timeout(Duration::from_secs(120), stoksync(dir, args).output())
-        .await
-        .expect("finished in 120 s")
-        .unwrap()
+    common::output(
+        stoksync(dir, args),
+        &format!("stoksync {args:?}"),
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 async fn ok(dir: &Path, args: &[&str]) -> String {
@@ -105,7 +107,7 @@ async fn times_read_in_istanbul_and_orders_by_their_own_number() {
         "{text}"
     );
 
-    let mut daemon = stoksync(d, &["run"]).spawn().unwrap();
+    let mut daemon = common::Daemon::spawn(stoksync(d, &["run"]), "stoksync run");
     let url = format!("http://{http}/");
     let mut page = String::new();
     wait_for(Duration::from_secs(60), "the status page", || {

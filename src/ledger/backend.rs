@@ -114,6 +114,16 @@ impl Backend {
         }
     }
 
+    /// `s` as this backend runs it: what [`sql`] gives on a connection to
+    /// it (the SQL scan of tests/sql_statements.rs prepares the statements
+    /// it finds this way).
+    pub fn statement(self, s: &str) -> String {
+        match self {
+            Backend::Sqlite => s.to_string(),
+            Backend::Postgres => to_postgres(s),
+        }
+    }
+
     /// The database server's clock, in ms since the epoch: the one clock
     /// every host of a pair reads the lease by.
     pub(crate) fn now_ms_sql(self) -> &'static str {
@@ -139,7 +149,7 @@ pub(crate) fn sql(conn: &AnyConnection, s: &'static str) -> &'static str {
             let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
             let map = cache.get_or_insert_with(HashMap::new);
             map.entry(s.as_ptr() as usize)
-                .or_insert_with(|| Box::leak(to_postgres(s).into_boxed_str()))
+                .or_insert_with(|| Box::leak(Backend::Postgres.statement(s).into_boxed_str()))
         }
     }
 }

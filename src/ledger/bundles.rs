@@ -265,7 +265,7 @@ impl Ledger {
         db(async move {
             let rows = sqlx::query(
             "SELECT sku, provider, safety_stock, zero_below, percent, max_quantity, frozen, source
-             FROM sku_rules WHERE $1 IS NULL OR sku = $1 ORDER BY sku, provider",
+             FROM sku_rules WHERE CAST($1 AS TEXT) IS NULL OR sku = $1 ORDER BY sku, provider",
         )
         .bind(sku)
         .fetch_all(&self.read)
@@ -382,14 +382,14 @@ impl Ledger {
         db(async move {
             let comps: Vec<(String, String, i64, String)> = sqlx::query_as(
                 "SELECT bundle_sku, component_sku, quantity, source FROM bundles
-             WHERE $1 IS NULL OR bundle_sku = $1 ORDER BY bundle_sku, component_sku",
+             WHERE CAST($1 AS TEXT) IS NULL OR bundle_sku = $1 ORDER BY bundle_sku, component_sku",
             )
             .bind(sku)
             .fetch_all(&self.read)
             .await?;
             let parts: Vec<(String, String, i64)> = sqlx::query_as(
                 "SELECT bundle_sku, sku, quantity FROM bundle_parts
-             WHERE $1 IS NULL OR bundle_sku = $1 ORDER BY bundle_sku, sku",
+             WHERE CAST($1 AS TEXT) IS NULL OR bundle_sku = $1 ORDER BY bundle_sku, sku",
             )
             .bind(sku)
             .fetch_all(&self.read)

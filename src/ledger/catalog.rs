@@ -106,10 +106,10 @@ impl Ledger {
                 // anything starts from what the provider shows.
                 sqlx::query(
                     "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2
-                     WHERE provider = $1 AND listing_id = $2 AND variant_id = $3
+                     WHERE provider = $3 AND listing_id = $4 AND variant_id = $5
                        AND confirmed_qty IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = $1
-                                       AND a.listing_id = $2 AND a.variant_id = $3)",
+                       AND NOT EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = $3
+                                       AND a.listing_id = $4 AND a.variant_id = $5)",
                 )
                 .bind(r.quantity)
                 .bind(now)
@@ -481,6 +481,88 @@ fn listing_key(l: &ListingRef) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::test_support::temp_ledger;
+
+    fn listing(provider: ProviderName, id: &str) -> ListingRef {
+        ListingRef {
+            provider,
+            listing_id: id.into(),
+            variant_id: String::new(),
+        }
+    }
+
+    fn remote(provider: ProviderName, id: &str, sku: &str, qty: i64) -> RemoteListing {
+        RemoteListing {
+            listing: listing(provider, id),
+            sku: Some(sku.into()),
+            quantity: Some(qty),
+        }
+    }
+
+    /// The confirmed value of each listing of `sku`, by listing id.
+    async fn confirmed(ledger: &Ledger, sku: &str) -> Vec<(String, Option<i64>)> {
+        ledger
+            .listing_details(sku)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.listing.listing_id, d.confirmed_qty))
+            .collect()
+    }
+
+    /// A listing linked by `mapping import` has no confirmed value; the
+    /// first discovery that sees it takes what the provider shows, so an
+    /// equal value is never pushed. Unless a push of ours to it is
+    /// unsettled (it may show our value, not its own), or it was confirmed
+    /// already. Every provider that discovers, on either backend.
+    #[tokio::test]
+    async fn a_mapped_listing_starts_from_what_the_provider_shows() {
+        for p in [
+            ProviderName::Stokdurumu,
+            ProviderName::Eticaret,
+            ProviderName::Pazarsync,
+        ] {
+            let (_dir, ledger) = temp_ledger().await;
+            ledger
+                .import_stock(&[("KALEM-1".into(), 10)], "b", "seed")
+                .await
+                .unwrap();
+            let mapped = ["5001", "5002", "5003"].map(|id| ("KALEM-1".to_string(), listing(p, id)));
+            ledger.import_mappings(&mapped).await.unwrap();
+            // 5002: a push of ours is unsettled; 5003: confirmed at 10.
+            let mut pushes = [StockPush::new(listing(p, "5002"), 10)];
+            ledger.mark_attempted(&mut pushes).await.unwrap();
+            ledger
+                .record_push(
+                    &listing(p, "5003"),
+                    crate::ledger::PushRecord::Confirmed(10),
+                )
+                .await
+                .unwrap();
+
+            let report = ledger
+                .discover(
+                    p,
+                    &[
+                        remote(p, "5001", "KALEM-1", 7),
+                        remote(p, "5002", "KALEM-1", 8),
+                        remote(p, "5003", "KALEM-1", 9),
+                    ],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("discovery of {p} failed: {e}"));
+            assert_eq!((report.already_linked, report.problems), (3, 0), "{p}");
+            assert_eq!(
+                confirmed(&ledger, "KALEM-1").await,
+                [
+                    ("5001".to_string(), Some(7)),
+                    ("5002".to_string(), None),
+                    ("5003".to_string(), Some(10)),
+                ],
+                "{p}"
+            );
+        }
+    }
 
     fn w(old: i64, new: i64) -> OurWrite {
         OurWrite {

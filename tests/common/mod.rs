@@ -2,11 +2,12 @@
 //! and helpers that run the real `stoksync` binary.
 #![allow(dead_code)]
 
+pub mod log;
 pub mod pg;
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use stoksync::sandbox::bazaardan::{FakeBazaardan, Options};
 use tokio::process::{Child, Command};
 
@@ -115,6 +116,8 @@ requests_per_minute = {}
         p
     }
 
+    /// `stoksync ARGS` with this environment, to run through [`output`] or
+    /// [`Daemon::spawn`] (which check its log for ledger errors).
     pub fn command(&self, args: &[&str]) -> Command {
         let secret = std::fs::read_to_string(self.dir.path().join("secret")).unwrap();
         let mut c = Command::new(env!("CARGO_BIN_EXE_stoksync"));
@@ -129,12 +132,15 @@ requests_per_minute = {}
         c
     }
 
-    /// Runs `stoksync ARGS` to completion (bounded).
+    /// Runs `stoksync ARGS` to completion (bounded); fails the test if it
+    /// logged a ledger database error.
     pub async fn run(&self, args: &[&str]) -> Output {
-        tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("stoksync {args:?} did not finish in 120 s"))
-            .unwrap()
+        output(
+            self.command(args),
+            &format!("stoksync {args:?}"),
+            Duration::from_secs(120),
+        )
+        .await
     }
 
     /// Runs and asserts exit code 0, returning stdout.
@@ -148,8 +154,10 @@ requests_per_minute = {}
         String::from_utf8(out.stdout).unwrap()
     }
 
-    pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args).spawn().unwrap()
+    /// Starts `stoksync ARGS` (a daemon): checked for ledger database
+    /// errors when it is dropped or waited for.
+    pub fn spawn(&self, args: &[&str]) -> Daemon {
+        Daemon::spawn(self.command(args), &format!("stoksync {args:?}"))
     }
 
     pub async fn stock(&self) -> serde_json::Value {
@@ -168,6 +176,156 @@ requests_per_minute = {}
 
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("ledger.db")
+    }
+}
+
+/// Runs a command of the binary to completion within `limit`; fails the
+/// test if it logged (stdout or stderr) a ledger database error.
+pub async fn output(cmd: Command, what: &str, limit: Duration) -> Output {
+    output_allowing(cmd, what, limit, &log::Allowed::default()).await
+}
+
+/// [`output`], with the ledger errors the test provokes on purpose.
+pub async fn output_allowing(
+    mut cmd: Command,
+    what: &str,
+    limit: Duration,
+    allowed: &log::Allowed,
+) -> Output {
+    cmd.kill_on_drop(true);
+    let out = tokio::time::timeout(limit, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish in {limit:?}"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log::assert_no_ledger_errors(what, &text, allowed);
+    out
+}
+
+/// A stoksync process a test starts and lets run (a daemon): its stdout
+/// and stderr go to files (a pipe nobody reads fills up and stalls it).
+/// When it is dropped, it is killed and its log is checked, as when it is
+/// waited for with [`Daemon::wait_with_output`]: a ledger database error
+/// in it fails the test (tests/common/log.rs), with no test having to
+/// remember to look. Derefs to its `Child` (`id`, `wait`, `start_kill`).
+pub struct Daemon {
+    child: Option<Child>,
+    what: String,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    allowed: log::Allowed,
+    /// Holds the two files unless the caller named where the log goes.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Starts `cmd`, its output in files of a folder of its own.
+    pub fn spawn(cmd: Command, what: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+        let mut d = Daemon::spawn_logging_to(cmd, what, &stdout, &stderr);
+        d._dir = Some(dir);
+        d
+    }
+
+    /// Starts `cmd` with its stdout and stderr appended to these files
+    /// (which the test may read meanwhile).
+    pub fn spawn_logging_to(
+        mut cmd: Command,
+        what: &str,
+        stdout: &std::path::Path,
+        stderr: &std::path::Path,
+    ) -> Daemon {
+        let append = |p: &std::path::Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let child = cmd
+            .stdout(append(stdout))
+            .stderr(append(stderr))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        Daemon {
+            child: Some(child),
+            what: what.to_string(),
+            stdout: stdout.to_path_buf(),
+            stderr: stderr.to_path_buf(),
+            allowed: log::Allowed::default(),
+            _dir: None,
+        }
+    }
+
+    /// Lines of its log containing `pattern` are expected of this test
+    /// (it provokes them), for the reason given.
+    pub fn allow(&mut self, pattern: &str, why: &str) {
+        self.allowed.allow(pattern, why);
+    }
+
+    /// What it logged so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits for it to end (the test stopped it), checks its log, and
+    /// returns its output.
+    pub async fn wait_with_output(mut self) -> std::io::Result<Output> {
+        let mut child = self.child.take().expect("not waited for yet");
+        let status = child.wait().await?;
+        let out = Output {
+            status,
+            stdout: std::fs::read(&self.stdout).unwrap_or_default(),
+            stderr: std::fs::read(&self.stderr).unwrap_or_default(),
+        };
+        self.check();
+        Ok(out)
+    }
+
+    fn check(&self) {
+        let text = format!(
+            "{}\n{}",
+            std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            self.log()
+        );
+        log::assert_no_ledger_errors(&self.what, &text, &self.allowed);
+    }
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.child.as_ref().expect("not waited for yet")
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("not waited for yet")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // Stopped first, so its log is whole (and nothing it writes after
+        // the check goes unread).
+        let _ = child.start_kill();
+        let end = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !std::thread::panicking() {
+            self.check();
+        }
     }
 }
 
