@@ -150,7 +150,7 @@ impl Provider for Bazaardan {
     ) -> Result<OrderChanges, ProviderError> {
         let lookback = chrono::Duration::from_std(req.lookback).unwrap_or(chrono::Duration::zero());
         let cursor_time = req.cursor.as_deref().and_then(parse_provider_time);
-        let after = cursor_time.unwrap_or_else(Utc::now) - lookback;
+        let after = cursor_time.unwrap_or_else(crate::clock::now_utc) - lookback;
         let after_text = format_turkey(after);
 
         let mut rows = Vec::new();

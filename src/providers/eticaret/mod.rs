@@ -146,7 +146,7 @@ impl Provider for Eticaret {
     ) -> Result<OrderChanges, ProviderError> {
         let lookback = chrono::Duration::from_std(req.lookback).unwrap_or_default();
         let cursor_time = req.cursor.as_deref().and_then(parse_provider_time);
-        let since = cursor_time.unwrap_or_else(Utc::now) - lookback;
+        let since = cursor_time.unwrap_or_else(crate::clock::now_utc) - lookback;
 
         let mut out = OrderChanges::default();
         let mut rows: BTreeMap<u64, OrderRow> = BTreeMap::new();

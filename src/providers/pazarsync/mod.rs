@@ -190,7 +190,7 @@ impl Provider for Pazarsync {
         let from = if sweep {
             ms_to_utc(now) - chrono::Duration::from_std(SWEEP_SPAN).unwrap_or_default()
         } else {
-            cursor.created.unwrap_or_else(Utc::now) - lookback
+            cursor.created.unwrap_or_else(crate::clock::now_utc) - lookback
         };
         let from_text = iso(from);
 
