@@ -298,6 +298,11 @@ pub(crate) struct Core {
     /// Per listing, what the client can know it shows (see [`Known`]);
     /// absent once anything else changed it.
     known: Mutex<HashMap<String, Known>>,
+    /// Listings something other than our writes changed since our last
+    /// write to them (an order at this marketplace: it may have moved its
+    /// own count, so our next write is never a wasted one, whatever the
+    /// client read meanwhile).
+    moved: Mutex<std::collections::HashSet<String>>,
     /// Called after every write of ours is carried out (the simulator's
     /// "kill the daemon now").
     tripwire: Mutex<Option<Tripwire>>,
@@ -353,6 +358,7 @@ impl Core {
             window,
             day: Mutex::new(None),
             known: Mutex::new(HashMap::new()),
+            moved: Mutex::new(std::collections::HashSet::new()),
             tripwire: Mutex::new(None),
             busy: std::sync::atomic::AtomicUsize::new(0),
             served: Mutex::new(HashMap::new()),
@@ -517,6 +523,10 @@ impl Core {
         // The client dies before this answer reaches it.
         let dies = wire.is_some_and(|w| w());
         let answered = answered && !dies;
+        self.moved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(listing);
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let wasted = old == new && matches!(known.get(listing), Some(Known::Answered | Known::Read));
         let was = known.insert(
@@ -550,6 +560,14 @@ impl Core {
     /// A read whose answer reached the client showed it what `listing`
     /// holds: writing that same value next is a wasted request.
     pub fn shown(&self, listing: &str) {
+        if self
+            .moved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(listing)
+        {
+            return;
+        }
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -589,6 +607,10 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(listing);
+        self.moved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(listing.to_string());
         self.tell(listing, "changed by others".into());
     }
 

@@ -1,32 +1,58 @@
 //! The model, written apart from the code under test: what the ledger must
-//! hold, computed only from what the fakes recorded (the orders customers
-//! placed and what became of them, the counts edited by hand in the
-//! stokdurumu panel) and the ERP movements the world made; and the
-//! invariants every world must keep.
+//! hold and what every listing must show, computed only from what the world
+//! did and what the fakes recorded (the orders customers placed and what
+//! became of them, the counts edited by hand in the stokdurumu panel, the
+//! ERP's calls and their answers) — never from the daemon's journal or
+//! ledger. The daemon's ledger is read only to be checked against it.
 
-use crate::daemon::End;
-use crate::world::{Fakes, SECRETS, Setup, WINDOW};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use crate::world::{KIT, Setup};
+use std::collections::BTreeMap;
 use stoksync::domain::{ListingRef, ProviderName};
-use stoksync::ledger::{Ledger, StockChange};
-use tokio::time::Instant;
+use stoksync::sandbox::{Fake, bazaardan, eticaret, pazarsync, stokdurumu};
 
-/// The bundle's SKU, in the worlds that have one.
-pub const KIT: &str = "SIM-KIT";
+use std::sync::Arc;
+
+pub struct Fakes {
+    pub bz: Arc<bazaardan::FakeBazaardan>,
+    pub sd: Arc<stokdurumu::FakeStokdurumu>,
+    pub v2: Arc<eticaret::FakeEticaret>,
+    pub ps: Arc<pazarsync::FakePazarsync>,
+}
+
+impl Fakes {
+    pub fn all(&self) -> [&dyn Fake; 4] {
+        [&*self.bz, &*self.sd, &*self.v2, &*self.ps]
+    }
+
+    pub fn get(&self, p: ProviderName) -> &dyn Fake {
+        match p {
+            ProviderName::Bazaardan => &*self.bz,
+            ProviderName::Stokdurumu => &*self.sd,
+            ProviderName::Eticaret => &*self.v2,
+            ProviderName::Pazarsync => &*self.ps,
+        }
+    }
+}
 
 /// Every listing of the world and its SKU, in the order they were made,
 /// and the bundles (SKU -> parts, units each).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     listings: Vec<(ListingRef, String)>,
+    by_key: BTreeMap<(ProviderName, String, String), usize>,
     bundles: BTreeMap<String, Vec<(String, i64)>>,
+    skus: Vec<String>,
 }
 
 impl Catalog {
     pub fn add(&mut self, l: ListingRef, sku: &str) {
+        self.by_key.insert(
+            (l.provider, l.listing_id.clone(), l.variant_id.clone()),
+            self.listings.len(),
+        );
+        if !self.skus.iter().any(|s| s == sku) && !self.bundles.contains_key(sku) && sku != KIT {
+            self.skus.push(sku.to_string());
+        }
         self.listings.push((l, sku.to_string()));
     }
 
@@ -34,16 +60,21 @@ impl Catalog {
         self.bundles.insert(sku.to_string(), parts.to_vec());
     }
 
-    /// What `sku` must show of the ledger `want`: its own quantity, or for
-    /// a bundle the fewest whole bundles its parts make.
-    fn available(&self, sku: &str, want: &BTreeMap<String, i64>) -> Option<i64> {
+    /// What `sku` makes of the stock `have`: its own quantity, or for a
+    /// bundle the fewest whole bundles its parts make.
+    pub fn available(&self, sku: &str, have: &BTreeMap<String, i64>) -> Option<i64> {
         match self.bundles.get(sku) {
-            None => want.get(sku).copied(),
+            None => have.get(sku).copied(),
             Some(parts) => parts
                 .iter()
-                .map(|(p, n)| want.get(p).map(|q| q.max(&0) / n))
+                .map(|(p, n)| have.get(p).map(|q| q.max(&0) / n))
                 .try_fold(i64::MAX, |m, q| q.map(|q| m.min(q))),
         }
+    }
+
+    /// What a listing of `sku` must show of the stock `have`.
+    pub fn wanted(&self, s: &Setup, sku: &str, have: &BTreeMap<String, i64>) -> Option<i64> {
+        self.available(sku, have).map(|q| (q - s.safety).max(0))
     }
 
     pub fn of(&self, p: ProviderName) -> impl Iterator<Item = (&ListingRef, &str)> {
@@ -57,28 +88,42 @@ impl Catalog {
         self.listings.iter().map(|(l, s)| (l, s.as_str()))
     }
 
-    /// The SKUs with stock (not bundles).
-    pub fn skus(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for (_, s) in &self.listings {
-            if !out.contains(s) && !self.bundles.contains_key(s) {
-                out.push(s.clone());
-            }
-        }
-        out
+    pub fn len(&self) -> usize {
+        self.listings.len()
     }
 
-    fn sku(&self, p: ProviderName, listing_id: &str, variant_id: &str) -> Option<&str> {
+    /// The SKUs with stock (not bundles), in the order they were made.
+    pub fn skus(&self) -> &[String] {
+        &self.skus
+    }
+
+    pub fn sku(&self, p: ProviderName, listing_id: &str, variant_id: &str) -> Option<&str> {
+        self.by_key
+            .get(&(p, listing_id.to_string(), variant_id.to_string()))
+            .map(|i| self.listings[*i].1.as_str())
+    }
+
+    /// The SKUs whose stock `sku`'s listings show: itself, or its parts.
+    pub fn parts_of(&self, sku: &str) -> Vec<(String, i64)> {
+        match self.bundles.get(sku) {
+            Some(parts) => parts.clone(),
+            None => vec![(sku.to_string(), 1)],
+        }
+    }
+
+    /// The listings whose shown value depends on the stock of `part`.
+    pub fn depending_on(&self, part: &str) -> Vec<(&ListingRef, &str)> {
         self.listings
             .iter()
-            .find(|(l, _)| {
-                l.provider == p && l.listing_id == listing_id && l.variant_id == variant_id
+            .filter(|(_, s)| {
+                s == part
+                    || self
+                        .bundles
+                        .get(s)
+                        .is_some_and(|ps| ps.iter().any(|(p, _)| p == part))
             })
-            .map(|(_, s)| s.as_str())
-    }
-
-    pub fn orders(&self, f: &Fakes) -> usize {
-        f.bz.items().len() + f.v2.orders().len() + f.ps.orders().len()
+            .map(|(l, s)| (l, s.as_str()))
+            .collect()
     }
 }
 
@@ -86,11 +131,6 @@ impl Catalog {
 fn holds(p: ProviderName, status: &str, restock_returns: bool) -> bool {
     let returned = !restock_returns;
     match p {
-        ProviderName::Bazaardan => match status {
-            "cancelled" => false,
-            "returned" => returned,
-            _ => true,
-        },
         ProviderName::Eticaret => match status {
             "5" => false,
             "4" => returned,
@@ -104,38 +144,28 @@ fn holds(p: ProviderName, status: &str, restock_returns: bool) -> bool {
     }
 }
 
-/// An ERP movement the world made (and the ledger applied).
+/// One order line as the fakes hold it, per SKU it moves: its journal key
+/// prefix (`provider/item/KEY/`), the SKU, the units it holds now (0 once
+/// released), and the listing it was placed on.
 #[derive(Debug, Clone)]
-pub struct Erp {
-    pub key: String,
+pub struct Line {
+    pub prefix: String,
     pub sku: String,
-    pub change: StockChange,
+    pub holds: i64,
 }
 
-/// Every order line the fakes hold, per SKU it moves: its journal key
-/// prefix (`provider/item/KEY/`), SKU, units, whether its status holds, and
-/// whether its quantity changed after it was placed. A bundle's line moves
-/// each of its parts (units times the part's count), under one prefix.
-fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<(String, String, i64, bool, bool)> {
+/// Every order line of every fake, expanded to the SKUs it moves.
+pub fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<Line> {
     let mut out = Vec::new();
-    let resized = f.bz.resized_items();
     let mut add = |p: ProviderName, key: String, sku: Option<&str>, qty: i64, status: &str| {
-        if let Some(sku) = sku {
-            let changed = p == ProviderName::Bazaardan
-                && key.parse().is_ok_and(|id: u64| resized.contains(&id));
-            let parts = match c.bundles.get(sku) {
-                Some(parts) => parts.clone(),
-                None => vec![(sku.to_string(), 1)],
-            };
-            for (part, n) in parts {
-                out.push((
-                    format!("{p}/item/{key}/"),
-                    part,
-                    qty * n,
-                    holds(p, status, s.restock_returns),
-                    changed,
-                ));
-            }
+        let Some(sku) = sku else { return };
+        let held = holds(p, status, s.restock_returns);
+        for (part, n) in c.parts_of(sku) {
+            out.push(Line {
+                prefix: format!("{p}/item/{key}/"),
+                sku: part,
+                holds: if held { qty * n } else { 0 },
+            });
         }
     };
     for (id, product, variant, qty, status) in f.bz.items() {
@@ -144,8 +174,11 @@ fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<(String, String, i64, bool, b
         add(ProviderName::Bazaardan, id.to_string(), sku, qty, &status);
     }
     for (id, status, ls) in f.v2.orders() {
-        for (n, (code, _, qty)) in ls.into_iter().enumerate() {
-            let sku = c.sku(ProviderName::Eticaret, &code, "");
+        for (n, (code, barcode, qty)) in ls.into_iter().enumerate() {
+            let variant = if barcode == code { String::new() } else { barcode };
+            let sku = c
+                .sku(ProviderName::Eticaret, &code, &variant)
+                .or_else(|| c.sku(ProviderName::Eticaret, &code, ""));
             add(
                 ProviderName::Eticaret,
                 format!("{id}/{}", n + 1),
@@ -170,145 +203,8 @@ fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<(String, String, i64, bool, b
     out
 }
 
-/// What each SKU must hold now. Without ERP counts (sets) that is the
-/// initial count, the ERP adjustments, the orders that hold and the hand
-/// edits, all from what the world did and the fakes recorded. A count sets
-/// a SKU outright at the moment the ledger applies it, so after one, the
-/// SKU is the count plus what the ledger applied after it: the journal
-/// gives only the order of events, the sizes come from the fakes (an order
-/// line's quantity) and the world (an adjustment). Hand edits after a count
-/// are taken as journaled; their totals are checked against the panel
-/// separately.
-pub async fn expected(
-    s: &Setup,
-    f: &Fakes,
-    c: &Catalog,
-    ledger: &Ledger,
-    erp: &[Erp],
-) -> Result<BTreeMap<String, i64>, String> {
-    let lines = lines(s, f, c);
-    let journal = ledger
-        .movements_with_prefix("")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut want = BTreeMap::new();
-    for (sku, initial) in &s.skus {
-        let mine: Vec<_> = journal.iter().filter(|m| &m.sku == sku).collect();
-        let last_set = mine.iter().rposition(|m| m.kind == "erp_set");
-        let (mut q, after) = match last_set {
-            Some(i) => {
-                let m = mine[i];
-                let world = if m.idempotency_key.starts_with("erp/import/") {
-                    Some(*initial)
-                } else {
-                    erp.iter()
-                        .find(|e| e.key == m.idempotency_key && &e.sku == sku)
-                        .and_then(|e| match e.change {
-                            StockChange::To(v) => Some(v),
-                            StockChange::By(_) => None,
-                        })
-                };
-                if world != Some(m.quantity_after) {
-                    return Err(format!(
-                        "{sku}: the count {} left {} in the ledger, the world counted {world:?}",
-                        m.idempotency_key, m.quantity_after
-                    ));
-                }
-                (m.quantity_after, &mine[i + 1..])
-            }
-            None => (0, &mine[..]),
-        };
-        for m in after {
-            let k = &m.idempotency_key;
-            q += match m.kind.as_str() {
-                "order_hold" | "order_release" => {
-                    let Some((_, _, qty, _, resized)) = lines
-                        .iter()
-                        .find(|(p, s, ..)| k.starts_with(p.as_str()) && s == sku)
-                    else {
-                        return Err(format!("journal key {k}: no such order line in any fake"));
-                    };
-                    // A line whose quantity changed moved by the steps the
-                    // ledger saw (which polls saw which quantity is not the
-                    // world's to say); `check_lines` holds their sum to the
-                    // line's quantity.
-                    if *resized {
-                        m.delta
-                    } else if m.kind == "order_hold" {
-                        -qty
-                    } else {
-                        *qty
-                    }
-                }
-                "erp_adjust" => match erp.iter().find(|e| &e.key == k && &e.sku == sku) {
-                    Some(Erp {
-                        change: StockChange::By(d),
-                        ..
-                    }) => *d,
-                    _ => {
-                        return Err(format!(
-                            "journal key {k}: the world made no such adjustment"
-                        ));
-                    }
-                },
-                _ => m.delta,
-            };
-        }
-        // Lines the ledger has not (fully) applied yet: what is missing
-        // comes after everything journaled, the last count included.
-        for (prefix, line_sku, qty, holds, _) in &lines {
-            if line_sku != sku {
-                continue;
-            }
-            let journaled: i64 = mine
-                .iter()
-                .filter(|m| m.idempotency_key.starts_with(prefix.as_str()))
-                .map(|m| m.delta)
-                .sum();
-            q += if *holds { -qty } else { 0 } - journaled;
-        }
-        want.insert(sku.clone(), q);
-    }
-    Ok(want)
-}
-
-/// Each order line moved the ledger exactly once per change of the units it
-/// holds: its movements add up to minus its quantity while it holds, to
-/// nothing once released (or if it was placed and cancelled unseen).
-pub async fn check_lines(s: &Setup, f: &Fakes, c: &Catalog, ledger: &Ledger) -> Vec<String> {
-    let journal = ledger.movements_with_prefix("").await.unwrap_or_default();
-    let mut out = Vec::new();
-    let all = lines(s, f, c);
-    for (prefix, sku, qty, holds, _) in &all {
-        let net: i64 = journal
-            .iter()
-            .filter(|m| m.idempotency_key.starts_with(prefix.as_str()) && &m.sku == sku)
-            .map(|m| m.delta)
-            .sum();
-        let want = if *holds { -qty } else { 0 };
-        if net != want {
-            out.push(format!(
-                "order line {prefix} ({sku}): its movements add up to {net}, it should be {want}"
-            ));
-        }
-    }
-    for m in &journal {
-        if (m.kind == "order_hold" || m.kind == "order_release")
-            && !all
-                .iter()
-                .any(|(p, ..)| m.idempotency_key.starts_with(p.as_str()))
-        {
-            out.push(format!(
-                "journal key {}: no such order line",
-                m.idempotency_key
-            ));
-        }
-    }
-    out
-}
-
 /// Units edited by hand in the stokdurumu panel, per SKU.
-fn hand_edits(f: &Fakes, c: &Catalog) -> BTreeMap<String, i64> {
+pub fn hand_edits(f: &Fakes, c: &Catalog) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for (id, old, new) in f.sd.hand_edits() {
         if let Some(sku) = c.sku(ProviderName::Stokdurumu, &id.to_string(), "") {
@@ -318,229 +214,24 @@ fn hand_edits(f: &Fakes, c: &Catalog) -> BTreeMap<String, i64> {
     out
 }
 
-/// Moves this world's calendar to just past the next 00:00 Turkey time, as
-/// if the night had passed: daily quotas start afresh.
-pub fn jump_past_midnight(shift: &Arc<AtomicI64>) {
-    let now = stoksync::clock::now_utc();
-    let midnight = stoksync::domain::next_turkey_midnight(now);
-    let by = (midnight - now).num_milliseconds() + 1_000;
-    shift.fetch_add(by, Ordering::SeqCst);
-}
-
-/// Waits until the ledger holds what the model says for every SKU, every
-/// listing shows its SKU's quantity less the safety stock, and no push is
-/// unsettled.
-pub async fn converge(
+/// What every SKU must hold now: the first count, what the ERP's answers
+/// say its calls moved, the hand edits, less the units every order line
+/// holds. The world's own records only.
+pub fn expected(
     s: &Setup,
     f: &Fakes,
     c: &Catalog,
-    ledger: &Ledger,
-    erp: &[Erp],
-    limit: Duration,
-) -> Result<BTreeMap<String, i64>, String> {
-    let until = Instant::now() + limit;
-    loop {
-        let want = expected(s, f, c, ledger, erp).await?;
-        let mut diff = differences(s, f, c, ledger, &want).await;
-        // Totals can agree while lines do not (a cancellation and a new
-        // order of the same size not yet polled): wait for the lines too.
-        if diff.is_empty() {
-            diff = check_lines(s, f, c, ledger).await;
-        }
-        if diff.is_empty() {
-            return Ok(want);
-        }
-        if Instant::now() > until {
-            return Err(diff.join("; "));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    erp: &BTreeMap<String, i64>,
+) -> BTreeMap<String, i64> {
+    let mut want: BTreeMap<String, i64> = s.skus.iter().cloned().collect();
+    for (sku, d) in erp {
+        *want.entry(sku.clone()).or_default() += d;
     }
-}
-
-async fn differences(
-    s: &Setup,
-    f: &Fakes,
-    c: &Catalog,
-    ledger: &Ledger,
-    want: &BTreeMap<String, i64>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (sku, q) in want {
-        let got = ledger.stock_of(sku).await.ok().flatten();
-        if got != Some(*q) {
-            out.push(format!("ledger {sku} = {got:?}, the model says {q}"));
-        }
+    for (sku, d) in hand_edits(f, c) {
+        *want.entry(sku).or_default() += d;
     }
-    for (l, sku) in c.all() {
-        let shows = f.get(l.provider).stock(l);
-        let should = c.available(sku, want).map(|q| (q - s.safety).max(0));
-        if shows != should {
-            out.push(format!(
-                "{l} ({sku}) shows {shows:?}, should show {should:?}"
-            ));
-        }
+    for l in lines(s, f, c) {
+        *want.entry(l.sku).or_default() -= l.holds;
     }
-    for p in ProviderName::ALL {
-        if let Ok(u) = ledger.unsettled(p).await
-            && !u.is_empty()
-        {
-            out.push(format!("{p}: {} listing(s) with unsettled pushes", u.len()));
-        }
-    }
-    out
-}
-
-/// The most instants (ms) inside any window of `window_ms`.
-fn busiest(times: &[i64], window_ms: i64) -> usize {
-    let mut best = 0;
-    let mut lo = 0;
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= window_ms {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
-}
-
-/// What one world broke, if anything.
-#[derive(Default)]
-pub struct Checks {
-    failures: Vec<String>,
-    pub logs: Vec<String>,
-    net_errors: HashMap<ProviderName, u64>,
-    pub notes: Vec<String>,
-}
-
-impl Checks {
-    pub fn fail(&mut self, why: String) {
-        self.failures.push(why);
-    }
-
-    /// What one life showed: how it ended, its log lines.
-    pub fn incarnation(&mut self, i: usize, end: &End, life: &crate::daemon::Life) {
-        match end {
-            End::Stopped(Err(e)) => self.fail(format!("life {i}: a stop ended in an error: {e}")),
-            End::Failed(e) => self.fail(format!("life {i}: {e}")),
-            _ => {}
-        }
-        for (p, n) in life.net_errors() {
-            *self.net_errors.entry(*p).or_default() += n;
-        }
-        let logs = life.logs();
-        for secret in SECRETS {
-            if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
-                self.fail(format!("life {i}: a secret in the log: {line}"));
-            }
-        }
-        if let Some(line) = logs.lines().find(|l| l.contains("tok_")) {
-            self.fail(format!("life {i}: an access token in the log: {line}"));
-        }
-        if let Some(line) = logs
-            .lines()
-            .find(|l| l.contains("panicked") || l.contains("ended abnormally"))
-        {
-            self.fail(format!("life {i}: {line}"));
-        }
-        self.logs.push(logs);
-    }
-
-    /// The invariants on the world at rest.
-    pub async fn final_state(&mut self, s: &Setup, f: &Fakes, c: &Catalog, ledger: &Ledger) {
-        // No phantom hand edit: the journal's hand-made units are the
-        // panel's, SKU by SKU.
-        let made = hand_edits(f, c);
-        for sku in c.skus() {
-            let journaled: i64 = ledger
-                .history(&sku)
-                .await
-                .unwrap_or_default()
-                .iter()
-                .filter(|m| m.kind == "external")
-                .map(|m| m.delta)
-                .sum();
-            let panel = made.get(&sku).copied().unwrap_or(0);
-            if journaled != panel {
-                self.fail(format!(
-                    "{sku}: {journaled:+} journaled as hand edits, {panel:+} edited in the panel"
-                ));
-            }
-        }
-        // Every order line once per change of its units.
-        for why in check_lines(s, f, c, ledger).await {
-            self.fail(why);
-        }
-        // The journal: one row per key.
-        let all = ledger.movements_with_prefix("").await.unwrap_or_default();
-        let mut keys = std::collections::HashSet::new();
-        for m in &all {
-            if !keys.insert(m.idempotency_key.clone()) {
-                self.fail(format!("journal key {} twice", m.idempotency_key));
-            }
-        }
-        // Limits: as the providers saw them (with their own, higher
-        // limits) and as our request log holds them (our configured ones),
-        // across every restart.
-        let l = &s.limits;
-        let minute = [
-            (ProviderName::Bazaardan, l.bz),
-            (ProviderName::Eticaret, l.v2),
-            (ProviderName::Pazarsync, l.ps),
-        ];
-        let window_ms = WINDOW.as_millis() as i64;
-        for (p, (theirs, ours)) in minute {
-            let times = ledger.request_times_since(p, 0).await.unwrap_or_default();
-            let b = busiest(&times, window_ms);
-            if b > ours as usize {
-                self.fail(format!(
-                    "{p}: {b} requests in one window by the request log, limit {ours}"
-                ));
-            }
-            let seen = f.get(p).counters().max_per_minute;
-            if seen > theirs as usize {
-                self.fail(format!(
-                    "{p}: {seen} requests arrived in one window, the provider allows {theirs}"
-                ));
-            }
-        }
-        for fake in f.all() {
-            let c = fake.counters();
-            if c.limit_violations > 0 {
-                self.fail(format!(
-                    "{}: {} answers for going past a limit ({} past the daily quota)",
-                    fake.provider(),
-                    c.limit_violations,
-                    c.daily_violations
-                ));
-            }
-            // A write that set a listing to the value our last answered
-            // write left there; checkable when every network error the
-            // client saw was one the fake injected.
-            let client = self.net_errors.get(&fake.provider()).copied().unwrap_or(0);
-            if client <= c.network_faults as u64 {
-                if c.noop_writes > 0 {
-                    self.fail(format!(
-                        "{}: {} write(s) set the value the listing already showed: {:?}",
-                        fake.provider(),
-                        c.noop_writes,
-                        c.noop_examples
-                    ));
-                }
-            } else {
-                self.notes.push(format!(
-                    "{}: {} network errors the fake did not inject; no-op check skipped",
-                    fake.provider(),
-                    client - c.network_faults as u64
-                ));
-            }
-        }
-    }
-
-    pub fn verdict(&self) -> Result<(), String> {
-        if self.failures.is_empty() {
-            Ok(())
-        } else {
-            Err(self.failures.join("\n  "))
-        }
-    }
+    want
 }
