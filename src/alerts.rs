@@ -22,7 +22,7 @@ use crate::domain::{
     ListingRef, ProviderName, ms_to_utc, now_ms, turkey_midnight_before, turkey_rfc3339,
 };
 use crate::engine::status::human_seconds;
-use crate::engine::{Engine, plan};
+use crate::engine::{Engine, pending, plan};
 use crate::ledger::{Ledger, LedgerError, OpenAlertRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -50,7 +50,7 @@ pub enum Kind {
     Stalled,
     /// A provider refused a listing's push (4xx).
     PushRefused,
-    /// Listings of a provider waiting to be pushed for `backlog_after`.
+    /// A listing of a provider has waited to be pushed for `backlog_after`.
     Backlog,
 }
 
@@ -146,7 +146,11 @@ pub struct ProviderFacts {
     pub requests_today: i64,
     pub daily_limit: Option<u32>,
     pub refused: Vec<Refused>,
-    /// Listings waiting to be pushed, and for how long without a break.
+    /// Listings waiting to be pushed (their wanted value differs from what
+    /// the provider confirmed), and how long the longest-waiting one has
+    /// waited: from the ledger (`engine::pending`), so it counts whether or
+    /// not push rounds run (polls failing, the provider down) and across
+    /// restarts.
     pub pending: usize,
     pub pending_for: Option<Duration>,
 }
@@ -183,9 +187,10 @@ fn shown_listing(l: &ListingRef) -> String {
 
 /// The alerts open given `f`, sorted by key. `open` maps the keys open
 /// before to when they opened: an episode that only the daemon's own
-/// memory can end (credentials, stall, backlog) stays open across a restart
-/// until the fact that ends it is seen, rather than resolving because the
-/// new process has not looked yet.
+/// memory can end (credentials, stall) stays open across a restart until
+/// the fact that ends it is seen, rather than resolving because the new
+/// process has not looked yet. (A backlog is read from the ledger: the new
+/// process knows it at once.)
 pub fn evaluate(f: &Facts, t: &Thresholds, open: &BTreeMap<String, i64>) -> Vec<Alert> {
     let mut out = Vec::new();
     for (sku, q) in &f.oversold {
@@ -288,11 +293,7 @@ pub fn evaluate(f: &Facts, t: &Thresholds, open: &BTreeMap<String, i64>) -> Vec<
             ));
         }
 
-        let backlog = match p.pending_for {
-            Some(d) if p.pending > 0 => d >= t.backlog_after,
-            // Before the first round of this process, an open backlog stays.
-            _ => !p.polled_since_start && was_open(Kind::Backlog).is_some(),
-        };
+        let backlog = p.pending > 0 && p.pending_for.is_some_and(|d| d >= t.backlog_after);
         if backlog {
             out.push(Alert::new(
                 Kind::Backlog,
@@ -300,7 +301,7 @@ pub fn evaluate(f: &Facts, t: &Thresholds, open: &BTreeMap<String, i64>) -> Vec<
                 None,
                 None,
                 format!(
-                    "{name} has had listings waiting to be pushed for over {} ({} now).",
+                    "{name} has had a listing waiting to be pushed for over {} ({} waiting now).",
                     human_seconds(t.backlog_after.as_secs()),
                     p.pending
                 ),
@@ -404,7 +405,11 @@ pub async fn reasons(ledger: &Ledger) -> Result<Vec<Reason>, LedgerError> {
         .collect())
 }
 
-/// Reads the facts for `evaluate`.
+/// Reads the facts for `evaluate`, and records each provider's waiting
+/// listings with since when (`engine::pending`; the evaluator is the only
+/// writer of that record, so the next evaluation, in this process or the
+/// next, starts from it). In shadow mode nothing is pushed, so nothing
+/// waits to be.
 pub async fn gather(
     config: &Config,
     ledger: &Ledger,
@@ -417,6 +422,7 @@ pub async fn gather(
     // The providers' reasons, read only when some listing is refused.
     let mut reasons: Option<HashMap<(ProviderName, String, String), Option<String>>> = None;
     let mut providers = Vec::new();
+    let mut backlogs = Vec::new();
     for p in engine.providers() {
         let name = p.name();
         let state = ledger.provider_state(name).await?;
@@ -451,6 +457,11 @@ pub async fn gather(
                 listing: l.clone(),
             })
             .collect();
+        let backlog = if engine.shadow() {
+            None
+        } else {
+            Some(pending::read(ledger, &config.sync.rules, name, started_ms).await?)
+        };
         let h = loops.get(&name);
         providers.push(ProviderFacts {
             provider: name,
@@ -460,9 +471,18 @@ pub async fn gather(
             requests_today: ledger.requests_since(name, day_start).await?,
             daily_limit: crate::engine::status::limits(config, name).1,
             refused,
-            pending: h.map_or(0, |h| h.pending),
-            pending_for: h.and_then(|h| h.pending_since).map(|s| s.elapsed()),
+            pending: backlog.as_ref().map_or(0, |b| b.len()),
+            pending_for: backlog.as_ref().and_then(|b| b.waited(now)),
         });
+        backlogs.extend(backlog.map(|b| (name, b)));
+    }
+    // Not recorded this time (a busy database): the next evaluation
+    // replays from the last record, so nothing is lost but a little work;
+    // the alerts still go by what was read.
+    let recorded: Vec<(ProviderName, &pending::Backlog)> =
+        backlogs.iter().map(|(p, b)| (*p, b)).collect();
+    if let Err(e) = pending::record(ledger, &recorded).await {
+        tracing::warn!(error = %e, "cannot record the listings waiting to be pushed");
     }
     Ok(Facts {
         now_ms: now,
@@ -795,15 +815,20 @@ pub fn spawn(
                 cancel.clone(),
             )));
         }
+        // A tick every `every`, however long an evaluation takes (a late
+        // one is not made up for by a burst): an alert fires or resolves
+        // within one period of its fact.
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
             match evaluate_once(&config, &ledger, &engine, started_ms).await {
                 Ok(true) => wakes.iter().for_each(|w| w.notify_one()),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot evaluate the alerts"),
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(every) => {}
             }
         }
         for t in tasks {
@@ -1062,14 +1087,15 @@ mod tests {
             with(0, 0),
         ]);
         assert_eq!(events, ["+backlog/pazarsync/", "-backlog/pazarsync/"]);
-        // Open before a restart, not yet looked at by the new process: stays.
-        let mut fresh = quiet(ProviderName::Pazarsync);
-        fresh.polled_since_start = false;
+        // The facts come from the ledger: a new process that has not polled
+        // yet knows the backlog as well as the old one did.
+        let mut fresh = with(2, 700);
+        fresh.providers[0].polled_since_start = false;
         let open = BTreeMap::from([("backlog/pazarsync/".to_string(), NOW)]);
-        assert_eq!(
-            keys(&evaluate(&facts(vec![fresh]), &t(), &open)),
-            ["backlog/pazarsync/"]
-        );
+        assert_eq!(keys(&evaluate(&fresh, &t(), &open)), ["backlog/pazarsync/"]);
+        let mut drained = with(0, 0);
+        drained.providers[0].polled_since_start = false;
+        assert!(evaluate(&drained, &t(), &open).is_empty());
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //! - a small daily quota warns at 80 % and again when spent;
 //! - a push failing past `backlog_after` fires the backlog alert once, and
 //!   it resolves once when the backlog drains;
+//! - a listing left waiting by a provider answering 500 to everything (no
+//!   poll succeeds, so no push round runs) fires the backlog alert
+//!   `backlog_after` after the sale that made it differ, within one
+//!   evaluation period, during the outage; a restart neither fires it again
+//!   nor resolves it; it resolves within one period of the provider
+//!   confirming the new value;
 //! - no payload carries a secret.
 
 mod common;
@@ -27,10 +33,11 @@ use std::time::Duration;
 use stoksync::domain::ListingRef;
 use stoksync::sandbox::Fake;
 
-/// Every payload a webhook received, and how many calls to refuse first.
+/// Every payload a webhook received (with when, Unix ms), and how many
+/// calls to refuse first.
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<Value>>>,
+    got: Arc<Mutex<Vec<(Value, i64)>>>,
     calls: Arc<AtomicUsize>,
     refuse_first: Arc<AtomicUsize>,
 }
@@ -48,7 +55,22 @@ impl Receiver {
     }
 
     fn payloads(&self) -> Vec<Value> {
-        self.got.lock().unwrap().clone()
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|g| g.0.clone())
+            .collect()
+    }
+
+    /// The `event` payload of `key` and when it arrived, if it did.
+    fn received(&self, event: &str, key: &str) -> Option<(Value, i64)> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(p, _)| p["event"] == event && p["key"] == key)
+            .cloned()
     }
 }
 
@@ -57,10 +79,11 @@ async fn hook(State(r): State<Receiver>, body: String) -> StatusCode {
     if n < r.refuse_first.load(Ordering::SeqCst) {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
+    let at = chrono::Utc::now().timestamp_millis();
     r.got
         .lock()
         .unwrap()
-        .push(serde_json::from_str(&body).expect("a JSON body"));
+        .push((serde_json::from_str(&body).expect("a JSON body"), at));
     StatusCode::OK
 }
 
@@ -526,4 +549,259 @@ async fn a_backlog_older_than_backlog_after_fires_once_and_resolves_once_when_it
         (count(&p, "fired", key), count(&p, "resolved", key)),
         (1, 1)
     );
+}
+
+/// An RFC 3339 stamp of a payload (`at`, `since`) in Unix ms.
+fn stamp_ms(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a stamp"))
+        .expect("RFC 3339")
+        .timestamp_millis()
+}
+
+/// One number read from the ledger file (the daemon keeps writing it).
+async fn ledger_i64(env: &Env, query: &str) -> Option<i64> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.database().display()))
+        .await
+        .unwrap();
+    let v: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(query.to_string()))
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    v.flatten()
+}
+
+/// `name{provider="pazarsync"}` of /metrics, if the daemon answers.
+async fn pazarsync_metric(env: &Env, name: &str) -> Option<f64> {
+    let (_, text) = get(format!("http://{}/metrics", env.http)).await?;
+    let prefix = format!("{name}{{provider=\"pazarsync\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Issue 19, defect 5: the backlog alert was timed from push rounds, and
+/// no round runs while a provider's polls fail, so a listing waiting behind
+/// an outage fired nothing until the outage ended (193 s late with a 20 s
+/// threshold) and never resolved. Now its start is read from the ledger:
+/// PazarSync answers 500 to everything while a BaZaaRDan sale lowers the
+/// SKU both sell, and the alert fires `backlog_after` after the sale's
+/// movement, within one evaluation period, while PazarSync still fails; a
+/// restart neither fires it again nor resolves it; once PazarSync answers
+/// and confirms the new value, it resolves within one period.
+#[tokio::test]
+async fn a_backlog_behind_a_provider_outage_fires_on_time_and_resolves_when_confirmed() {
+    use stoksync::sandbox::pazarsync::FakePazarsync;
+    const THRESHOLD_MS: i64 = 10_000;
+    // `poll_interval = "1s"`: the alerts are evaluated every second.
+    const PERIOD_MS: i64 = 1_000;
+    // What a busy machine may add to an evaluation's tick (its own reads).
+    const JITTER_MS: i64 = 400;
+    // From an evaluation to the receiver.
+    const DELIVERY_MS: i64 = 1_000;
+    let env = Env::new(Knobs {
+        poll_interval: "1s",
+        ..Knobs::default()
+    })
+    .await;
+    // Retries during the outage spend requests: a limit they cannot spend
+    // in the outage's few seconds, so recovery waits for no window.
+    let pz = FakePazarsync::start(stoksync::sandbox::pazarsync::Options {
+        requests_per_minute: Some(1_000),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let hook_addr = free_port();
+    let receiver = Receiver::start(hook_addr, 0).await;
+    append(&env, &format!("\n{}", pz.config_table(true)));
+    append(
+        &env,
+        &alerts_table(
+            &env,
+            &format!("http://{hook_addr}/hook"),
+            "backlog_after = \"10s\"\n",
+        ),
+    );
+    let bz_listing = env.fake.add_product("KALEM", 5);
+    let pz_listing = pz.add_product("KALEM", 5);
+    env.ok(&[
+        "stock",
+        "import",
+        env.write("stock.csv", "sku,quantity\nKALEM,5\n")
+            .to_str()
+            .unwrap(),
+    ])
+    .await;
+    let map = format!(
+        "sku,provider,listing_id,variant_id\nKALEM,bazaardan,{},\nKALEM,pazarsync,{},\n",
+        bz_listing.listing_id, pz_listing.listing_id
+    );
+    env.ok(&[
+        "mapping",
+        "import",
+        env.write("map.csv", &map).to_str().unwrap(),
+    ])
+    .await;
+    let daemon = start(&env, "outage1.log");
+    wait_for(
+        Duration::from_secs(30),
+        "both listings confirmed at 5",
+        || async {
+            ledger_i64(
+                &env,
+                "SELECT COUNT(*) FROM listings WHERE confirmed_qty = 5",
+            )
+            .await
+                == Some(2)
+        },
+    )
+    .await;
+
+    // A PazarSync poll after that confirmation (its round found nothing
+    // to push), then PazarSync answers 500 to everything, and its loop has
+    // seen a poll fail (the report's case: no push round runs there from
+    // then on); then a sale on BaZaaRDan.
+    let polled_after = "SELECT p.last_poll_ok_ms FROM provider_state p JOIN listings l
+        ON l.provider = p.provider WHERE p.provider = 'pazarsync'
+        AND p.last_poll_ok_ms > l.confirmed_at_ms";
+    wait_for(
+        Duration::from_secs(30),
+        "a PazarSync poll after the confirmation",
+        || async { ledger_i64(&env, polled_after).await.is_some() },
+    )
+    .await;
+    let outage_ms = chrono::Utc::now().timestamp_millis();
+    pz.inject(stoksync::sandbox::Fault::ServerError, 1_000_000, None);
+    let failed = format!(
+        "SELECT last_error_ms FROM provider_state WHERE provider = 'pazarsync' AND last_error_ms > {outage_ms}"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "a failed PazarSync poll",
+        || async { ledger_i64(&env, &failed).await.is_some() },
+    )
+    .await;
+    Fake::place_order(&env.fake, &bz_listing, 1).expect("an order");
+    let sale = "SELECT MAX(created_at_ms) FROM movements WHERE sku = 'KALEM' AND delta = -1";
+    wait_for(
+        Duration::from_secs(30),
+        "the sale in the ledger",
+        || async { ledger_i64(&env, sale).await.is_some() },
+    )
+    .await;
+    let cause_ms = ledger_i64(&env, sale).await.unwrap();
+    let key = "backlog/pazarsync/";
+    wait_for(
+        Duration::from_secs(20),
+        "the PazarSync backlog alert during the outage",
+        || async { receiver.received("fired", key).is_some() },
+    )
+    .await;
+    let (fired, got_ms) = receiver.received("fired", key).unwrap();
+    let at_ms = stamp_ms(&fired["at"]);
+    let late = at_ms - cause_ms;
+    assert!(
+        late >= THRESHOLD_MS,
+        "fired {late} ms after the sale, before backlog_after: {fired}"
+    );
+    assert!(
+        late <= THRESHOLD_MS + PERIOD_MS + JITTER_MS,
+        "fired {late} ms after the sale: more than backlog_after plus one period: {fired}"
+    );
+    assert!(
+        got_ms - at_ms <= DELIVERY_MS,
+        "delivered {} ms after it fired",
+        got_ms - at_ms
+    );
+    assert_eq!(fired["provider"], "pazarsync");
+    assert_eq!(stamp_ms(&fired["since"]), at_ms, "the episode opened then");
+    assert_eq!(
+        pz.stock(&pz_listing),
+        Some(5),
+        "PazarSync was still failing when it fired"
+    );
+    // `/metrics` and `status` tell the same backlog, from the same ledger.
+    let pending = pazarsync_metric(&env, "stoksync_pending_pushes").await;
+    assert_eq!(pending, Some(1.0));
+    let age = pazarsync_metric(&env, "stoksync_pending_push_age_seconds")
+        .await
+        .expect("the age of the backlog");
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        (age * 1000.0 - (now - cause_ms) as f64).abs() <= 2_000.0,
+        "/metrics counts the backlog's age from the sale: {age} s, the sale was {} ms ago",
+        now - cause_ms
+    );
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
+    let pz_status = status["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "pazarsync")
+        .unwrap()
+        .clone();
+    assert_eq!(pz_status["pending_pushes"], 1, "{pz_status}");
+
+    // A restart mid-outage: the ledger still says since when, so the
+    // episode neither fires again nor resolves. (Nothing is to happen
+    // here: three evaluation periods of the new process are watched.)
+    stop(daemon).await;
+    let daemon = start(&env, "outage2.log");
+    wait_for(Duration::from_secs(30), "the new daemon", || async {
+        pazarsync_metric(&env, "stoksync_pending_pushes")
+            .await
+            .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(3 * PERIOD_MS as u64)).await;
+    let p = receiver.payloads();
+    assert_eq!(
+        (count(&p, "fired", key), count(&p, "resolved", key)),
+        (1, 0),
+        "{p:#?}"
+    );
+
+    // PazarSync answers again: the new value is confirmed, then resolved.
+    pz.clear_faults();
+    let confirmed = format!(
+        "SELECT confirmed_at_ms FROM listings WHERE provider = 'pazarsync' AND listing_id = '{}' AND confirmed_qty = 4",
+        pz_listing.listing_id
+    );
+    wait_for(Duration::from_secs(60), "PazarSync confirms 4", || async {
+        ledger_i64(&env, &confirmed).await.is_some()
+    })
+    .await;
+    let confirmed_ms = ledger_i64(&env, &confirmed).await.unwrap();
+    assert_eq!(pz.stock(&pz_listing), Some(4));
+    wait_for(
+        Duration::from_secs(10),
+        "the PazarSync backlog alert to resolve",
+        || async { receiver.received("resolved", key).is_some() },
+    )
+    .await;
+    let (resolved, got_ms) = receiver.received("resolved", key).unwrap();
+    let at_ms = stamp_ms(&resolved["at"]);
+    let after = at_ms - confirmed_ms;
+    assert!(
+        (0..=PERIOD_MS + JITTER_MS).contains(&after),
+        "resolved {after} ms after PazarSync confirmed: {resolved}"
+    );
+    assert!(got_ms - at_ms <= DELIVERY_MS);
+    eprintln!(
+        "backlog alert: fired {late} ms after the sale (backlog_after {THRESHOLD_MS} ms), resolved {after} ms after the confirmation"
+    );
+    stop(daemon).await;
+    let p = receiver.payloads();
+    assert_eq!(
+        (count(&p, "fired", key), count(&p, "resolved", key)),
+        (1, 1),
+        "{p:#?}"
+    );
+    assert_eq!(
+        count(&p, "fired", "backlog/bazaardan/"),
+        0,
+        "BaZaaRDan took its push at once: {p:#?}"
+    );
+    no_secret_in(&p);
 }

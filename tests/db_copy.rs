@@ -157,7 +157,7 @@ async fn a_sqlite_ledger_goes_to_postgres_and_back() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("copied 22 tables") && stdout.contains("movements 4, SKUs 3"),
+        stdout.contains("copied 24 tables") && stdout.contains("movements 4, SKUs 3"),
         "{}",
         text(&out)
     );

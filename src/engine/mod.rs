@@ -13,6 +13,7 @@
 
 pub mod explain;
 pub mod health;
+pub mod pending;
 pub mod plan;
 pub mod scheduler;
 pub mod shadow;

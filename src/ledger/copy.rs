@@ -52,6 +52,8 @@ pub const TABLES: &[&str] = &[
     "alert_outbox",
     "leader_lease",
     "lease_standbys",
+    "pending_since",
+    "pending_checks",
 ];
 
 /// Bound values per INSERT statement (SQLite's old limit is 999).

@@ -11,8 +11,9 @@
 
 // Each file uses only those above it in this order (tests/architecture.rs
 // checks there is no cycle): journal <- bundles <- relink <- stock,
-// catalog <- orders; links, changes, backlog, maintenance and alerts stand
-// alone; copy uses maintenance (the journal check) only through `Ledger`.
+// catalog <- orders; links, changes, maintenance and alerts stand alone;
+// backlog and shadow use only journal's `json_list`; copy uses maintenance
+// (the journal check) only through `Ledger`.
 mod alerts;
 mod backend;
 mod backlog;
@@ -34,6 +35,7 @@ pub use alerts::{OpenAlertRow, OutboxRow};
 pub(crate) use backend::sql;
 pub use backend::{Backend, Database, Role};
 use backend::{Fence, encode_path};
+pub use backlog::{ListingPast, PendingCheck, PendingHistory, PendingRecord, PendingWrite, Step};
 pub use bundles::{
     Bundle, BundleComponent, BundleRow, DefinitionReport, Parts, RuleRow, SkuRule, bundle_quantity,
     flatten,

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use crate::engine::health::drain_eta;
+use crate::engine::pending;
 use crate::engine::status;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -213,23 +214,28 @@ async fn render(s: &AppState) -> anyhow::Result<String> {
     let mut ages = Vec::new();
     let mut paces = Vec::new();
     let now = crate::domain::now_ms();
+    let uptime_ms = i64::try_from(engine.health().uptime().as_millis()).unwrap_or(0);
     for p in providers {
-        let (pending, _) = engine.pending(p.name()).await?;
+        // The listings waiting and since when, read from the ledger as the
+        // backlog alert reads them (`engine::pending`): the same count as
+        // `status`'s `pending_pushes`, the same age the alert fires on.
+        let backlog =
+            pending::read(&s.ledger, &s.config.sync.rules, p.name(), now - uptime_ms).await?;
         let name = p.name().to_string();
-        t.sample("stoksync_pending_pushes", &[("provider", &name)], pending);
+        t.sample(
+            "stoksync_pending_pushes",
+            &[("provider", &name)],
+            backlog.len(),
+        );
         let pace = status::push_pace(&s.ledger, p.name(), now).await?;
-        paces.push((name.clone(), pending, pace));
-        let age = health
-            .get(&p.name())
-            .and_then(|h| h.pending_since)
-            .filter(|_| pending > 0)
-            .map_or(0, |since| since.elapsed().as_secs());
+        paces.push((name.clone(), backlog.len(), pace));
+        let age = backlog.waited(now).map_or(0, |d| d.as_secs());
         ages.push((name, age));
     }
     t.family(
         "stoksync_pending_push_age_seconds",
         "gauge",
-        "How long the provider has had listings waiting to be pushed (0 when none).",
+        "How long the provider's longest-waiting listing has waited to be pushed, from the ledger (0 when none).",
     );
     for (name, age) in &ages {
         t.sample(
