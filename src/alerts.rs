@@ -426,7 +426,14 @@ pub async fn gather(
     for p in engine.providers() {
         let name = p.name();
         let state = ledger.provider_state(name).await?;
-        let listings = ledger.listing_states(name).await?;
+        // The backlog's read plans from the listing states too: read once.
+        let (backlog, listings) = if engine.shadow() {
+            (None, ledger.listing_states(name).await?)
+        } else {
+            let (b, states) =
+                pending::read_with_states(ledger, &config.sync.rules, name, started_ms).await?;
+            (Some(b), states)
+        };
         let planned = plan::plan(&listings, &config.sync.rules);
         let sku_of: HashMap<&ListingRef, &str> = listings
             .iter()
@@ -457,19 +464,19 @@ pub async fn gather(
                 listing: l.clone(),
             })
             .collect();
-        let backlog = if engine.shadow() {
-            None
-        } else {
-            Some(pending::read(ledger, &config.sync.rules, name, started_ms).await?)
-        };
         let h = loops.get(&name);
+        let daily_limit = crate::engine::status::limits(config, name).1;
         providers.push(ProviderFacts {
             provider: name,
             polled_since_start: h.is_some_and(|h| h.polled),
             credentials_refused: h.and_then(|h| h.credentials_refused.clone()),
             last_poll_ok_ms: state.last_poll_ok_ms,
-            requests_today: ledger.requests_since(name, day_start).await?,
-            daily_limit: crate::engine::status::limits(config, name).1,
+            // Counted only where a daily quota makes it matter.
+            requests_today: match daily_limit {
+                Some(_) => ledger.requests_since(name, day_start).await?,
+                None => 0,
+            },
+            daily_limit,
             refused,
             pending: backlog.as_ref().map_or(0, |b| b.len()),
             pending_for: backlog.as_ref().and_then(|b| b.waited(now)),

@@ -124,6 +124,24 @@ fn simulated_worlds_lose_no_unit_break_no_limit_and_stay_live() {
         for n in &r.notes {
             eprintln!("note: {n}");
         }
+        for (t, k, open) in &r.record.alerts {
+            eprintln!("alert {t} {k} {}", if *open { "fired" } else { "resolved" });
+        }
+        for (t, sku, q) in &r.record.expected {
+            eprintln!("model {t} {sku} = {q}");
+        }
+        for s in &r.record.sales {
+            eprintln!("sale {} {} ({})", s.at_ms, s.listing, s.sku);
+        }
+        let mut last = std::collections::BTreeMap::new();
+        for (t, p, n) in &r.record.wrong {
+            if last.insert(*p, *n) != Some(*n) {
+                eprintln!("wrong {t} {p} {n}");
+            }
+        }
+        for l in &r.writes {
+            eprintln!("{l}");
+        }
         eprintln!("seed {seed}: {:?}", r.stats);
         assert!(
             r.failures.is_empty(),

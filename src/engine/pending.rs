@@ -88,6 +88,17 @@ pub async fn read(
     provider: ProviderName,
     started_ms: i64,
 ) -> Result<Backlog, LedgerError> {
+    Ok(read_with_states(ledger, rules, provider, started_ms).await?.0)
+}
+
+/// As [`read`], with the listing states it planned from (a caller that
+/// needs them too reads them once).
+pub async fn read_with_states(
+    ledger: &Ledger,
+    rules: &Rules,
+    provider: ProviderName,
+    started_ms: i64,
+) -> Result<(Backlog, Vec<ListingState>), LedgerError> {
     let record = ledger.pending_record(provider).await?;
     // The newest movement first, then the time, then the listings: every
     // movement up to that id is in what the plan reads, and a listing the
@@ -98,11 +109,14 @@ pub async fn read(
     let states = ledger.listing_states(provider).await?;
     let planned = plan::plan(&states, rules);
     if planned.pushes.is_empty() {
-        return Ok(Backlog {
-            waiting: Vec::new(),
-            check,
-            changed: !record.since.is_empty(),
-        });
+        return Ok((
+            Backlog {
+                waiting: Vec::new(),
+                check,
+                changed: !record.since.is_empty(),
+            },
+            states,
+        ));
     }
     let listings: Vec<ListingRef> = planned.pushes.iter().map(|p| p.listing.clone()).collect();
     let last = record.checked;
@@ -145,11 +159,14 @@ pub async fn read(
     waiting.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     let changed = waiting.len() != record.since.len()
         || waiting.iter().any(|(l, s)| record.since.get(l) != Some(s));
-    Ok(Backlog {
-        waiting,
-        check,
-        changed,
-    })
+    Ok((
+        Backlog {
+            waiting,
+            check,
+            changed,
+        },
+        states,
+    ))
 }
 
 /// Records each provider's backlog, in one transaction (the alerts

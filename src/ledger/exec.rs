@@ -36,6 +36,7 @@ pub fn run_on_own_runtime(handle: Option<tokio::runtime::Handle>) {
 
 /// Runs one ledger call (see the module's documentation).
 pub(crate) async fn db<T>(fut: impl Future<Output = T>) -> T {
+
     let own = if INSIDE.with(Cell::get) {
         None
     } else {
@@ -60,30 +61,47 @@ fn run_to_completion<T>(handle: &tokio::runtime::Handle, fut: impl Future<Output
     // the simulated moment of the call, whatever runtime is entered below.
     let _still = crate::clock::hold();
     let _rt = handle.enter();
-    block_on(fut)
+    // Outside tokio's cooperative budget: a statement's channel and pool
+    // waits inside one poll of the simulator's task would spend it, and a
+    // spent budget defers the wake-up until that task yields, which it
+    // does not do here.
+    block_on(tokio::task::unconstrained(fut))
 }
 
 /// Wakes the thread that waits in [`block_on`].
-struct Unpark(std::thread::Thread);
+struct Unpark {
+    thread: std::thread::Thread,
+    woken: std::sync::atomic::AtomicBool,
+}
 
 impl Wake for Unpark {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+        self.woken.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.unpark();
     }
 }
 
 /// Polls `fut` on this thread until it is ready, parking in between.
 fn block_on<T>(fut: impl Future<Output = T>) -> T {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    use std::sync::atomic::Ordering;
+    let unpark = Arc::new(Unpark {
+        thread: std::thread::current(),
+        woken: std::sync::atomic::AtomicBool::new(false),
+    });
+    let waker = Waker::from(unpark.clone());
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
     loop {
+        unpark.woken.store(false, Ordering::Release);
         if let Poll::Ready(t) = fut.as_mut().poll(&mut cx) {
             return t;
         }
-        std::thread::park();
+        while !unpark.woken.load(Ordering::Acquire) {
+            std::thread::park();
+        }
     }
 }
+

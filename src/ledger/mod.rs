@@ -271,7 +271,11 @@ impl Ledger {
                     BUSY_TIMEOUT.as_millis()
                 );
                 let write_pragmas = pragmas.clone();
+                // No ping before each use: a file does not go away like a
+                // server connection, and the ping is a round trip to the
+                // connection's thread on every statement.
                 let write = AnyPoolOptions::new()
+                    .test_before_acquire(false)
                     .max_connections(1)
                     .min_connections(1)
                     .acquire_timeout(Duration::from_secs(60))
@@ -292,6 +296,7 @@ impl Ledger {
                     .map_err(open_err)?;
                 SQLITE_MIGRATOR.run(&write).await?;
                 let read = AnyPoolOptions::new()
+                    .test_before_acquire(false)
                     .max_connections(2)
                     .acquire_timeout(Duration::from_secs(60))
                     .after_connect(move |conn, _| {

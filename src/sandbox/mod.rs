@@ -568,10 +568,13 @@ impl Core {
         {
             return;
         }
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(listing.to_string(), Known::Read);
+        // A write of ours whose answer was lost excuses the next write of
+        // the same value, whatever was read since (the client may not tie
+        // what it read to that write).
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.get(listing) != Some(&Known::Lost) {
+            known.insert(listing.to_string(), Known::Read);
+        }
     }
 
     /// The client may not know what `listing` shows (the simulator says so
@@ -580,7 +583,7 @@ impl Core {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(listing);
+            .insert(listing.to_string(), Known::Lost);
     }
 
     /// Every write of ours so far, with when it was carried out (Unix ms),

@@ -362,31 +362,31 @@ pub fn liveness(s: &Setup, f: &Fakes, c: &Catalog, r: &Record, report: &mut Repo
                     })
                     .max();
                 let Some(most) = most else { continue };
-                // What it showed at the deadline, by our writes; a listing
-                // not written since the sale showed what it showed then.
+                // What it showed at the deadline: our last write since the
+                // sale, or what it showed at the sale.
                 let writes = f.get(q).timed_writes();
                 let key = stoksync::sandbox::listing_key(other);
                 let last = writes
                     .iter()
-                    .filter(|(t, l, _, _)| l == &key && *t <= deadline)
+                    .filter(|(t, l, _, _)| l == &key && *t >= sale.at_ms && *t <= deadline)
                     .next_back();
-                let shown = match last {
-                    Some((t, _, _, new)) if *t >= sale.at_ms => Some(*new),
-                    _ => None,
-                };
+                let at_sale = sale
+                    .shown
+                    .iter()
+                    .find(|(l, _)| l == other)
+                    .and_then(|(_, v)| *v);
+                let shown = last.map(|w| w.3).or(at_sale);
                 checked += 1;
-                let before_ok = last.is_some_and(|(_, _, _, new)| *new <= most);
-                if shown.is_some_and(|v| v <= most) || (shown.is_none() && before_ok) {
+                if shown.is_some_and(|v| v <= most) {
                     continue;
                 }
                 report.failures.push(format!(
-                    "a sale of {} on {} at {} did not reach {other} by {} (+{:.1} s): it may show at most {most}, it shows {:?} (last write {last:?})",
+                    "a sale of {} on {} at {} did not reach {other} by {} (+{:.1} s): it may show at most {most}, it shows {shown:?} (showed {at_sale:?} at the sale; last write since {last:?})",
                     sale.sku,
                     sale.listing,
                     sale.at_ms,
                     deadline,
                     (deadline - sale.at_ms) as f64 / 1000.0,
-                    shown.or(last.map(|w| w.3)),
                 ));
             }
         }
@@ -517,7 +517,7 @@ pub fn liveness(s: &Setup, f: &Fakes, c: &Catalog, r: &Record, report: &mut Repo
 
 /// Whether `url` is `p`'s order list (its poll), not a detail or a page of
 /// something else.
-fn is_order_poll(p: ProviderName, url: &str) -> bool {
+pub fn is_order_poll(p: ProviderName, url: &str) -> bool {
     match p {
         ProviderName::Bazaardan => url.contains("/orders.php?"),
         ProviderName::Eticaret => url.contains("/order/lists?"),

@@ -207,7 +207,12 @@ pub fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<Line> {
 pub fn hand_edits(f: &Fakes, c: &Catalog) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for (id, old, new) in f.sd.hand_edits() {
-        if let Some(sku) = c.sku(ProviderName::Stokdurumu, &id.to_string(), "") {
+        // A change by hand on a bundle's listing moves no stock (a bundle
+        // has none of its own): the daemon pushes the bundle's value back.
+        if let Some(sku) = c
+            .sku(ProviderName::Stokdurumu, &id.to_string(), "")
+            .filter(|s| !c.bundles.contains_key(*s))
+        {
             *out.entry(sku.to_string()).or_default() += new - old;
         }
     }

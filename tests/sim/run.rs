@@ -40,6 +40,8 @@ pub struct Sale {
     pub at_ms: i64,
     pub listing: ListingRef,
     pub sku: String,
+    /// What every other listing of the SKUs it moved showed at that moment.
+    pub shown: Vec<(ListingRef, Option<i64>)>,
 }
 
 /// What happened, with when, for the liveness checks.
@@ -56,7 +58,11 @@ pub struct Record {
     pub sales: Vec<Sale>,
     /// (ms, alert key, open): alert transitions as the ledger showed them.
     pub alerts: Vec<(i64, String, bool)>,
-    /// (ms, provider, listings showing a wrong value) sampled.
+    /// (ms, provider, listings behind the ledger) sampled: showing another
+    /// value than the ledger's quantity makes them (by the model's own
+    /// formula), leaving out listings whose change the daemon has not had
+    /// a chance to see yet (a hand edit not read since, an older PazarSync
+    /// order changed after its lookback, seen at the next hourly sweep).
     pub wrong: Vec<(i64, ProviderName, usize)>,
     /// Every exchange of the daemon with a fake, in order.
     pub trace: Vec<String>,
@@ -91,6 +97,8 @@ pub struct Report {
     pub covered: BTreeSet<String>,
     pub record: Record,
     pub logs: Vec<String>,
+    /// Every write of ours each fake carried out, for a verbose replay.
+    pub writes: Vec<String>,
 }
 
 /// How a life ended.
@@ -99,6 +107,17 @@ pub enum End {
     Stopped(Result<(), String>),
     Killed(String),
     Failed(String),
+}
+
+/// What lets the daemon see a change a marketplace made to its own count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Its next order poll (an order, a cancellation, a return).
+    Poll,
+    /// PazarSync's next hourly sweep of older orders.
+    Sweep,
+    /// stokdurumu's next product list read, or a write to it.
+    Read,
 }
 
 /// Placed orders of one provider, so events pick a sensible order to move.
@@ -120,6 +139,13 @@ struct State {
     failures: Vec<String>,
     covered: BTreeSet<String>,
     events: usize,
+    /// Listings changed where the daemon only sees it later (see
+    /// `Record::wrong`), since when.
+    unobserved: BTreeMap<ListingRef, (i64, Seen)>,
+    /// When each order was placed, and on which listing.
+    placed_at: BTreeMap<(ProviderName, String), (i64, ListingRef)>,
+    /// Some PazarSync order changed after its lookback (seen at a sweep).
+    swept_late: bool,
 }
 
 struct World {
@@ -374,6 +400,9 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
             failures: Vec::new(),
             covered: BTreeSet::new(),
             events: 0,
+            unobserved: BTreeMap::new(),
+            placed_at: BTreeMap::new(),
+            swept_late: false,
         }),
         record: Mutex::new(Record::default()),
         log: Arc::new(Mutex::new(Vec::new())),
@@ -459,7 +488,7 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
             t0,
             began,
             None,
-            Goal::QuietThenConverge(activity_end, quiet_limit(&world)),
+            Goal::QuietThenConverge(activity_end),
         )
         .await;
         events.abort();
@@ -503,6 +532,15 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
     report.stats.listings = world.catalog.len();
     report.stats.simulated = Duration::from_millis((clock - setup.start_ms).max(0) as u64);
     report.digest = digest(&record, &report);
+    if verbose {
+        for f in world.fakes.all() {
+            for (t, l, old, new) in f.timed_writes() {
+                report
+                    .writes
+                    .push(format!("write {t} {}/{l} {old} -> {new}", f.provider()));
+            }
+        }
+    }
     report.record = record;
     report.logs = logs;
     segment(&mut clock, async |_| world.admin.close().await);
@@ -529,9 +567,16 @@ fn first_sync_limit(w: &World) -> Duration {
     b.mul_f64(1.5) + Duration::from_secs(120)
 }
 
-/// How long the world waits, once quiet, for every listing to be right.
+/// How long the world waits, once quiet, for every listing to be right:
+/// as long as a first sync, ten minutes more, and the hour PazarSync's
+/// sweep of older orders may take when one changed late.
 fn quiet_limit(w: &World) -> Duration {
-    first_sync_limit(w) + Duration::from_secs(600)
+    let sweep = if w.state.lock().unwrap().swept_late {
+        stoksync::providers::pazarsync::SWEEP_EVERY
+    } else {
+        Duration::ZERO
+    };
+    first_sync_limit(w) + Duration::from_secs(600) + sweep
 }
 
 /// What a life is run for.
@@ -541,7 +586,7 @@ enum Goal {
     /// Until `ms` (its plan says how it ends).
     Until(i64),
     /// Until the activity ends at `ms`, then quiet until converged.
-    QuietThenConverge(i64, Duration),
+    QuietThenConverge(i64),
 }
 
 /// Where the process dies, shared with the failpoint hook and the
@@ -638,7 +683,7 @@ async fn life(
         Goal::Until(ms) => Some(instant_of(t0, began, ms)),
         Goal::QuietThenConverge(..) => None,
     };
-    let mut quiet_since: Option<Instant> = None;
+    let mut quiet_since: Option<(Instant, Duration)> = None;
     let end = loop {
         let tick = tokio::time::sleep(sample);
         tokio::select! {
@@ -668,13 +713,13 @@ async fn life(
                     break stop_daemon(&stop, run.as_mut()).await;
                 }
             }
-            Goal::QuietThenConverge(activity_end, limit) => {
+            Goal::QuietThenConverge(activity_end) => {
                 if now_ms >= activity_end {
-                    let since = *quiet_since.get_or_insert_with(|| {
+                    let (since, limit) = *quiet_since.get_or_insert_with(|| {
                         for f in w.fakes.all() {
                             f.clear_faults();
                         }
-                        Instant::now()
+                        (Instant::now(), quiet_limit(w))
                     });
                     if w.converged().await {
                         break stop_daemon(&stop, run.as_mut()).await;
@@ -768,6 +813,61 @@ impl World {
         });
     }
 
+    /// Clears the marks of changes the daemon has since had a chance to
+    /// see: a stokdurumu product list read, or a write to the listing (its
+    /// answer says what it showed); a PazarSync sweep of older orders.
+    fn observe(&self, now: i64) {
+        let trace = self.trace.lock().unwrap();
+        let mut st = self.state.lock().unwrap();
+        if st.unobserved.is_empty() {
+            return;
+        }
+        let seen_since = |since: i64, what: &dyn Fn(&str) -> bool| {
+            trace.iter().rev().any(|line| {
+                let mut it = line.split(' ');
+                let at: i64 = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+                let _method = it.next();
+                let url = it.next().unwrap_or("");
+                at > since && at <= now && what(url)
+            })
+        };
+        let writes: BTreeMap<ProviderName, Vec<(i64, String, i64, i64)>> = ProviderName::ALL
+            .iter()
+            .map(|p| (*p, self.fakes.get(*p).timed_writes()))
+            .collect();
+        st.unobserved.retain(|l, (since, how)| {
+            let since = *since;
+            let seen = match how {
+                Seen::Read => {
+                    let key = stoksync::sandbox::listing_key(l);
+                    writes[&l.provider]
+                        .iter()
+                        .any(|(t, k, _, _)| *t > since && *k == key)
+                        || seen_since(since, &|u| u.contains("/products?"))
+                }
+                Seen::Sweep => seen_since(since, &|u| {
+                    u.contains("/api/v1/orders?") && is_sweep(u, since)
+                }),
+                // The poll after it, and the poll after that (one that
+                // began before the change may end after it).
+                Seen::Poll => {
+                    let polls = trace
+                        .iter()
+                        .filter(|line| {
+                            let mut it = line.split(' ');
+                            let at: i64 = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+                            let _ = it.next();
+                            let url = it.next().unwrap_or("");
+                            at > since && crate::checks::is_order_poll(l.provider, url)
+                        })
+                        .count();
+                    polls >= 2
+                }
+            };
+            !seen
+        });
+    }
+
     /// Every SKU in the ledger as the model says, every listing showing
     /// what it must, no push unsettled.
     async fn converged(&self) -> bool {
@@ -820,10 +920,24 @@ impl World {
     }
 }
 
+/// Whether a PazarSync order list request looks back further than a day
+/// before `at` (the hourly sweep of older orders).
+fn is_sweep(url: &str, at: i64) -> bool {
+    let Some(from) = url.split("from_date=").nth(1) else {
+        return false;
+    };
+    let day = from.get(0..10).unwrap_or("");
+    let Ok(d) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+        return false;
+    };
+    let at = stoksync::domain::ms_to_utc(at).date_naive();
+    (at - d).num_days() >= 2
+}
+
 /// Samples what the checks need that no fake records: the alerts open,
 /// the listings showing a wrong value per provider.
 async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
-    let every = if w.setup.big { 15_000 } else { 1_000 };
+    let every = if w.setup.big { 30_000 } else { 2_000 };
     let mut open: BTreeSet<String> = BTreeSet::new();
     let mut next = start;
     loop {
@@ -840,10 +954,25 @@ async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
             }
             open = now_open;
         }
-        let want = w.state.lock().unwrap().expected.clone();
+        let ledger: BTreeMap<String, i64> = match w.admin.list_stock().await {
+            Ok(rows) => rows.into_iter().map(|r| (r.sku, r.quantity)).collect(),
+            Err(e) => {
+                w.state
+                    .lock()
+                    .unwrap()
+                    .failures
+                    .push(format!("the ledger cannot be read: {e}"));
+                BTreeMap::new()
+            }
+        };
+        w.observe(now);
+        let unobserved = w.state.lock().unwrap().unobserved.clone();
         let mut wrong = [0usize; 4];
         for (l, sku) in w.catalog.all() {
-            let should = w.catalog.wanted(&w.setup, sku, &want);
+            if unobserved.contains_key(l) {
+                continue;
+            }
+            let should = w.catalog.wanted(&w.setup, sku, &ledger);
             if w.fakes.get(l.provider).stock(l) != should {
                 wrong[ProviderName::ALL.iter().position(|p| *p == l.provider).unwrap_or(0)] += 1;
             }
@@ -889,11 +1018,24 @@ async fn apply(w: &World, e: &Event) {
             let ls: Vec<(&ListingRef, &str)> = w.catalog.of(*provider).collect();
             let (l, sku) = ls[listing % ls.len()];
             if let Some(id) = f.get(*provider).place_order(l, *qty) {
-                w.state.lock().unwrap().orders[slot(*provider)].placed.push(id);
+                let mut st = w.state.lock().unwrap();
+                st.orders[slot(*provider)].placed.push(id.clone());
+                st.placed_at.insert((*provider, id), (now, l.clone()));
+                st.unobserved.insert(l.clone(), (now, Seen::Poll));
+                drop(st);
+                let mut shown = Vec::new();
+                for (part, _) in w.catalog.parts_of(sku) {
+                    for (other, _) in w.catalog.depending_on(&part) {
+                        if other != l && !shown.iter().any(|(x, _)| x == other) {
+                            shown.push((other.clone(), f.get(other.provider).stock(other)));
+                        }
+                    }
+                }
                 w.record.lock().unwrap().sales.push(Sale {
                     at_ms: now,
                     listing: l.clone(),
                     sku: sku.to_string(),
+                    shown,
                 });
             }
         }
@@ -902,6 +1044,8 @@ async fn apply(w: &World, e: &Event) {
             let o = &st.orders[slot(ProviderName::Bazaardan)];
             if let Some(id) = (!o.placed.is_empty()).then(|| o.placed[pick % o.placed.len()].clone())
             {
+                let mut st = st;
+                late_change(&mut st, ProviderName::Bazaardan, &id, now);
                 drop(st);
                 f.bz.change_quantity(id.parse().unwrap_or(0), *qty);
             }
@@ -933,6 +1077,7 @@ async fn apply(w: &World, e: &Event) {
                 return;
             }
             let id = list.remove(pick % list.len());
+            late_change(&mut st, *provider, &id, now);
             drop(st);
             f.get(*provider).cancel_order(&id);
         }
@@ -943,6 +1088,7 @@ async fn apply(w: &World, e: &Event) {
                 return;
             }
             let id = o.shipped.remove(pick % o.shipped.len());
+            late_change(&mut st, *provider, &id, now);
             drop(st);
             match provider {
                 ProviderName::Bazaardan => f.bz.set_status(id.parse().unwrap_or(0), "returned"),
@@ -958,8 +1104,13 @@ async fn apply(w: &World, e: &Event) {
                 .collect();
             let l = ls[listing % ls.len()];
             let id: u64 = l.listing_id.parse().unwrap_or(0);
-            if let Some(now) = f.sd.product_stock(id) {
-                f.sd.set_by_hand(id, (now + by).max(0));
+            if let Some(was) = f.sd.product_stock(id) {
+                f.sd.set_by_hand(id, (was + by).max(0));
+                w.state
+                    .lock()
+                    .unwrap()
+                    .unobserved
+                    .insert(l.clone(), (now, Seen::Read));
             }
         }
         Event::Erp { sku, change, twice } => {
@@ -1005,6 +1156,24 @@ async fn apply(w: &World, e: &Event) {
         }
     }
     st.expected = want;
+}
+
+/// An order changed status: the marketplace moved its own count, which
+/// the daemon sees at its next poll — or, for a PazarSync order changed
+/// after the poll's lookback (`order_lookback`, 5 m here), at its next
+/// hourly sweep of older orders (PazarSync lists orders by creation;
+/// README, PazarSync).
+fn late_change(st: &mut State, p: ProviderName, id: &str, now: i64) {
+    if let Some((at, l)) = st.placed_at.get(&(p, id.to_string())).cloned()
+    {
+        let how = if p == ProviderName::Pazarsync && now - at > 5 * 60_000 {
+            st.swept_late = true;
+            Seen::Sweep
+        } else {
+            Seen::Poll
+        };
+        st.unobserved.insert(l, (now, how));
+    }
 }
 
 /// Another tool of the seller reads the v2 site: a request the site counts

@@ -277,11 +277,14 @@ impl Setup {
         } else {
             MORNING_MS + (seed % 600) as i64 * 60_000
         };
-        let poll = Duration::from_secs(pick(&mut rng, &[2, 5, 10, 30]));
+        let poll = Duration::from_secs(pick(&mut rng, &[5, 10, 30, 30, 60]));
         let activity = if big {
             Duration::from_secs(10 * 60)
         } else {
-            Duration::from_secs(pick(&mut rng, &[120, 300, 600, 1800, 3600]))
+            Duration::from_secs(pick(
+                &mut rng,
+                &[120, 300, 300, 600, 600, 600, 900, 1200, 1800, 3600],
+            ))
         };
         let mut s = Setup {
             seed,
