@@ -68,7 +68,8 @@ fn record_panics() {
 
 /// Seeds whose world lists 10 000 SKUs on every provider.
 fn big(seed: u64) -> Option<usize> {
-    (seed % 250 == 7).then_some(10_000)
+    let every = env_u64("STOKSYNC_SIM_BIG_EVERY").unwrap_or(0);
+    (every > 0 && seed % every == 7).then_some(10_000)
 }
 
 /// Runs one seed on its own thread (every thread-local the world sets up
@@ -141,6 +142,9 @@ fn simulated_worlds_lose_no_unit_break_no_limit_and_stay_live() {
         }
         for l in &r.writes {
             eprintln!("{l}");
+        }
+        for l in &r.record.trace {
+            eprintln!("trace {l}");
         }
         eprintln!("seed {seed}: {:?}", r.stats);
         assert!(
@@ -235,6 +239,13 @@ fn report(results: &[(u64, Duration, run::Report)], first: u64, count: u64, took
     } else {
         Vec::new()
     };
+    if env_u64("STOKSYNC_SIM_SLOWEST").is_some() {
+        let mut by_time: Vec<_> = results.iter().map(|(s, t, r)| (*t, *s, r.stats.simulated, r.stats.listings, r.stats.requests)).collect();
+        by_time.sort();
+        for (t, s, sim, l, req) in by_time.iter().rev().take(15) {
+            println!("seed {s}: {:.2} s for {:.0} simulated s, {l} listings, {req} requests", t.as_secs_f64(), sim.as_secs_f64());
+        }
+    }
     let panics = PANICS.lock().unwrap().clone();
     if !failures.is_empty() || !panics.is_empty() || !missing.is_empty() {
         let mut msg = String::new();

@@ -935,7 +935,7 @@ fn is_sweep(url: &str, at: i64) -> bool {
 }
 
 /// Samples what the checks need that no fake records: the alerts open,
-/// the listings showing a wrong value per provider.
+/// the listings behind the ledger per provider.
 async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
     let every = if w.setup.big { 30_000 } else { 2_000 };
     let mut open: BTreeSet<String> = BTreeSet::new();
@@ -967,13 +967,21 @@ async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
         };
         w.observe(now);
         let unobserved = w.state.lock().unwrap().unobserved.clone();
+        // A listing with a push in doubt waits for it to be settled, even
+        // when it shows the right value (the daemon cannot know it does).
+        let mut doubtful = std::collections::BTreeSet::new();
+        for p in ProviderName::ALL {
+            if let Ok(u) = w.admin.unsettled(p).await {
+                doubtful.extend(u.into_keys());
+            }
+        }
         let mut wrong = [0usize; 4];
         for (l, sku) in w.catalog.all() {
             if unobserved.contains_key(l) {
                 continue;
             }
             let should = w.catalog.wanted(&w.setup, sku, &ledger);
-            if w.fakes.get(l.provider).stock(l) != should {
+            if doubtful.contains(l) || w.fakes.get(l.provider).stock(l) != should {
                 wrong[ProviderName::ALL.iter().position(|p| *p == l.provider).unwrap_or(0)] += 1;
             }
         }
