@@ -743,6 +743,7 @@ async fn delivery_loop(
             }
             Ok(Some(row)) => {
                 let outcome = tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return,
                     o = deliver(&config, &client, route, &row.payload) => o,
                 };
@@ -788,6 +789,7 @@ async fn delivery_loop(
             continue;
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -829,6 +831,7 @@ pub fn spawn(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => break,
                 _ = ticks.tick() => {}
             }

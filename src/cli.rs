@@ -606,6 +606,7 @@ fn cancel_on_signal(cancel: CancellationToken) {
         let (mut term, mut int) = (term, int);
         tokio::spawn(async move {
             tokio::select! {
+                biased;
                 _ = term.recv() => tracing::info!("SIGTERM: finishing the work in flight"),
                 _ = int.recv() => tracing::info!("SIGINT: finishing the work in flight"),
             }

@@ -112,6 +112,7 @@ impl Daemon {
             let (lost, loops) = (lost.clone(), loops.clone());
             tokio::spawn(async move {
                 tokio::select! {
+                    biased;
                     _ = lost.cancelled() => loops.cancel(),
                     _ = loops.cancelled() => {}
                 }
@@ -220,6 +221,7 @@ async fn feed_watchdog(
             warned = true;
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }

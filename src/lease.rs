@@ -87,6 +87,7 @@ pub async fn wait_for_lease(
             Err(e) => tracing::warn!(error = %e, "cannot read the lease; trying again"),
         }
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return None,
             _ = tokio::time::sleep(poll) => {}
         }
@@ -106,6 +107,7 @@ pub async fn keep_lease(
 ) {
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(renew_every(ttl)) => {}
         }

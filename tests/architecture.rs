@@ -230,3 +230,35 @@ fn the_reference_reader_sees_every_form() {
     .collect();
     assert_eq!(find_cycle(&graph).unwrap().join(" -> "), "a -> b -> c -> a");
 }
+
+/// The seams the simulator's determinism rests on (see `tests/sim.rs`):
+/// every `select!` is `biased` (an unbiased one picks among ready branches
+/// at random, so the same seed could run two ways); nothing outside
+/// `clock.rs` reads the system calendar (`Utc::now`, `SystemTime::now`);
+/// every ledger call goes through `ledger::exec::db` (checked by the
+/// replay test: one that did not would let a database thread decide).
+#[test]
+fn what_a_seed_replays_through_stays_deterministic() {
+    let mut found = Vec::new();
+    for path in rust_files(&root().join("src")) {
+        let src = without_comments(&fs::read_to_string(&path).unwrap());
+        let lines: Vec<&str> = src.lines().collect();
+        let name = path.strip_prefix(root()).unwrap().display().to_string();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("select! {") {
+                let next = lines.get(i + 1).copied().unwrap_or("");
+                if !next.trim_start().starts_with("biased;") {
+                    found.push(format!("{name}:{}: a select! that is not biased", i + 1));
+                }
+            }
+            let calendar = ["Utc::now", "SystemTime::now", "Local::now"];
+            if !name.ends_with("clock.rs") && calendar.iter().any(|c| line.contains(c)) {
+                found.push(format!(
+                    "{name}:{}: reads the system calendar; use crate::clock",
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}

@@ -190,7 +190,13 @@ fn simulated_worlds_lose_no_unit_break_no_limit_and_stay_live() {
     report(&results, first, count, started.elapsed(), workers);
 }
 
-fn report(results: &[(u64, Duration, run::Report)], first: u64, count: u64, took: Duration, workers: usize) {
+fn report(
+    results: &[(u64, Duration, run::Report)],
+    first: u64,
+    count: u64,
+    took: Duration,
+    workers: usize,
+) {
     let mut total = run::Stats::default();
     let mut covered = BTreeSet::new();
     let mut failures = Vec::new();
@@ -240,10 +246,25 @@ fn report(results: &[(u64, Duration, run::Report)], first: u64, count: u64, took
         Vec::new()
     };
     if env_u64("STOKSYNC_SIM_SLOWEST").is_some() {
-        let mut by_time: Vec<_> = results.iter().map(|(s, t, r)| (*t, *s, r.stats.simulated, r.stats.listings, r.stats.requests)).collect();
+        let mut by_time: Vec<_> = results
+            .iter()
+            .map(|(s, t, r)| {
+                (
+                    *t,
+                    *s,
+                    r.stats.simulated,
+                    r.stats.listings,
+                    r.stats.requests,
+                )
+            })
+            .collect();
         by_time.sort();
         for (t, s, sim, l, req) in by_time.iter().rev().take(15) {
-            println!("seed {s}: {:.2} s for {:.0} simulated s, {l} listings, {req} requests", t.as_secs_f64(), sim.as_secs_f64());
+            println!(
+                "seed {s}: {:.2} s for {:.0} simulated s, {l} listings, {req} requests",
+                t.as_secs_f64(),
+                sim.as_secs_f64()
+            );
         }
     }
     let panics = PANICS.lock().unwrap().clone();
@@ -278,13 +299,15 @@ fn report(results: &[(u64, Duration, run::Report)], first: u64, count: u64, took
 #[test]
 fn a_seed_replays_byte_for_byte() {
     record_panics();
+    // `STOKSYNC_SIM_REPLAY=N` replays seeds 0..N, two at a time on
+    // threads of their own: a seed must not depend on what else runs.
     let seeds: Vec<u64> = match env_u64("STOKSYNC_SIM_REPLAY") {
-        Some(s) => vec![s],
+        Some(n) => (0..n).collect(),
         None => vec![3, 11, 42],
     };
     for seed in seeds {
-        let a = run_seed(seed, None, false);
-        let b = run_seed(seed, None, false);
+        let twice = [0, 1].map(|_| std::thread::spawn(move || run_seed(seed, None, false)));
+        let [a, b] = twice.map(|t| t.join().expect("a world's thread"));
         if a.digest != b.digest {
             let first = a
                 .record
@@ -294,11 +317,17 @@ fn a_seed_replays_byte_for_byte() {
                 .position(|(x, y)| x != y);
             let at = first.unwrap_or(a.record.trace.len().min(b.record.trace.len()));
             panic!(
-                "seed {seed} ran differently twice: {} and {} exchanges, first difference at {at}:\n  {:?}\n  {:?}",
+                "seed {seed} ran differently twice: {} and {} exchanges, first difference at {at}:\n  {:?}\n  {:?}\nlives {:?}\n  vs {:?}\nalerts {:?}\n  vs {:?}\nfailures {:?}\n  vs {:?}",
                 a.record.trace.len(),
                 b.record.trace.len(),
                 a.record.trace.get(at),
-                b.record.trace.get(at)
+                b.record.trace.get(at),
+                a.record.up,
+                b.record.up,
+                a.record.alerts,
+                b.record.alerts,
+                a.failures,
+                b.failures,
             );
         }
         assert!(

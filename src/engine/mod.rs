@@ -525,6 +525,7 @@ impl Engine {
                 self.health.beat(name);
                 let step = until.min(tokio::time::Instant::now() + BEAT_WHILE_IDLE);
                 tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => break 'cycles,
                     _ = tokio::time::sleep_until(step) => {
                         if step >= until {

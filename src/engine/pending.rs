@@ -88,7 +88,9 @@ pub async fn read(
     provider: ProviderName,
     started_ms: i64,
 ) -> Result<Backlog, LedgerError> {
-    Ok(read_with_states(ledger, rules, provider, started_ms).await?.0)
+    Ok(read_with_states(ledger, rules, provider, started_ms)
+        .await?
+        .0)
 }
 
 /// As [`read`], with the listing states it planned from (a caller that

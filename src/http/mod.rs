@@ -484,6 +484,7 @@ impl ProviderHttp {
                     let delay = backoff(&self.policy, failures);
                     tracing::info!(%provider, op, %reason, attempt = failures, delay_ms = delay.as_millis() as u64, "retrying");
                     tokio::select! {
+                        biased;
                         _ = self.cancel.cancelled() => return Err(ProviderError::Cancelled),
                         _ = tokio::time::sleep(delay) => {}
                     }

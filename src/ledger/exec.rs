@@ -36,7 +36,6 @@ pub fn run_on_own_runtime(handle: Option<tokio::runtime::Handle>) {
 
 /// Runs one ledger call (see the module's documentation).
 pub(crate) async fn db<T>(fut: impl Future<Output = T>) -> T {
-
     let own = if INSIDE.with(Cell::get) {
         None
     } else {
@@ -104,4 +103,3 @@ fn block_on<T>(fut: impl Future<Output = T>) -> T {
         }
     }
 }
-

@@ -586,6 +586,7 @@ impl Limiter {
             }
             waited = true;
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return Err(LimitError::Cancelled),
                 _ = tokio::time::sleep_until(until) => {}
             }

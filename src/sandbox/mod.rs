@@ -528,10 +528,15 @@ impl Core {
             .unwrap_or_else(|e| e.into_inner())
             .remove(listing);
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        let wasted = old == new && matches!(known.get(listing), Some(Known::Answered | Known::Read));
+        let wasted =
+            old == new && matches!(known.get(listing), Some(Known::Answered | Known::Read));
         let was = known.insert(
             listing.to_string(),
-            if answered { Known::Answered } else { Known::Lost },
+            if answered {
+                Known::Answered
+            } else {
+                Known::Lost
+            },
         );
         drop(known);
         if wasted {

@@ -324,12 +324,10 @@ fn route(
             );
         }
         let token = format!("tok_{:016x}", fastrand::u64(..));
-        s.data()
-            .tokens
-            .insert(
-                token.clone(),
-                crate::clock::now_ms() + s.opts.token_lifetime.as_millis() as i64,
-            );
+        s.data().tokens.insert(
+            token.clone(),
+            crate::clock::now_ms() + s.opts.token_lifetime.as_millis() as i64,
+        );
         return axum::Json(json!({"access_token": token, "token_type": "bearer",
                                  "expires_in": s.opts.token_lifetime.as_secs()}))
         .into_response();
@@ -400,14 +398,14 @@ fn route(
                 }
             }
             paged(
-            d.products
-                .iter()
-                .map(|(id, p)| {
-                    json!({"id": id, "sku": p.sku, "name": "Ürün", "stock": p.stock,
+                d.products
+                    .iter()
+                    .map(|(id, p)| {
+                        json!({"id": id, "sku": p.sku, "name": "Ürün", "stock": p.stock,
                                       "price": 10.0, "status": "active"})
-                })
-                .collect(),
-        )
+                    })
+                    .collect(),
+            )
         }
         (Method::GET, "orders") => {
             let from = q.get("from_date").map(|f| parse_provider_time(f));

@@ -342,10 +342,10 @@ async fn movement(
             "stock changed through the ERP API"
         );
     }
-    Ok(
-        axum::Json(json!({"sku": sku, "quantity": out.quantity, "applied": out.applied, "delta": out.delta}))
-            .into_response(),
+    Ok(axum::Json(
+        json!({"sku": sku, "quantity": out.quantity, "applied": out.applied, "delta": out.delta}),
     )
+    .into_response())
 }
 
 async fn set_stock(

@@ -78,7 +78,10 @@ pub async fn at_rest(
                 .iter()
                 .any(|l| m.idempotency_key.starts_with(l.prefix.as_str()))
         {
-            fail.push(format!("journal key {}: no such order line", m.idempotency_key));
+            fail.push(format!(
+                "journal key {}: no such order line",
+                m.idempotency_key
+            ));
         }
     }
     // No phantom hand edit: the journal's hand-made units are the panel's.
@@ -219,7 +222,11 @@ pub fn first_sync_bound(s: &Setup, c: &Catalog, poll: Duration) -> Duration {
         let n = c.of(p).count();
         let fixed = (pushes_for(p, n) + pages_for(p, n)) as f64;
         // Requests per second spent on polls (one list page each).
-        let per_poll = if p == ProviderName::Stokdurumu { 0.0 } else { 1.0 };
+        let per_poll = if p == ProviderName::Stokdurumu {
+            0.0
+        } else {
+            1.0
+        };
         let poll_rate = per_poll / poll.as_secs_f64();
         let rate = f64::from(ours) / SPAN_MS as f64 * 1000.0;
         if poll_rate >= rate {

@@ -175,7 +175,11 @@ pub fn lines(s: &Setup, f: &Fakes, c: &Catalog) -> Vec<Line> {
     }
     for (id, status, ls) in f.v2.orders() {
         for (n, (code, barcode, qty)) in ls.into_iter().enumerate() {
-            let variant = if barcode == code { String::new() } else { barcode };
+            let variant = if barcode == code {
+                String::new()
+            } else {
+                barcode
+            };
             let sku = c
                 .sku(ProviderName::Eticaret, &code, &variant)
                 .or_else(|| c.sku(ProviderName::Eticaret, &code, ""));

@@ -177,7 +177,11 @@ fn slot(p: ProviderName) -> usize {
 fn request_builder() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
-        .get_or_init(|| client_builder(REQUEST_TIMEOUT).build().expect("an HTTP client"))
+        .get_or_init(|| {
+            client_builder(REQUEST_TIMEOUT)
+                .build()
+                .expect("an HTTP client")
+        })
         .clone()
 }
 
@@ -283,10 +287,12 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
             window: crate::world::WINDOW,
             latency: Duration::ZERO,
         })),
-        sd: Arc::new(stokdurumu::FakeStokdurumu::in_process(stokdurumu::Options {
-            api_key: SECRETS[1].into(),
-            requests_per_day: l.sd.per_day,
-        })),
+        sd: Arc::new(stokdurumu::FakeStokdurumu::in_process(
+            stokdurumu::Options {
+                api_key: SECRETS[1].into(),
+                requests_per_day: l.sd.per_day,
+            },
+        )),
         v2: Arc::new(eticaret::FakeEticaret::in_process(eticaret::Options {
             api_key: SECRETS[2].into(),
             api_secret: SECRETS[3].into(),
@@ -318,14 +324,16 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
     }
     if setup.bundle.is_some() {
         for f in fakes.all() {
-            catalog.add(f.add_product(crate::world::KIT, rng.i64(0..=6)), crate::world::KIT);
+            catalog.add(
+                f.add_product(crate::world::KIT, rng.i64(0..=6)),
+                crate::world::KIT,
+            );
         }
     }
     stoksync::clock::simulate(None);
     let trace = Arc::new(Mutex::new(Vec::new()));
-    let transport = Arc::new(
-        InProcess::new(&fakes.all(), REQUEST_TIMEOUT).with_trace(trace.clone()),
-    );
+    let transport =
+        Arc::new(InProcess::new(&fakes.all(), REQUEST_TIMEOUT).with_trace(trace.clone()));
     let db = dir.path().join("ledger.db");
     let database = match database {
         Some(url) => Database::Postgres {
@@ -336,15 +344,17 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
     };
     let base = |p: ProviderName| fakes.get(p).base_url();
     let text = setup.config_text(&db, &base);
-    let mut config = Config::parse(&text, &dir.path().join("sim.toml"), &|_| None)
-        .map_err(|e| e.to_string())?;
+    let mut config =
+        Config::parse(&text, &dir.path().join("sim.toml"), &|_| None).map_err(|e| e.to_string())?;
     config.database = database.clone();
     let config = Arc::new(config);
 
     // The seller's setup, before stoksync first runs: the ERP's counts,
     // bundles, BaZaaRDan's listings by mapping (it has no product list).
     let admin = segment(&mut clock, async |_| -> Result<Ledger, String> {
-        let admin = Ledger::connect(&database).await.map_err(|e| e.to_string())?;
+        let admin = Ledger::connect(&database)
+            .await
+            .map_err(|e| e.to_string())?;
         admin
             .import_stock(&setup.skus, "sim", "initial count")
             .await
@@ -435,7 +445,14 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
     // ledger before the world starts moving.
     let began = clock;
     let end = segment(&mut clock, async |t0| {
-        life(&world, t0, began, None, Goal::Converge(first_sync_limit(&world))).await
+        life(
+            &world,
+            t0,
+            began,
+            None,
+            Goal::Converge(first_sync_limit(&world)),
+        )
+        .await
     });
     let converged_at = world.record.lock().unwrap().first_sync.map(|f| f.1);
     logs.push(world.take_log());
@@ -470,8 +487,7 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
             let from = clock;
             segment(&mut clock, async |t0| {
                 let events = tokio::spawn(events_task(world.clone(), t0, from));
-                tokio::time::sleep_until(instant_of(t0, from, from + plan.restart_after_ms))
-                    .await;
+                tokio::time::sleep_until(instant_of(t0, from, from + plan.restart_after_ms)).await;
                 events.abort();
             });
         }
@@ -503,7 +519,15 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
 
     // At rest: the invariants.
     segment(&mut clock, async |_| {
-        crate::checks::at_rest(&world.setup, &world.fakes, &world.catalog, &world.admin, &world.state.lock().unwrap().erp, &mut report).await;
+        crate::checks::at_rest(
+            &world.setup,
+            &world.fakes,
+            &world.catalog,
+            &world.admin,
+            &world.state.lock().unwrap().erp,
+            &mut report,
+        )
+        .await;
     });
     {
         let mut st = world.state.lock().unwrap();
@@ -516,7 +540,13 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
     }
     let mut record = std::mem::take(&mut *world.record.lock().unwrap());
     record.trace = std::mem::take(&mut *world.trace.lock().unwrap());
-    crate::checks::liveness(&world.setup, &world.fakes, &world.catalog, &record, &mut report);
+    crate::checks::liveness(
+        &world.setup,
+        &world.fakes,
+        &world.catalog,
+        &record,
+        &mut report,
+    );
     for f in world.fakes.all() {
         let c = f.counters();
         report.stats.requests += c.requests;
@@ -698,12 +728,10 @@ async fn life(
         }
         let now_ms = stoksync::clock::now_ms();
         match goal {
-            Goal::Until(ms) if now_ms >= ms => {
-                match plan.map(|p| &p.how) {
-                    Some(How::Stop) | None => break stop_daemon(&stop, run.as_mut()).await,
-                    Some(how) => break End::Killed(format!("{how:?} at its time")),
-                }
-            }
+            Goal::Until(ms) if now_ms >= ms => match plan.map(|p| &p.how) {
+                Some(How::Stop) | None => break stop_daemon(&stop, run.as_mut()).await,
+                Some(how) => break End::Killed(format!("{how:?} at its time")),
+            },
             Goal::Converge(_) => {
                 if w.converged().await {
                     w.record.lock().unwrap().first_sync = Some((began, now_ms));
@@ -749,8 +777,11 @@ async fn stop_daemon(
     run: std::pin::Pin<&mut impl std::future::Future<Output = anyhow::Result<()>>>,
 ) -> End {
     stop.cancel();
-    match tokio::time::timeout(stoksync::daemon::SHUTDOWN_GRACE + Duration::from_secs(5), run)
-        .await
+    match tokio::time::timeout(
+        stoksync::daemon::SHUTDOWN_GRACE + Duration::from_secs(5),
+        run,
+    )
+    .await
     {
         Ok(r) => End::Stopped(r.map_err(|e| format!("{e:#}"))),
         Err(_) => End::Failed("a stop did not end within the shutdown grace".into()),
@@ -888,7 +919,9 @@ impl World {
             let shows = self.fakes.get(l.provider).stock(l);
             let should = self.catalog.wanted(&self.setup, sku, &want);
             if shows != should {
-                out.push(format!("{l} ({sku}) shows {shows:?}, should show {should:?}"));
+                out.push(format!(
+                    "{l} ({sku}) shows {shows:?}, should show {should:?}"
+                ));
                 if out.len() >= most {
                     return out;
                 }
@@ -982,7 +1015,10 @@ async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
             }
             let should = w.catalog.wanted(&w.setup, sku, &ledger);
             if doubtful.contains(l) || w.fakes.get(l.provider).stock(l) != should {
-                wrong[ProviderName::ALL.iter().position(|p| *p == l.provider).unwrap_or(0)] += 1;
+                wrong[ProviderName::ALL
+                    .iter()
+                    .position(|p| *p == l.provider)
+                    .unwrap_or(0)] += 1;
             }
         }
         {
@@ -1050,7 +1086,8 @@ async fn apply(w: &World, e: &Event) {
         Event::Requantity { pick, qty } => {
             let st = w.state.lock().unwrap();
             let o = &st.orders[slot(ProviderName::Bazaardan)];
-            if let Some(id) = (!o.placed.is_empty()).then(|| o.placed[pick % o.placed.len()].clone())
+            if let Some(id) =
+                (!o.placed.is_empty()).then(|| o.placed[pick % o.placed.len()].clone())
             {
                 let mut st = st;
                 late_change(&mut st, ProviderName::Bazaardan, &id, now);
@@ -1149,7 +1186,9 @@ async fn apply(w: &World, e: &Event) {
             endpoint,
             fault,
             times,
-        } => f.get(*provider).inject(fault.clone(), *times, Some(endpoint)),
+        } => f
+            .get(*provider)
+            .inject(fault.clone(), *times, Some(endpoint)),
     }
     // Where the model stands now.
     let want = {
@@ -1172,8 +1211,7 @@ async fn apply(w: &World, e: &Event) {
 /// hourly sweep of older orders (PazarSync lists orders by creation;
 /// README, PazarSync).
 fn late_change(st: &mut State, p: ProviderName, id: &str, now: i64) {
-    if let Some((at, l)) = st.placed_at.get(&(p, id.to_string())).cloned()
-    {
+    if let Some((at, l)) = st.placed_at.get(&(p, id.to_string())).cloned() {
         let how = if p == ProviderName::Pazarsync && now - at > 5 * 60_000 {
             st.swept_late = true;
             Seen::Sweep
@@ -1188,7 +1226,10 @@ fn late_change(st: &mut State, p: ProviderName, id: &str, now: i64) {
 /// in its window like ours.
 async fn other_tool(w: &World) {
     use stoksync::http::Transport;
-    let url = format!("{}/product/lists?pageStart=0&pageSize=1", w.fakes.v2.base_url());
+    let url = format!(
+        "{}/product/lists?pageStart=0&pageSize=1",
+        w.fakes.v2.base_url()
+    );
     let Ok(req) = request_builder()
         .get(url)
         .header("apikey", SECRETS[2])

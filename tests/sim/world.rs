@@ -149,12 +149,27 @@ pub enum Event {
         qty: i64,
     },
     /// The seller changes the quantity of a BaZaaRDan line still placed.
-    Requantity { pick: usize, qty: i64 },
-    Ship { provider: ProviderName, pick: usize },
-    Cancel { provider: ProviderName, pick: usize },
-    Return { provider: ProviderName, pick: usize },
+    Requantity {
+        pick: usize,
+        qty: i64,
+    },
+    Ship {
+        provider: ProviderName,
+        pick: usize,
+    },
+    Cancel {
+        provider: ProviderName,
+        pick: usize,
+    },
+    Return {
+        provider: ProviderName,
+        pick: usize,
+    },
     /// Someone edits a stokdurumu count in its panel.
-    HandEdit { listing: usize, by: i64 },
+    HandEdit {
+        listing: usize,
+        by: i64,
+    },
     /// The ERP moves a SKU through the ledger, as the ERP API does;
     /// `twice`: its answer was lost and it retries with the same key.
     Erp {
@@ -316,7 +331,11 @@ impl Setup {
         self.limits.sd.per_day.is_some() || self.limits.ps.per_day.is_some()
     }
 
-    pub fn config_text(&self, db: &std::path::Path, base: &dyn Fn(ProviderName) -> String) -> String {
+    pub fn config_text(
+        &self,
+        db: &std::path::Path,
+        base: &dyn Fn(ProviderName) -> String,
+    ) -> String {
         let day = |d: Option<u32>| d.map_or("\"unlimited\"".to_string(), |n| n.to_string());
         let ours = |p: Plan| p.per_minute.map_or(0, |m| m.1);
         format!(
