@@ -29,19 +29,16 @@ pub fn simulate(at_ms: Option<i64>) {
     SIM.with(|s| s.set(at_ms.map(|ms| (ms, tokio::time::Instant::now()))));
 }
 
-/// While the guard lives, this thread's simulated calendar stands still at
-/// its current reading (a ledger call runs on another runtime, whose clock
-/// is not the simulation's). Without a simulation it changes nothing.
-pub(crate) fn hold() -> Held {
+/// While the guard lives, this thread's calendar reads `at_ms` (a ledger
+/// call of a simulated world runs on a courier thread, at the simulated
+/// moment it was made).
+pub(crate) fn hold_at(at_ms: i64) -> Held {
     let was = HELD.with(Cell::get);
-    if SIM.with(Cell::get).is_some() && was.is_none() {
-        let now = now_ms();
-        HELD.with(|h| h.set(Some(now)));
-    }
+    HELD.with(|h| h.set(Some(at_ms)));
     Held(was)
 }
 
-/// See [`hold`].
+/// See [`hold_at`].
 pub(crate) struct Held(Option<i64>);
 
 impl Drop for Held {

@@ -123,6 +123,8 @@ async fn stokdurumu_a_hand_edit_racing_a_lost_write_is_counted_once() {
             // 15 -> 13 in the panel, right after our write applied.
             f.set_by_hand(id, 13);
         }
+        // The answer goes out as usual.
+        false
     })));
 
     w.sync().await;
@@ -266,6 +268,7 @@ async fn pazarsync_a_batch_retried_after_a_401_refresh_converges() {
         if once.swap(false, Ordering::SeqCst) {
             p2.revoke_tokens();
         }
+        false
     })));
     let s = w.sync().await;
     assert!(s.converged(), "{s:?}");

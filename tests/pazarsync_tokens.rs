@@ -55,7 +55,10 @@ async fn rig(requests_per_minute: u32) -> Rig {
         .enable_all()
         .build()
         .unwrap();
-    stoksync::ledger::run_on_own_runtime(Some(rt.handle().clone()));
+    stoksync::ledger::run_on_own_runtime(Some((
+        rt.handle().clone(),
+        stoksync::ledger::Via::Inline,
+    )));
     stoksync::clock::simulate(Some(START_MS));
     let db = DbRuntime(Some(rt));
     let fake = FakePazarsync::in_process(Options {

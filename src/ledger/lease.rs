@@ -53,7 +53,7 @@ impl Ledger {
         &self,
         holder: &str,
         ttl: Duration,
-        dead: impl Fn(&str) -> bool,
+        dead: impl Fn(&str) -> bool + Send,
     ) -> Result<Claim> {
         db(async move {
         let started = Instant::now();

@@ -44,7 +44,7 @@ pub use catalog::{CatalogProblem, DiscoverReport, DuplicateLink, Sighting, hand_
 pub use changes::PlanVersion;
 pub use copy::{CopyReport, copy_database, copy_ledger, parse_database_url};
 use exec::db;
-pub use exec::run_on_own_runtime;
+pub use exec::{Via, run_on_own_runtime};
 pub use journal::{MovementKind, StockChange};
 pub use lease::{Claim, LeaseRow, StandbyRow};
 pub use links::{LinkChange, LinkReport, LinkRow};
@@ -218,7 +218,7 @@ impl Ledger {
     /// Opens (creating if missing) the SQLite database at `path` and applies
     /// migrations.
     pub async fn open(database: impl Into<Database>) -> Result<Ledger> {
-        db(async move { Ledger::connect(&database.into()).await }).await
+        Ledger::connect(&database.into()).await
     }
 
     /// Opens the ledger `database` names (a SQLite file, created if

@@ -270,7 +270,7 @@ fn requests_to(trace: &[(i64, ProviderName)], p: ProviderName, from: i64, to: i6
         .count()
 }
 
-fn provider_of(url: &str) -> Option<ProviderName> {
+pub fn provider_of(url: &str) -> Option<ProviderName> {
     let host = url.split("://").nth(1)?.split('/').next()?;
     ProviderName::ALL
         .into_iter()
@@ -488,15 +488,16 @@ pub fn liveness(s: &Setup, f: &Fakes, c: &Catalog, r: &Record, report: &mut Repo
             }
             open
         };
-        let samples: Vec<(i64, usize)> = r
+        let samples: Vec<(i64, usize, usize)> = r
             .wrong
             .iter()
-            .filter(|(_, q, _)| *q == p)
-            .map(|(t, _, n)| (*t, *n))
+            .zip(&r.unknown)
+            .filter(|((_, q, _), _)| *q == p)
+            .map(|((t, _, n), (_, _, u))| (*t, *n, *u))
             .collect();
         let mut since: Option<i64> = None;
         let mut right_since: Option<i64> = None;
-        for (t, n) in samples {
+        for (t, n, u) in samples {
             if n > 0 {
                 right_since = None;
                 let from = *since.get_or_insert(t);
@@ -508,6 +509,10 @@ pub fn liveness(s: &Setup, f: &Fakes, c: &Catalog, r: &Record, report: &mut Repo
                         backlog as f64 / 1000.0
                     ));
                 }
+            } else if u > 0 {
+                // Not known to be right: neither clock runs.
+                since = None;
+                right_since = None;
             } else {
                 since = None;
                 let from = *right_since.get_or_insert(t);

@@ -58,12 +58,17 @@ pub struct Record {
     pub sales: Vec<Sale>,
     /// (ms, alert key, open): alert transitions as the ledger showed them.
     pub alerts: Vec<(i64, String, bool)>,
-    /// (ms, provider, listings behind the ledger) sampled: showing another
-    /// value than the ledger's quantity makes them (by the model's own
-    /// formula), leaving out listings whose change the daemon has not had
-    /// a chance to see yet (a hand edit not read since, an older PazarSync
-    /// order changed after its lookback, seen at the next hourly sweep).
+    /// (ms, provider, listings waiting to be pushed) sampled: the value
+    /// the ledger's quantity makes them (by the model's own formula) is not
+    /// what the provider confirmed, or a push is in doubt; leaving out
+    /// listings whose change the daemon has not had a chance to see yet (a
+    /// hand edit not read since, an order not polled since, an older
+    /// PazarSync order changed after its lookback, seen at the next hourly
+    /// sweep).
     pub wrong: Vec<(i64, ProviderName, usize)>,
+    /// (ms, provider, listings left out of `wrong` then: the daemon could
+    /// not know yet what they show).
+    pub unknown: Vec<(i64, ProviderName, usize)>,
     /// Every exchange of the daemon with a fake, in order.
     pub trace: Vec<String>,
 }
@@ -146,6 +151,18 @@ struct State {
     placed_at: BTreeMap<(ProviderName, String), (i64, ListingRef)>,
     /// Some PazarSync order changed after its lookback (seen at a sweep).
     swept_late: bool,
+    /// What the daemon's exchanges let it see, by when.
+    seen: SeenIndex,
+}
+
+/// When the daemon's order polls, PazarSync sweeps and stokdurumu product
+/// reads went out (from the trace, indexed as it grows).
+#[derive(Default)]
+struct SeenIndex {
+    cursor: usize,
+    polls: BTreeMap<ProviderName, Vec<i64>>,
+    sweeps: Vec<i64>,
+    reads: Vec<i64>,
 }
 
 struct World {
@@ -217,6 +234,15 @@ impl Write for Buf {
     }
 }
 
+/// Log lines carry the simulated calendar (Unix ms).
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", stoksync::clock::now_ms())
+    }
+}
+
 /// A fresh runtime for one segment, its clock paused.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -263,7 +289,13 @@ pub fn run(setup: &Setup, database: Option<String>, verbose: bool) -> Report {
 
 fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<Report, String> {
     fastrand::seed(setup.seed);
-    stoksync::ledger::run_on_own_runtime(Some(database_runtime()));
+    // A courier thread for PostgreSQL (see `stoksync::ledger::Via`).
+    let via = if database.is_some() {
+        stoksync::ledger::Via::Courier
+    } else {
+        stoksync::ledger::Via::Inline
+    };
+    stoksync::ledger::run_on_own_runtime(Some((database_runtime(), via)));
     let dir = tempfile::Builder::new()
         .prefix("stoksync-sim-")
         .tempdir_in(if std::path::Path::new("/dev/shm").is_dir() {
@@ -413,6 +445,7 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
             unobserved: BTreeMap::new(),
             placed_at: BTreeMap::new(),
             swept_late: false,
+            seen: SeenIndex::default(),
         }),
         record: Mutex::new(Record::default()),
         log: Arc::new(Mutex::new(Vec::new())),
@@ -434,7 +467,7 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
             move || Buf(log.clone())
         })
         .with_ansi(false)
-        .without_time()
+        .with_timer(SimTime)
         .finish();
     let _log = tracing::subscriber::set_default(sub);
 
@@ -850,53 +883,57 @@ impl World {
     fn observe(&self, now: i64) {
         let trace = self.trace.lock().unwrap();
         let mut st = self.state.lock().unwrap();
+        // Index the exchanges since the last look, by what they let the
+        // daemon see (each list ordered by time).
+        let from = st.seen.cursor;
+        for line in &trace[from..] {
+            let mut it = line.split(' ');
+            let at: i64 = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let _method = it.next();
+            let url = it.next().unwrap_or("");
+            let Some(p) = crate::checks::provider_of(url) else {
+                continue;
+            };
+            if crate::checks::is_order_poll(p, url) {
+                st.seen.polls.entry(p).or_default().push(at);
+                if p == ProviderName::Pazarsync && is_sweep(url, at) {
+                    st.seen.sweeps.push(at);
+                }
+            }
+            if p == ProviderName::Stokdurumu && url.contains("/products?") {
+                st.seen.reads.push(at);
+            }
+        }
+        st.seen.cursor = trace.len();
+        drop(trace);
         if st.unobserved.is_empty() {
             return;
         }
-        let seen_since = |since: i64, what: &dyn Fn(&str) -> bool| {
-            trace.iter().rev().any(|line| {
-                let mut it = line.split(' ');
-                let at: i64 = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
-                let _method = it.next();
-                let url = it.next().unwrap_or("");
-                at > since && at <= now && what(url)
-            })
-        };
-        let writes: BTreeMap<ProviderName, Vec<(i64, String, i64, i64)>> = ProviderName::ALL
-            .iter()
-            .map(|p| (*p, self.fakes.get(*p).timed_writes()))
-            .collect();
+        let after =
+            |times: &[i64], since: i64| times.len() - times.partition_point(|t| *t <= since);
+        let st = &mut *st;
+        let seen = &st.seen;
+        let mut writes: BTreeMap<ProviderName, Vec<(i64, String, i64, i64)>> = BTreeMap::new();
         st.unobserved.retain(|l, (since, how)| {
             let since = *since;
-            let seen = match how {
+            let known = match how {
                 Seen::Read => {
                     let key = stoksync::sandbox::listing_key(l);
-                    writes[&l.provider]
-                        .iter()
-                        .any(|(t, k, _, _)| *t > since && *k == key)
-                        || seen_since(since, &|u| u.contains("/products?"))
+                    after(&seen.reads, since) > 0
+                        || writes
+                            .entry(l.provider)
+                            .or_insert_with(|| self.fakes.get(l.provider).timed_writes())
+                            .iter()
+                            .any(|(t, k, _, _)| *t > since && *k == key)
                 }
-                Seen::Sweep => seen_since(since, &|u| {
-                    u.contains("/api/v1/orders?") && is_sweep(u, since)
-                }),
+                Seen::Sweep => after(&seen.sweeps, since) > 0,
                 // The poll after it, and the poll after that (one that
                 // began before the change may end after it).
-                Seen::Poll => {
-                    let polls = trace
-                        .iter()
-                        .filter(|line| {
-                            let mut it = line.split(' ');
-                            let at: i64 = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
-                            let _ = it.next();
-                            let url = it.next().unwrap_or("");
-                            at > since && crate::checks::is_order_poll(l.provider, url)
-                        })
-                        .count();
-                    polls >= 2
-                }
+                Seen::Poll => after(seen.polls.get(&l.provider).map_or(&[][..], |v| v), since) >= 2,
             };
-            !seen
+            !known
         });
+        let _ = now;
     }
 
     /// Every SKU in the ledger as the model says, every listing showing
@@ -970,7 +1007,7 @@ fn is_sweep(url: &str, at: i64) -> bool {
 /// Samples what the checks need that no fake records: the alerts open,
 /// the listings behind the ledger per provider.
 async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
-    let every = if w.setup.big { 30_000 } else { 2_000 };
+    let every = if w.setup.big { 30_000 } else { 5_000 };
     let mut open: BTreeSet<String> = BTreeSet::new();
     let mut next = start;
     loop {
@@ -1000,31 +1037,32 @@ async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
         };
         w.observe(now);
         let unobserved = w.state.lock().unwrap().unobserved.clone();
-        // A listing with a push in doubt waits for it to be settled, even
-        // when it shows the right value (the daemon cannot know it does).
-        let mut doubtful = std::collections::BTreeSet::new();
-        for p in ProviderName::ALL {
-            if let Ok(u) = w.admin.unsettled(p).await {
-                doubtful.extend(u.into_keys());
-            }
-        }
+        // What waits to be pushed, as the backlog alert defines it: the
+        // value the ledger's quantity makes (by the model's own formula)
+        // differs from what the provider confirmed, or a push to it is in
+        // doubt (it may show anything).
         let mut wrong = [0usize; 4];
-        for (l, sku) in w.catalog.all() {
-            if unobserved.contains_key(l) {
+        let mut unknown = [0usize; 4];
+        for (i, p) in ProviderName::ALL.iter().enumerate() {
+            let Ok(states) = w.admin.listing_states(*p).await else {
                 continue;
-            }
-            let should = w.catalog.wanted(&w.setup, sku, &ledger);
-            if doubtful.contains(l) || w.fakes.get(l.provider).stock(l) != should {
-                wrong[ProviderName::ALL
-                    .iter()
-                    .position(|p| *p == l.provider)
-                    .unwrap_or(0)] += 1;
+            };
+            for st in states {
+                if unobserved.contains_key(&st.listing) {
+                    unknown[i] += 1;
+                    continue;
+                }
+                let should = w.catalog.wanted(&w.setup, &st.sku, &ledger);
+                if st.unsettled || (should.is_some() && st.confirmed_qty != should) {
+                    wrong[i] += 1;
+                }
             }
         }
         {
             let mut rec = w.record.lock().unwrap();
             for (i, p) in ProviderName::ALL.iter().enumerate() {
                 rec.wrong.push((now, *p, wrong[i]));
+                rec.unknown.push((now, *p, unknown[i]));
             }
         }
         next += every;

@@ -298,7 +298,7 @@ impl Setup {
         } else {
             // Minutes in most worlds, an hour or two of a seller's day in
             // some (the soak runs many more of those).
-            Duration::from_secs(if rng.u8(0..20) == 0 {
+            Duration::from_secs(if rng.u8(0..40) == 0 {
                 pick(&mut rng, &[1800, 3600, 7200])
             } else {
                 pick(&mut rng, &[120, 180, 300, 300, 600, 600, 900])
