@@ -489,9 +489,11 @@ impl Scheduler {
                     tracing::info!(provider = %name, listing = %push.listing, quantity = q, "push confirmed");
                     match seen {
                         Some(Some(sighting)) => PushRecord::ConfirmedSeen { qty: *q, sighting },
-                        Some(None) => PushRecord::Failed(
-                            "confirmed, but not yet told apart from hand edits; settled by the next answer or read",
-                        ),
+                        // Its value is known; what the hand did is not yet.
+                        Some(None) => PushRecord::Answered {
+                            qty: *q,
+                            tag: &push.tag,
+                        },
                         None => PushRecord::Confirmed(*q),
                     }
                 }

@@ -516,6 +516,62 @@ mod tests {
     /// unsettled (it may show our value, not its own), or it was confirmed
     /// already. Every provider that discovers, on either backend.
     #[tokio::test]
+    async fn an_answered_push_not_yet_told_apart_is_not_pushed_again_but_stays_to_settle() {
+        // Found by the simulator (seeds 0 and 11): a push to stokdurumu was
+        // answered, but its history could not be read to tell our earlier
+        // send from a hand edit; it was recorded as failed, so the listing
+        // was pushed the same value again, for nothing.
+        let (_d, ledger) = temp_ledger().await;
+        let p = ProviderName::Stokdurumu;
+        ledger
+            .import_stock(&[("A".into(), 5)], "b", "seed")
+            .await
+            .unwrap();
+        let l = listing(p, "41");
+        ledger
+            .import_mappings(&[("A".into(), l.clone())])
+            .await
+            .unwrap();
+        let mut pushes = vec![StockPush::new(l.clone(), 5)];
+        ledger.mark_attempted(&mut pushes).await.unwrap();
+        ledger
+            .record_push(
+                &l,
+                crate::ledger::PushRecord::Answered {
+                    qty: 5,
+                    tag: &pushes[0].tag,
+                },
+            )
+            .await
+            .unwrap();
+        let states = ledger.listing_states(p).await.unwrap();
+        assert_eq!(
+            (states[0].confirmed_qty, states[0].unsettled),
+            (Some(5), false),
+            "it shows what the answer said, and nothing is in doubt"
+        );
+        assert_eq!(
+            ledger.unsettled(p).await.unwrap()[&l].len(),
+            1,
+            "the attempt stays until a read or an answer settles it"
+        );
+        // A later push with no answer yet: in doubt again.
+        let mut again = vec![StockPush::new(l.clone(), 4)];
+        ledger.mark_attempted(&mut again).await.unwrap();
+        assert!(ledger.listing_states(p).await.unwrap()[0].unsettled);
+        ledger
+            .record_push(&l, crate::ledger::PushRecord::Confirmed(4))
+            .await
+            .unwrap();
+        assert!(ledger.unsettled(p).await.unwrap().is_empty());
+        let states = ledger.listing_states(p).await.unwrap();
+        assert_eq!(
+            (states[0].confirmed_qty, states[0].unsettled),
+            (Some(4), false)
+        );
+    }
+
+    #[tokio::test]
     async fn a_mapped_listing_starts_from_what_the_provider_shows() {
         for p in [
             ProviderName::Stokdurumu,

@@ -211,6 +211,15 @@ pub enum PushRecord<'a> {
         wanted: i64,
         reason: &'a str,
     },
+    /// The provider confirmed `qty`, but which of our earlier writes it
+    /// carried out (and so what, if anything, was changed by hand) cannot
+    /// be told yet: the attempt `tag` stays for a later read or answer to
+    /// settle, and the listing counts as showing `qty` meanwhile (it is not
+    /// pushed again for this).
+    Answered {
+        qty: i64,
+        tag: &'a str,
+    },
     Failed(&'a str),
 }
 
@@ -569,9 +578,18 @@ impl Ledger {
                                               / bp.quantity) END
                          FROM bundle_parts bp LEFT JOIN stock cs ON cs.sku = bp.sku
                          WHERE bp.bundle_sku = l.sku)),
-                    l.confirmed_qty, l.rejected_qty,
+                    -- what the newest answered push said it shows, else
+                    -- the last confirmed value
+                    COALESCE((SELECT a.answered_qty FROM push_attempts a
+                              WHERE a.provider = l.provider AND a.listing_id = l.listing_id
+                                AND a.variant_id = l.variant_id
+                              ORDER BY a.id DESC LIMIT 1),
+                             l.confirmed_qty),
+                    l.rejected_qty,
+                    -- a push with no answer yet: it may show anything
                     CASE WHEN EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = l.provider
-                            AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id)
+                            AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id
+                            AND a.answered_qty IS NULL)
                          THEN 1 ELSE 0 END,
                     CASE WHEN r.sku IS NOT NULL THEN 1 ELSE 0 END, r.safety_stock, r.zero_below, r.percent, r.max_quantity,
                     r.frozen
@@ -639,6 +657,20 @@ impl Ledger {
                 )
                 .bind(*wanted)
                 .bind(reason.to_string()),
+                PushRecord::Answered { qty, tag } => {
+                    sqlx::query("UPDATE push_attempts SET answered_qty = $1 WHERE tag = $2")
+                        .bind(*qty)
+                        .bind(*tag)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(
+                        "UPDATE listings SET last_error = $1
+                         WHERE provider = $2 AND listing_id = $3 AND variant_id = $4",
+                    )
+                    .bind(
+                        "confirmed, but not yet told apart from hand edits; settled by the next answer or read",
+                    )
+                }
                 PushRecord::Failed(reason) => sqlx::query(
                     "UPDATE listings SET last_error = $1
                      WHERE provider = $2 AND listing_id = $3 AND variant_id = $4",

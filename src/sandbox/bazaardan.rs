@@ -398,6 +398,9 @@ async fn handle(
     let lost = match s.core.fault(&endpoint) {
         Ok(lost) => lost,
         Err(fault) => {
+            if endpoint == "stock_update.php" && !matches!(fault, Fault::RateLimited { .. }) {
+                s.core.unanswered(written(&body));
+            }
             return match fault {
                 Fault::ServerError => error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -432,6 +435,16 @@ async fn handle(
         Some(l) => s.core.lose(l).await,
         None => resp,
     }
+}
+
+/// The listing a `stock_update.php` body sets (as `Core` names it).
+fn written(body: &[u8]) -> Vec<String> {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    v.get("product_id")
+        .and_then(Value::as_u64)
+        .map(|p| key(p, v.get("variant_combination_id").and_then(Value::as_u64)))
+        .into_iter()
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -275,6 +275,9 @@ async fn handle(
     let lost = match s.core.fault(&endpoint) {
         Ok(lost) => lost,
         Err(fault) => {
+            if endpoint == "product/updateStocks" && !matches!(fault, Fault::RateLimited { .. }) {
+                s.core.unanswered(written(&body));
+            }
             return match fault {
                 Fault::ServerError => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
@@ -450,6 +453,33 @@ fn route(
         (Method::POST, "product/updateStocks") => update_stocks(s, body, answered),
         _ => answer("AUTH005", "Geçersiz metot", Value::Null),
     }
+}
+
+/// The listings an `updateStocks` body sets (as `Core` names them: a code,
+/// or `code/barcode` for a variant).
+fn written(body: &[u8]) -> Vec<String> {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut out = Vec::new();
+    for e in v
+        .get("stocks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(code) = e.get("code").and_then(Value::as_str) else {
+            continue;
+        };
+        let variants = e.get("variants").and_then(Value::as_array);
+        match variants.filter(|v| !v.is_empty()) {
+            None => out.push(code.to_string()),
+            Some(vs) => out.extend(
+                vs.iter()
+                    .filter_map(|v| v.get("barcode").and_then(Value::as_str))
+                    .map(|b| format!("{code}/{b}")),
+            ),
+        }
+    }
+    out
 }
 
 fn update_stocks(s: &Shared, body: &[u8], answered: bool) -> Response {

@@ -582,6 +582,17 @@ impl Core {
         }
     }
 
+    /// A write to `listings` got no answer the client can trust (a fault
+    /// hit it before it was carried out: the client cannot tell that from
+    /// an answer lost after): its next write of the same value to them is
+    /// no wasted one.
+    pub fn unanswered(&self, listings: impl IntoIterator<Item = String>) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for l in listings {
+            known.insert(l, Known::Lost);
+        }
+    }
+
     /// The client may not know what `listing` shows (the simulator says so
     /// of a listing a killed client left with an unsettled write).
     pub fn excuse(&self, listing: &str) {

@@ -227,7 +227,12 @@ async fn handle(
         r
     } else {
         match s.core.fault(&endpoint) {
-            Err(fault) => fault_answer(&s, fault).await,
+            Err(fault) => {
+                if !matches!(fault, Fault::RateLimited { .. }) {
+                    s.core.unanswered(written(&endpoint, &parts, &body));
+                }
+                fault_answer(&s, fault).await
+            }
             Ok(lost) => {
                 let r = route(
                     &s,
@@ -265,6 +270,25 @@ async fn handle(
 }
 
 /// The answer to a request a fault hits before it is carried out.
+/// The listings a push sets (product ids), for the writes among the
+/// endpoints; none for a read.
+fn written(endpoint: &str, parts: &[&str], body: &[u8]) -> Vec<String> {
+    match endpoint {
+        "products/{id}/stock" => parts.get(3).map(|id| id.to_string()).into_iter().collect(),
+        "stocks/batch" => {
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            v.get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.get("product_id").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 async fn fault_answer(s: &Shared, fault: Fault) -> Response {
     match fault {
         Fault::ServerError => err(

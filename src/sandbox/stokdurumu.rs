@@ -217,6 +217,11 @@ async fn handle(
     let lost = match s.core.fault(&endpoint) {
         Ok(lost) => lost,
         Err(fault) => {
+            if endpoint == "stock" && !matches!(fault, Fault::RateLimited { .. }) {
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let id = v.get("product_id").and_then(Value::as_u64);
+                s.core.unanswered(id.map(|id| id.to_string()));
+            }
             return match fault {
                 Fault::ServerError => err(StatusCode::INTERNAL_SERVER_ERROR, "Sunucu hatası"),
                 Fault::Hang(d) => {

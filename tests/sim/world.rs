@@ -327,10 +327,6 @@ impl Setup {
         s
     }
 
-    pub fn has_daily_quota(&self) -> bool {
-        self.limits.sd.per_day.is_some() || self.limits.ps.per_day.is_some()
-    }
-
     pub fn config_text(
         &self,
         db: &std::path::Path,
