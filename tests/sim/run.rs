@@ -40,6 +40,8 @@ pub struct Sale {
     pub at_ms: i64,
     pub listing: ListingRef,
     pub sku: String,
+    /// The journal key prefix of its order line (`provider/item/KEY/`).
+    pub line: String,
     /// What every other listing of the SKUs it moved showed at that moment.
     pub shown: Vec<(ListingRef, Option<i64>)>,
 }
@@ -71,6 +73,9 @@ pub struct Record {
     pub unknown: Vec<(i64, ProviderName, usize)>,
     /// Every exchange of the daemon with a fake, in order.
     pub trace: Vec<String>,
+    /// The journal at the end: (created ms, SKU, key, kind, quantity after),
+    /// read for when the daemon applied what (never for what stock is).
+    pub journal: Vec<(i64, String, String, String, i64)>,
 }
 
 /// What one world did, for the report.
@@ -552,6 +557,23 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
 
     // At rest: the invariants.
     segment(&mut clock, async |_| {
+        let journal = world
+            .admin
+            .movements_with_prefix("")
+            .await
+            .unwrap_or_default();
+        world.record.lock().unwrap().journal = journal
+            .into_iter()
+            .map(|m| {
+                (
+                    m.created_at_ms,
+                    m.sku,
+                    m.idempotency_key,
+                    m.kind,
+                    m.quantity_after,
+                )
+            })
+            .collect();
         crate::checks::at_rest(
             &world.setup,
             &world.fakes,
@@ -606,6 +628,21 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
     }
     report.record = record;
     report.logs = logs;
+    if verbose {
+        segment(&mut clock, async |_| {
+            for m in world
+                .admin
+                .movements_with_prefix("")
+                .await
+                .unwrap_or_default()
+            {
+                report.writes.push(format!(
+                    "journal {} {} {} {:+} {}",
+                    m.created_at_ms, m.sku, m.idempotency_key, m.delta, m.kind
+                ));
+            }
+        });
+    }
     segment(&mut clock, async |_| world.admin.close().await);
     stoksync::ledger::run_on_own_runtime(None);
     Ok(report)
@@ -1100,6 +1137,7 @@ async fn apply(w: &World, e: &Event) {
             let ls: Vec<(&ListingRef, &str)> = w.catalog.of(*provider).collect();
             let (l, sku) = ls[listing % ls.len()];
             if let Some(id) = f.get(*provider).place_order(l, *qty) {
+                let id_for_line = id.clone();
                 let mut st = w.state.lock().unwrap();
                 st.orders[slot(*provider)].placed.push(id.clone());
                 st.placed_at.insert((*provider, id), (now, l.clone()));
@@ -1113,10 +1151,18 @@ async fn apply(w: &World, e: &Event) {
                         }
                     }
                 }
+                // Each order has one line: BaZaaRDan's id is the line's, the
+                // v2 site numbers lines from 1, PazarSync names them.
+                let key = match provider {
+                    ProviderName::Eticaret => format!("{id_for_line}/1"),
+                    ProviderName::Pazarsync => format!("{id_for_line}/item_1"),
+                    _ => id_for_line,
+                };
                 w.record.lock().unwrap().sales.push(Sale {
                     at_ms: now,
                     listing: l.clone(),
                     sku: sku.to_string(),
+                    line: format!("{provider}/item/{key}/"),
                     shown,
                 });
             }
