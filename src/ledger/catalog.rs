@@ -555,6 +555,37 @@ mod tests {
             1,
             "the attempt stays until a read or an answer settles it"
         );
+        // An earlier push with no answer does not put a later answered
+        // one in doubt: the later answer says what it shows since.
+        let (_d2, other) = temp_ledger().await;
+        other
+            .import_stock(&[("A".into(), 5)], "b", "seed")
+            .await
+            .unwrap();
+        other
+            .import_mappings(&[("A".into(), l.clone())])
+            .await
+            .unwrap();
+        let mut first = vec![StockPush::new(l.clone(), 5)];
+        other.mark_attempted(&mut first).await.unwrap();
+        let mut second = vec![StockPush::new(l.clone(), 5)];
+        other.mark_attempted(&mut second).await.unwrap();
+        other
+            .record_push(
+                &l,
+                crate::ledger::PushRecord::Answered {
+                    qty: 5,
+                    tag: &second[0].tag,
+                },
+            )
+            .await
+            .unwrap();
+        let states = other.listing_states(p).await.unwrap();
+        assert_eq!(
+            (states[0].confirmed_qty, states[0].unsettled),
+            (Some(5), false)
+        );
+        assert_eq!(other.unsettled(p).await.unwrap()[&l].len(), 2);
         // A later push with no answer yet: in doubt again.
         let mut again = vec![StockPush::new(l.clone(), 4)];
         ledger.mark_attempted(&mut again).await.unwrap();

@@ -586,10 +586,15 @@ impl Ledger {
                               ORDER BY a.id DESC LIMIT 1),
                              l.confirmed_qty),
                     l.rejected_qty,
-                    -- a push with no answer yet: it may show anything
+                    -- the newest push has no answer yet: it may show
+                    -- anything (an answer to a later push than an
+                    -- unanswered one says what it shows since)
                     CASE WHEN EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = l.provider
                             AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id
-                            AND a.answered_qty IS NULL)
+                            AND a.answered_qty IS NULL
+                            AND a.id = (SELECT MAX(b.id) FROM push_attempts b
+                                        WHERE b.provider = l.provider AND b.listing_id = l.listing_id
+                                          AND b.variant_id = l.variant_id))
                          THEN 1 ELSE 0 END,
                     CASE WHEN r.sku IS NOT NULL THEN 1 ELSE 0 END, r.safety_stock, r.zero_below, r.percent, r.max_quantity,
                     r.frozen

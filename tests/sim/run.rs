@@ -42,7 +42,8 @@ pub struct Sale {
     pub sku: String,
     /// The journal key prefix of its order line (`provider/item/KEY/`).
     pub line: String,
-    /// What every other listing of the SKUs it moved showed at that moment.
+    /// What every other listing of the SKUs it moved showed at that moment
+    /// (those with a change the daemon could not see yet left out).
     pub shown: Vec<(ListingRef, Option<i64>)>,
 }
 
@@ -60,6 +61,8 @@ pub struct Record {
     pub sales: Vec<Sale>,
     /// (ms, alert key, open): alert transitions as the ledger showed them.
     pub alerts: Vec<(i64, String, bool)>,
+    /// The alerts the sampler last saw open.
+    pub open_now: BTreeSet<String>,
     /// (ms, provider, listings waiting to be pushed) sampled: the value
     /// the ledger's quantity makes them (by the model's own formula) is not
     /// what the provider confirmed, or a push is in doubt; leaving out
@@ -1045,7 +1048,9 @@ fn is_sweep(url: &str, at: i64) -> bool {
 /// the listings behind the ledger per provider.
 async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
     let every = if w.setup.big { 30_000 } else { 5_000 };
-    let mut open: BTreeSet<String> = BTreeSet::new();
+    // What the last segment's sampler saw open: a resolution between two
+    // segments is a transition too.
+    let mut open: BTreeSet<String> = w.record.lock().unwrap().open_now.clone();
     let mut next = start;
     loop {
         tokio::time::sleep_until(instant_of(t0, start, next)).await;
@@ -1060,6 +1065,7 @@ async fn sampler_task(w: Arc<World>, t0: Instant, start: i64) {
                 rec.alerts.push((now, k.clone(), false));
             }
             open = now_open;
+            rec.open_now = open.clone();
         }
         let ledger: BTreeMap<String, i64> = match w.admin.list_stock().await {
             Ok(rows) => rows.into_iter().map(|r| (r.sku, r.quantity)).collect(),
@@ -1144,9 +1150,15 @@ async fn apply(w: &World, e: &Event) {
                 st.unobserved.insert(l.clone(), (now, Seen::Poll));
                 drop(st);
                 let mut shown = Vec::new();
+                let unknown = w.state.lock().unwrap().unobserved.clone();
                 for (part, _) in w.catalog.parts_of(sku) {
                     for (other, _) in w.catalog.depending_on(&part) {
-                        if other != l && !shown.iter().any(|(x, _)| x == other) {
+                        // A listing changed where the daemon cannot see it
+                        // yet (a hand edit) shows what it cannot know of.
+                        if other != l
+                            && !unknown.contains_key(other)
+                            && !shown.iter().any(|(x, _)| x == other)
+                        {
                             shown.push((other.clone(), f.get(other.provider).stock(other)));
                         }
                     }
