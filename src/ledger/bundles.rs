@@ -296,83 +296,83 @@ impl Ledger {
     /// bundle containing itself through others).
     pub async fn import_bundles(&self, rows: &[BundleRow], file: &str) -> Result<DefinitionReport> {
         db(async move {
-        let mut tx = self.begin().await?;
-        let stock: HashSet<String> = sqlx::query_scalar("SELECT sku FROM stock")
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-        let stored: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT bundle_sku, component_sku, quantity FROM bundles")
+            let mut tx = self.begin().await?;
+            let stock: HashSet<String> = sqlx::query_scalar("SELECT sku FROM stock")
                 .fetch_all(&mut *tx)
-                .await?;
-        let named: HashSet<&str> = rows.iter().map(|r| r.bundle.as_str()).collect();
-        let mut defs: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for (b, c, q) in stored
-            .iter()
-            .filter(|(b, _, _)| !named.contains(b.as_str()))
-        {
-            defs.entry(b.clone()).or_default().insert(c.clone(), *q);
-        }
-        let mut line_of: HashMap<(&str, &str), usize> = HashMap::new();
-        for r in rows {
-            defs.entry(r.bundle.clone())
-                .or_default()
-                .insert(r.component.clone(), r.quantity);
-            line_of.insert((&r.bundle, &r.component), r.line);
-        }
-        let mut refused = Vec::new();
-        for r in rows {
-            if stock.contains(&r.bundle) {
-                refused.push((
-                    r.line,
-                    format!(
-                        "`{}` has stock of its own in the ledger: a bundle's stock comes from its components; give the bundle another SKU",
-                        r.bundle
-                    ),
-                ));
-            } else if !stock.contains(&r.component) && !defs.contains_key(&r.component) {
-                refused.push((
-                    r.line,
-                    format!(
-                        "component `{}` of `{}` is not in the ledger: import its stock first (or define it as a bundle)",
-                        r.component, r.bundle
-                    ),
-                ));
+                .await?
+                .into_iter()
+                .collect();
+            let stored: Vec<(String, String, i64)> =
+                sqlx::query_as("SELECT bundle_sku, component_sku, quantity FROM bundles")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let named: HashSet<&str> = rows.iter().map(|r| r.bundle.as_str()).collect();
+            let mut defs: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+            for (b, c, q) in stored
+                .iter()
+                .filter(|(b, _, _)| !named.contains(b.as_str()))
+            {
+                defs.entry(b.clone()).or_default().insert(c.clone(), *q);
             }
-        }
-        if refused.is_empty() {
-            match flatten(&defs) {
-                Ok(parts) => {
-                    write_bundles(&mut tx, rows, &named, &parts, file).await?;
-                    changed(&mut tx, "bundles", file, rows.len()).await?;
-                    tx.commit().await?;
-                    return Ok(DefinitionReport {
-                        written: rows.len(),
-                        removed: 0,
-                    });
-                }
-                Err(cycle) => {
-                    // Report it on the file's first row along the cycle.
-                    let line = cycle
-                        .windows(2)
-                        .filter_map(|w| line_of.get(&(w[0].as_str(), w[1].as_str())))
-                        .min()
-                        .copied()
-                        .unwrap_or(0);
+            let mut line_of: HashMap<(&str, &str), usize> = HashMap::new();
+            for r in rows {
+                defs.entry(r.bundle.clone())
+                    .or_default()
+                    .insert(r.component.clone(), r.quantity);
+                line_of.insert((&r.bundle, &r.component), r.line);
+            }
+            let mut refused = Vec::new();
+            for r in rows {
+                if stock.contains(&r.bundle) {
                     refused.push((
-                        line,
+                        r.line,
                         format!(
-                            "bundle `{}` would contain itself: {}",
-                            cycle[0],
-                            cycle.join(" -> ")
+                            "`{}` has stock of its own in the ledger: a bundle's stock comes from its components; give the bundle another SKU",
+                            r.bundle
+                        ),
+                    ));
+                } else if !stock.contains(&r.component) && !defs.contains_key(&r.component) {
+                    refused.push((
+                        r.line,
+                        format!(
+                            "component `{}` of `{}` is not in the ledger: import its stock first (or define it as a bundle)",
+                            r.component, r.bundle
                         ),
                     ));
                 }
             }
-        }
-        refused.sort();
-        Err(LedgerError::Refused(refused))
+            if refused.is_empty() {
+                match flatten(&defs) {
+                    Ok(parts) => {
+                        write_bundles(&mut tx, rows, &named, &parts, file).await?;
+                        changed(&mut tx, "bundles", file, rows.len()).await?;
+                        tx.commit().await?;
+                        return Ok(DefinitionReport {
+                            written: rows.len(),
+                            removed: 0,
+                        });
+                    }
+                    Err(cycle) => {
+                        // Report it on the file's first row along the cycle.
+                        let line = cycle
+                            .windows(2)
+                            .filter_map(|w| line_of.get(&(w[0].as_str(), w[1].as_str())))
+                            .min()
+                            .copied()
+                            .unwrap_or(0);
+                        refused.push((
+                            line,
+                            format!(
+                                "bundle `{}` would contain itself: {}",
+                                cycle[0],
+                                cycle.join(" -> ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            refused.sort();
+            Err(LedgerError::Refused(refused))
         })
         .await
     }

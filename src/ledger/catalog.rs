@@ -67,113 +67,113 @@ impl Ledger {
         remote: &[RemoteListing],
     ) -> Result<DiscoverReport> {
         db(async move {
-        let mut tx = self.begin().await?;
-        let p = provider.as_str();
-        let mut linked: HashMap<(String, String), String> = HashMap::new();
-        let mut sku_owner: HashMap<String, String> = HashMap::new();
-        for r in sqlx::query("SELECT listing_id, variant_id, sku FROM listings WHERE provider = $1")
-            .bind(p)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let (l, v, sku): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-            sku_owner.insert(sku.clone(), describe(&l, &v));
-            linked.insert((l, v), sku);
-        }
-        let mut on_listings: HashMap<&str, usize> = HashMap::new();
-        for r in remote {
-            if let Some(s) = clean(&r.sku) {
-                *on_listings.entry(s).or_default() += 1;
+            let mut tx = self.begin().await?;
+            let p = provider.as_str();
+            let mut linked: HashMap<(String, String), String> = HashMap::new();
+            let mut sku_owner: HashMap<String, String> = HashMap::new();
+            for r in sqlx::query("SELECT listing_id, variant_id, sku FROM listings WHERE provider = $1")
+                .bind(p)
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                let (l, v, sku): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+                sku_owner.insert(sku.clone(), describe(&l, &v));
+                linked.insert((l, v), sku);
             }
-        }
-        let known: HashSet<String> = known_skus(&mut tx).await?;
+            let mut on_listings: HashMap<&str, usize> = HashMap::new();
+            for r in remote {
+                if let Some(s) = clean(&r.sku) {
+                    *on_listings.entry(s).or_default() += 1;
+                }
+            }
+            let known: HashSet<String> = known_skus(&mut tx).await?;
 
-        sqlx::query("DELETE FROM catalog WHERE provider = $1")
-            .bind(p)
-            .execute(&mut *tx)
-            .await?;
-        let now = now_ms();
-        let mut report = DiscoverReport {
-            seen: remote.len(),
-            ..DiscoverReport::default()
-        };
-        for r in remote {
-            let key = (r.listing.listing_id.clone(), r.listing.variant_id.clone());
-            let sku = clean(&r.sku);
-            let problem = if linked.contains_key(&key) {
-                report.already_linked += 1;
-                // A link made by mapping before the provider ever confirmed
-                // anything starts from what the provider shows.
+            sqlx::query("DELETE FROM catalog WHERE provider = $1")
+                .bind(p)
+                .execute(&mut *tx)
+                .await?;
+            let now = now_ms();
+            let mut report = DiscoverReport {
+                seen: remote.len(),
+                ..DiscoverReport::default()
+            };
+            for r in remote {
+                let key = (r.listing.listing_id.clone(), r.listing.variant_id.clone());
+                let sku = clean(&r.sku);
+                let problem = if linked.contains_key(&key) {
+                    report.already_linked += 1;
+                    // A link made by mapping before the provider ever confirmed
+                    // anything starts from what the provider shows.
+                    sqlx::query(
+                        "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2
+                         WHERE provider = $3 AND listing_id = $4 AND variant_id = $5
+                           AND confirmed_qty IS NULL
+                           AND NOT EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = $3
+                                           AND a.listing_id = $4 AND a.variant_id = $5)",
+                    )
+                    .bind(r.quantity)
+                    .bind(now)
+                    .bind(p)
+                    .bind(&key.0)
+                    .bind(&key.1)
+                    .execute(&mut *tx)
+                    .await?;
+                    None
+                } else {
+                    match sku {
+                        None => Some("the provider shows no SKU on this listing".to_string()),
+                        Some(s) if on_listings.get(s).copied().unwrap_or(0) > 1 => Some(format!(
+                            "SKU {s} is on {} listings of {provider}; link the right one with `mapping import`",
+                            on_listings[s]
+                        )),
+                        Some(s) if sku_owner.contains_key(s) => Some(format!(
+                            "SKU {s} is already linked to {provider} listing {}; not linked twice",
+                            sku_owner[s]
+                        )),
+                        Some(s) if !known.contains(s) => Some(format!(
+                            "SKU {s} is not in the ledger; import its stock (it links at the next discovery)"
+                        )),
+                        Some(s) => {
+                            sqlx::query(
+                                "INSERT INTO listings (provider, listing_id, variant_id, sku, origin,
+                                                       confirmed_qty, confirmed_at_ms)
+                                 VALUES ($1, $2, $3, $4, 'discovered', $5, $6)",
+                            )
+                            .bind(p)
+                            .bind(&key.0)
+                            .bind(&key.1)
+                            .bind(s)
+                            .bind(r.quantity)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                            report.newly_linked += 1;
+                            None
+                        }
+                    }
+                };
+                report.problems += usize::from(problem.is_some());
                 sqlx::query(
-                    "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2
-                     WHERE provider = $3 AND listing_id = $4 AND variant_id = $5
-                       AND confirmed_qty IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = $3
-                                       AND a.listing_id = $4 AND a.variant_id = $5)",
+                    "INSERT INTO catalog (provider, listing_id, variant_id, sku, quantity, problem,
+                                          seen_at_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (provider, listing_id, variant_id) DO UPDATE SET
+                         sku = excluded.sku, quantity = excluded.quantity,
+                         problem = excluded.problem, seen_at_ms = excluded.seen_at_ms",
                 )
-                .bind(r.quantity)
-                .bind(now)
                 .bind(p)
                 .bind(&key.0)
                 .bind(&key.1)
+                .bind(sku)
+                .bind(r.quantity)
+                .bind(problem)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                None
-            } else {
-                match sku {
-                    None => Some("the provider shows no SKU on this listing".to_string()),
-                    Some(s) if on_listings.get(s).copied().unwrap_or(0) > 1 => Some(format!(
-                        "SKU {s} is on {} listings of {provider}; link the right one with `mapping import`",
-                        on_listings[s]
-                    )),
-                    Some(s) if sku_owner.contains_key(s) => Some(format!(
-                        "SKU {s} is already linked to {provider} listing {}; not linked twice",
-                        sku_owner[s]
-                    )),
-                    Some(s) if !known.contains(s) => Some(format!(
-                        "SKU {s} is not in the ledger; import its stock (it links at the next discovery)"
-                    )),
-                    Some(s) => {
-                        sqlx::query(
-                            "INSERT INTO listings (provider, listing_id, variant_id, sku, origin,
-                                                   confirmed_qty, confirmed_at_ms)
-                             VALUES ($1, $2, $3, $4, 'discovered', $5, $6)",
-                        )
-                        .bind(p)
-                        .bind(&key.0)
-                        .bind(&key.1)
-                        .bind(s)
-                        .bind(r.quantity)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        report.newly_linked += 1;
-                        None
-                    }
-                }
-            };
-            report.problems += usize::from(problem.is_some());
-            sqlx::query(
-                "INSERT INTO catalog (provider, listing_id, variant_id, sku, quantity, problem,
-                                      seen_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (provider, listing_id, variant_id) DO UPDATE SET
-                     sku = excluded.sku, quantity = excluded.quantity,
-                     problem = excluded.problem, seen_at_ms = excluded.seen_at_ms",
-            )
-            .bind(p)
-            .bind(&key.0)
-            .bind(&key.1)
-            .bind(sku)
-            .bind(r.quantity)
-            .bind(problem)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        report.order_lines_applied = relink_in(&mut tx).await?;
-        tx.commit().await?;
-        Ok(report)
+            }
+            report.order_lines_applied = relink_in(&mut tx).await?;
+            tx.commit().await?;
+            Ok(report)
         })
         .await
     }

@@ -56,57 +56,57 @@ impl Ledger {
         dead: impl Fn(&str) -> bool + Send,
     ) -> Result<Claim> {
         db(async move {
-        let started = Instant::now();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
-        let mut tx = self.begin_unfenced().await?;
-        let now = db_now(&mut tx).await?;
-        let row = read_lease(&mut tx, now).await?;
-        if let Some(row) = &row
-            && !row.expired()
-            && row.holder != holder
-            && !dead(&row.holder)
-        {
+            let started = Instant::now();
+            let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
+            let mut tx = self.begin_unfenced().await?;
+            let now = db_now(&mut tx).await?;
+            let row = read_lease(&mut tx, now).await?;
+            if let Some(row) = &row
+                && !row.expired()
+                && row.holder != holder
+                && !dead(&row.holder)
+            {
+                sqlx::query(
+                    "INSERT INTO lease_standbys (holder, seen_at_ms) VALUES ($1, $2)
+                     ON CONFLICT (holder) DO UPDATE SET seen_at_ms = excluded.seen_at_ms",
+                )
+                .bind(holder)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                // Standbys not seen for a day are forgotten.
+                sqlx::query("DELETE FROM lease_standbys WHERE seen_at_ms < $1")
+                    .bind(now - 24 * 3600 * 1000)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                self.fence.standby_of(&row.holder);
+                return Ok(Claim::Held(row.clone()));
+            }
+            let epoch = row.as_ref().map_or(0, |r| r.epoch) + 1;
             sqlx::query(
-                "INSERT INTO lease_standbys (holder, seen_at_ms) VALUES ($1, $2)
-                 ON CONFLICT (holder) DO UPDATE SET seen_at_ms = excluded.seen_at_ms",
+                "INSERT INTO leader_lease (id, holder, epoch, acquired_at_ms, renewed_at_ms, expires_at_ms)
+                 VALUES (1, $1, $2, $3, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch,
+                     acquired_at_ms = excluded.acquired_at_ms, renewed_at_ms = excluded.renewed_at_ms,
+                     expires_at_ms = excluded.expires_at_ms",
             )
             .bind(holder)
+            .bind(epoch)
             .bind(now)
+            .bind(now + ttl_ms)
             .execute(&mut *tx)
             .await?;
-            // Standbys not seen for a day are forgotten.
-            sqlx::query("DELETE FROM lease_standbys WHERE seen_at_ms < $1")
-                .bind(now - 24 * 3600 * 1000)
+            sqlx::query("DELETE FROM lease_standbys WHERE holder = $1")
+                .bind(holder)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            self.fence.standby_of(&row.holder);
-            return Ok(Claim::Held(row.clone()));
-        }
-        let epoch = row.as_ref().map_or(0, |r| r.epoch) + 1;
-        sqlx::query(
-            "INSERT INTO leader_lease (id, holder, epoch, acquired_at_ms, renewed_at_ms, expires_at_ms)
-             VALUES (1, $1, $2, $3, $3, $4)
-             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch,
-                 acquired_at_ms = excluded.acquired_at_ms, renewed_at_ms = excluded.renewed_at_ms,
-                 expires_at_ms = excluded.expires_at_ms",
-        )
-        .bind(holder)
-        .bind(epoch)
-        .bind(now)
-        .bind(now + ttl_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM lease_standbys WHERE holder = $1")
-            .bind(holder)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.fence.set(epoch, ttl / 4);
-        self.fence.valid_until(started + ttl);
-        Ok(Claim::Taken {
-            epoch,
-            valid_until: started + ttl,
+            self.fence.set(epoch, ttl / 4);
+            self.fence.valid_until(started + ttl);
+            Ok(Claim::Taken {
+                epoch,
+                valid_until: started + ttl,
         })
         })
         .await

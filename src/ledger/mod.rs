@@ -244,129 +244,129 @@ impl Ledger {
     /// commit after it.
     pub async fn connect_shared(database: &Database, lease_ttl: Duration) -> Result<Ledger> {
         db(async move {
-        static DRIVERS: std::sync::Once = std::sync::Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let open_err = |source| LedgerError::Open {
-            path: database.to_string(),
-            source,
-        };
-        match database {
-            Database::Sqlite(path) => {
-                if let Some(dir) = path.parent()
-                    && !dir.as_os_str().is_empty()
-                    && !dir.exists()
-                {
-                    return Err(LedgerError::Invalid(format!(
-                        "cannot open the ledger database {}: folder {} does not exist",
-                        path.display(),
-                        dir.display()
-                    )));
+            static DRIVERS: std::sync::Once = std::sync::Once::new();
+            DRIVERS.call_once(sqlx::any::install_default_drivers);
+            let open_err = |source| LedgerError::Open {
+                path: database.to_string(),
+                source,
+            };
+            match database {
+                Database::Sqlite(path) => {
+                    if let Some(dir) = path.parent()
+                        && !dir.as_os_str().is_empty()
+                        && !dir.exists()
+                    {
+                        return Err(LedgerError::Invalid(format!(
+                            "cannot open the ledger database {}: folder {} does not exist",
+                            path.display(),
+                            dir.display()
+                        )));
+                    }
+                    let url = |mode: &str| -> Result<AnyConnectOptions> {
+                        let abs = std::path::absolute(path).map_err(|e| {
+                            LedgerError::Invalid(format!(
+                                "cannot open the ledger database {}: {e}",
+                                path.display()
+                            ))
+                        })?;
+                        let encoded = encode_path(&abs.to_string_lossy());
+                        Ok(format!("sqlite://{encoded}?mode={mode}").parse()?)
+                    };
+                    // WAL and `synchronous=FULL`: a confirmed commit survives
+                    // power loss; the busy timeout lets a CLI command wait for
+                    // the daemon's write lock.
+                    let pragmas = format!(
+                        "PRAGMA busy_timeout = {}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                        BUSY_TIMEOUT.as_millis()
+                    );
+                    let write_pragmas = pragmas.clone();
+                    // No ping before each use: a file does not go away like a
+                    // server connection, and the ping is a round trip to the
+                    // connection's thread on every statement.
+                    let write = AnyPoolOptions::new()
+                        .test_before_acquire(false)
+                        .max_connections(1)
+                        .min_connections(1)
+                        .acquire_timeout(Duration::from_secs(60))
+                        .after_connect(move |conn, _| {
+                            let sql = write_pragmas.clone();
+                            Box::pin(async move {
+                                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                                    .execute(&mut *conn)
+                                    .await?;
+                                sqlx::raw_sql("PRAGMA journal_mode = WAL")
+                                    .execute(conn)
+                                    .await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_with(url("rwc")?)
+                        .await
+                        .map_err(open_err)?;
+                    SQLITE_MIGRATOR.run(&write).await?;
+                    let read = AnyPoolOptions::new()
+                        .test_before_acquire(false)
+                        .max_connections(2)
+                        .acquire_timeout(Duration::from_secs(60))
+                        .after_connect(move |conn, _| {
+                            let sql = pragmas.clone();
+                            Box::pin(async move {
+                                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                                    .execute(conn)
+                                    .await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_with(url("ro")?)
+                        .await
+                        .map_err(open_err)?;
+                    Ok(Ledger {
+                        write,
+                        read,
+                        backend: Backend::Sqlite,
+                        fence: Fence::default(),
+                    })
                 }
-                let url = |mode: &str| -> Result<AnyConnectOptions> {
-                    let abs = std::path::absolute(path).map_err(|e| {
-                        LedgerError::Invalid(format!(
-                            "cannot open the ledger database {}: {e}",
-                            path.display()
-                        ))
+                Database::Postgres { url, password } => {
+                    let mut url: url::Url = url.parse().map_err(|e| {
+                        LedgerError::Invalid(format!("the database url is not a URL: {e}"))
                     })?;
-                    let encoded = encode_path(&abs.to_string_lossy());
-                    Ok(format!("sqlite://{encoded}?mode={mode}").parse()?)
-                };
-                // WAL and `synchronous=FULL`: a confirmed commit survives
-                // power loss; the busy timeout lets a CLI command wait for
-                // the daemon's write lock.
-                let pragmas = format!(
-                    "PRAGMA busy_timeout = {}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-                    BUSY_TIMEOUT.as_millis()
-                );
-                let write_pragmas = pragmas.clone();
-                // No ping before each use: a file does not go away like a
-                // server connection, and the ping is a round trip to the
-                // connection's thread on every statement.
-                let write = AnyPoolOptions::new()
-                    .test_before_acquire(false)
-                    .max_connections(1)
-                    .min_connections(1)
-                    .acquire_timeout(Duration::from_secs(60))
-                    .after_connect(move |conn, _| {
-                        let sql = write_pragmas.clone();
-                        Box::pin(async move {
-                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                                .execute(&mut *conn)
-                                .await?;
-                            sqlx::raw_sql("PRAGMA journal_mode = WAL")
-                                .execute(conn)
-                                .await?;
-                            Ok(())
+                    if let Some(pw) = password {
+                        url.set_password(Some(pw.expose())).map_err(|()| {
+                            LedgerError::Invalid("the database url cannot carry a password".into())
+                        })?;
+                    }
+                    let opts: AnyConnectOptions = url.as_str().parse()?;
+                    // One pool: PostgreSQL serves many connections; writers
+                    // queue on a transaction lock (see `begin`).
+                    let idle = format!(
+                        "SET idle_in_transaction_session_timeout = {}",
+                        (lease_ttl / 2).as_millis().max(500)
+                    );
+                    let pool = AnyPoolOptions::new()
+                        .max_connections(8)
+                        .after_connect(move |conn, _| {
+                            let sql = idle.clone();
+                            Box::pin(async move {
+                                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                                    .execute(conn)
+                                    .await?;
+                                Ok(())
+                            })
                         })
+                        .acquire_timeout(Duration::from_secs(60))
+                        .connect_with(opts)
+                        .await
+                        .map_err(open_err)?;
+                    POSTGRES_MIGRATOR.run(&pool).await?;
+                    Ok(Ledger {
+                        write: pool.clone(),
+                        read: pool,
+                        backend: Backend::Postgres,
+                        fence: Fence::default(),
                     })
-                    .connect_with(url("rwc")?)
-                    .await
-                    .map_err(open_err)?;
-                SQLITE_MIGRATOR.run(&write).await?;
-                let read = AnyPoolOptions::new()
-                    .test_before_acquire(false)
-                    .max_connections(2)
-                    .acquire_timeout(Duration::from_secs(60))
-                    .after_connect(move |conn, _| {
-                        let sql = pragmas.clone();
-                        Box::pin(async move {
-                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                                .execute(conn)
-                                .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(url("ro")?)
-                    .await
-                    .map_err(open_err)?;
-                Ok(Ledger {
-                    write,
-                    read,
-                    backend: Backend::Sqlite,
-                    fence: Fence::default(),
-                })
-            }
-            Database::Postgres { url, password } => {
-                let mut url: url::Url = url.parse().map_err(|e| {
-                    LedgerError::Invalid(format!("the database url is not a URL: {e}"))
-                })?;
-                if let Some(pw) = password {
-                    url.set_password(Some(pw.expose())).map_err(|()| {
-                        LedgerError::Invalid("the database url cannot carry a password".into())
-                    })?;
                 }
-                let opts: AnyConnectOptions = url.as_str().parse()?;
-                // One pool: PostgreSQL serves many connections; writers
-                // queue on a transaction lock (see `begin`).
-                let idle = format!(
-                    "SET idle_in_transaction_session_timeout = {}",
-                    (lease_ttl / 2).as_millis().max(500)
-                );
-                let pool = AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(move |conn, _| {
-                        let sql = idle.clone();
-                        Box::pin(async move {
-                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                                .execute(conn)
-                                .await?;
-                            Ok(())
-                        })
-                    })
-                    .acquire_timeout(Duration::from_secs(60))
-                    .connect_with(opts)
-                    .await
-                    .map_err(open_err)?;
-                POSTGRES_MIGRATOR.run(&pool).await?;
-                Ok(Ledger {
-                    write: pool.clone(),
-                    read: pool,
-                    backend: Backend::Postgres,
-                    fence: Fence::default(),
-                })
             }
-        }
         })
         .await
     }
@@ -569,58 +569,58 @@ impl Ledger {
     /// Every listing of `provider` with its SKU's ledger quantity.
     pub async fn listing_states(&self, provider: ProviderName) -> Result<Vec<ListingState>> {
         db(async move {
-        let rows = sqlx::query(
-            "SELECT l.listing_id, l.variant_id, l.sku,
-                    COALESCE(s.quantity,
-                        -- a bundle: what its parts make, if each has stock
-                        (SELECT CASE WHEN COUNT(cs.sku) = COUNT(*)
-                                     THEN MIN(CASE WHEN cs.quantity > 0 THEN cs.quantity ELSE 0 END
-                                              / bp.quantity) END
-                         FROM bundle_parts bp LEFT JOIN stock cs ON cs.sku = bp.sku
-                         WHERE bp.bundle_sku = l.sku)),
-                    -- what the newest answered push said it shows, else
-                    -- the last confirmed value
-                    COALESCE((SELECT a.answered_qty FROM push_attempts a
-                              WHERE a.provider = l.provider AND a.listing_id = l.listing_id
-                                AND a.variant_id = l.variant_id
-                              ORDER BY a.id DESC LIMIT 1),
-                             l.confirmed_qty),
-                    l.rejected_qty,
-                    -- the newest push has no answer yet: it may show
-                    -- anything (an answer to a later push than an
-                    -- unanswered one says what it shows since)
-                    CASE WHEN EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = l.provider
-                            AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id
-                            AND a.answered_qty IS NULL
-                            AND a.id = (SELECT MAX(b.id) FROM push_attempts b
-                                        WHERE b.provider = l.provider AND b.listing_id = l.listing_id
-                                          AND b.variant_id = l.variant_id))
-                         THEN 1 ELSE 0 END,
-                    CASE WHEN r.sku IS NOT NULL THEN 1 ELSE 0 END, r.safety_stock, r.zero_below, r.percent, r.max_quantity,
-                    r.frozen
-             FROM listings l LEFT JOIN stock s ON s.sku = l.sku
-             LEFT JOIN sku_rules r ON r.sku = l.sku AND r.provider = l.provider
-             WHERE l.provider = $1 ORDER BY l.listing_id, l.variant_id",
-        )
-        .bind(provider.as_str())
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ListingState {
-                listing: ListingRef {
-                    provider,
-                    listing_id: r.get(0),
-                    variant_id: r.get(1),
-                },
-                sku: r.get(2),
-                ledger_qty: r.get(3),
-                confirmed_qty: r.get(4),
-                rejected_qty: r.get(5),
-                unsettled: r.get::<i64, _>(6) != 0,
-                rule: (r.get::<i64, _>(7) != 0).then(|| rule_set(r, 8)),
-            })
-            .collect())
+            let rows = sqlx::query(
+                "SELECT l.listing_id, l.variant_id, l.sku,
+                        COALESCE(s.quantity,
+                            -- a bundle: what its parts make, if each has stock
+                            (SELECT CASE WHEN COUNT(cs.sku) = COUNT(*)
+                                         THEN MIN(CASE WHEN cs.quantity > 0 THEN cs.quantity ELSE 0 END
+                                                  / bp.quantity) END
+                             FROM bundle_parts bp LEFT JOIN stock cs ON cs.sku = bp.sku
+                             WHERE bp.bundle_sku = l.sku)),
+                        -- what the newest answered push said it shows, else
+                        -- the last confirmed value
+                        COALESCE((SELECT a.answered_qty FROM push_attempts a
+                                  WHERE a.provider = l.provider AND a.listing_id = l.listing_id
+                                    AND a.variant_id = l.variant_id
+                                  ORDER BY a.id DESC LIMIT 1),
+                                 l.confirmed_qty),
+                        l.rejected_qty,
+                        -- the newest push has no answer yet: it may show
+                        -- anything (an answer to a later push than an
+                        -- unanswered one says what it shows since)
+                        CASE WHEN EXISTS (SELECT 1 FROM push_attempts a WHERE a.provider = l.provider
+                                AND a.listing_id = l.listing_id AND a.variant_id = l.variant_id
+                                AND a.answered_qty IS NULL
+                                AND a.id = (SELECT MAX(b.id) FROM push_attempts b
+                                            WHERE b.provider = l.provider AND b.listing_id = l.listing_id
+                                              AND b.variant_id = l.variant_id))
+                             THEN 1 ELSE 0 END,
+                        CASE WHEN r.sku IS NOT NULL THEN 1 ELSE 0 END, r.safety_stock, r.zero_below, r.percent, r.max_quantity,
+                        r.frozen
+                 FROM listings l LEFT JOIN stock s ON s.sku = l.sku
+                 LEFT JOIN sku_rules r ON r.sku = l.sku AND r.provider = l.provider
+                 WHERE l.provider = $1 ORDER BY l.listing_id, l.variant_id",
+            )
+            .bind(provider.as_str())
+            .fetch_all(&self.read)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| ListingState {
+                    listing: ListingRef {
+                        provider,
+                        listing_id: r.get(0),
+                        variant_id: r.get(1),
+                    },
+                    sku: r.get(2),
+                    ledger_qty: r.get(3),
+                    confirmed_qty: r.get(4),
+                    rejected_qty: r.get(5),
+                    unsettled: r.get::<i64, _>(6) != 0,
+                    rule: (r.get::<i64, _>(7) != 0).then(|| rule_set(r, 8)),
+                })
+                .collect())
         })
         .await
     }
@@ -638,58 +638,58 @@ impl Ledger {
     /// costs one commit, not 100. Returns the movements written.
     pub async fn record_pushes(&self, records: &[(&ListingRef, PushRecord<'_>)]) -> Result<usize> {
         db(async move {
-        let now = now_ms();
-        let mut tx = self.begin().await?;
-        let mut movements = 0;
-        for (listing, record) in records {
-            let q = match record {
-                PushRecord::Confirmed(qty) | PushRecord::ConfirmedSeen { qty, .. } => {
-                    if let PushRecord::ConfirmedSeen { sighting, .. } = record {
-                        movements += catalog::observe(&mut tx, listing, sighting).await?;
+            let now = now_ms();
+            let mut tx = self.begin().await?;
+            let mut movements = 0;
+            for (listing, record) in records {
+                let q = match record {
+                    PushRecord::Confirmed(qty) | PushRecord::ConfirmedSeen { qty, .. } => {
+                        if let PushRecord::ConfirmedSeen { sighting, .. } = record {
+                            movements += catalog::observe(&mut tx, listing, sighting).await?;
+                        }
+                        catalog::settle(&mut tx, listing).await?;
+                        sqlx::query(
+                            "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2, rejected_qty = NULL,
+                                    last_error = NULL
+                             WHERE provider = $3 AND listing_id = $4 AND variant_id = $5",
+                        )
+                        .bind(*qty)
+                        .bind(now)
                     }
-                    catalog::settle(&mut tx, listing).await?;
-                    sqlx::query(
-                        "UPDATE listings SET confirmed_qty = $1, confirmed_at_ms = $2, rejected_qty = NULL,
-                                last_error = NULL
+                    PushRecord::Rejected { wanted, reason } => sqlx::query(
+                        "UPDATE listings SET rejected_qty = $1, last_error = $2
                          WHERE provider = $3 AND listing_id = $4 AND variant_id = $5",
                     )
-                    .bind(*qty)
-                    .bind(now)
-                }
-                PushRecord::Rejected { wanted, reason } => sqlx::query(
-                    "UPDATE listings SET rejected_qty = $1, last_error = $2
-                     WHERE provider = $3 AND listing_id = $4 AND variant_id = $5",
-                )
-                .bind(*wanted)
-                .bind(reason.to_string()),
-                PushRecord::Answered { qty, tag } => {
-                    sqlx::query("UPDATE push_attempts SET answered_qty = $1 WHERE tag = $2")
-                        .bind(*qty)
-                        .bind(*tag)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(
+                    .bind(*wanted)
+                    .bind(reason.to_string()),
+                    PushRecord::Answered { qty, tag } => {
+                        sqlx::query("UPDATE push_attempts SET answered_qty = $1 WHERE tag = $2")
+                            .bind(*qty)
+                            .bind(*tag)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(
+                            "UPDATE listings SET last_error = $1
+                             WHERE provider = $2 AND listing_id = $3 AND variant_id = $4",
+                        )
+                        .bind(
+                            "confirmed, but not yet told apart from hand edits; settled by the next answer or read",
+                        )
+                    }
+                    PushRecord::Failed(reason) => sqlx::query(
                         "UPDATE listings SET last_error = $1
                          WHERE provider = $2 AND listing_id = $3 AND variant_id = $4",
                     )
-                    .bind(
-                        "confirmed, but not yet told apart from hand edits; settled by the next answer or read",
-                    )
-                }
-                PushRecord::Failed(reason) => sqlx::query(
-                    "UPDATE listings SET last_error = $1
-                     WHERE provider = $2 AND listing_id = $3 AND variant_id = $4",
-                )
-                .bind(reason.to_string()),
-            };
-            q.bind(listing.provider.as_str())
-                .bind(&listing.listing_id)
-                .bind(&listing.variant_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(movements)
+                    .bind(reason.to_string()),
+                };
+                q.bind(listing.provider.as_str())
+                    .bind(&listing.listing_id)
+                    .bind(&listing.variant_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(movements)
         })
         .await
     }
@@ -841,22 +841,22 @@ impl Ledger {
         reason: &str,
     ) -> Result<()> {
         db(async move {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO provider_pauses (provider, until_ms, reason, set_at_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (provider) DO UPDATE SET until_ms = excluded.until_ms,
-                 reason = excluded.reason, set_at_ms = excluded.set_at_ms
-             WHERE excluded.until_ms > provider_pauses.until_ms
-                OR provider_pauses.until_ms < excluded.set_at_ms",
-        )
-        .bind(provider.as_str())
-        .bind(until_ms)
-        .bind(reason)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "INSERT INTO provider_pauses (provider, until_ms, reason, set_at_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (provider) DO UPDATE SET until_ms = excluded.until_ms,
+                     reason = excluded.reason, set_at_ms = excluded.set_at_ms
+                 WHERE excluded.until_ms > provider_pauses.until_ms
+                    OR provider_pauses.until_ms < excluded.set_at_ms",
+            )
+            .bind(provider.as_str())
+            .bind(until_ms)
+            .bind(reason)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }
@@ -909,12 +909,12 @@ impl Ledger {
 
     pub async fn unlinked_items(&self) -> Result<Vec<UnlinkedItem>> {
         db(async move {
-        Ok(sqlx::query_as(
-            "SELECT provider, item_key, order_ref, listing_id, variant_id, sku_hint, quantity, status
-             FROM order_items WHERE sku IS NULL AND baseline = 0 ORDER BY provider, first_seen_ms",
-        )
-        .fetch_all(&self.read)
-        .await?)
+            Ok(sqlx::query_as(
+                "SELECT provider, item_key, order_ref, listing_id, variant_id, sku_hint, quantity, status
+                 FROM order_items WHERE sku IS NULL AND baseline = 0 ORDER BY provider, first_seen_ms",
+            )
+            .fetch_all(&self.read)
+            .await?)
         })
         .await
     }
@@ -946,11 +946,11 @@ impl Ledger {
     /// Movements in the journal by (source, kind), for `/metrics`.
     pub async fn movement_counts(&self) -> Result<Vec<(String, String, i64)>> {
         db(async move {
-        Ok(sqlx::query_as(
-            "SELECT source, kind, COUNT(*) FROM movements GROUP BY source, kind ORDER BY source, kind",
-        )
-        .fetch_all(&self.read)
-        .await?)
+            Ok(sqlx::query_as(
+                "SELECT source, kind, COUNT(*) FROM movements GROUP BY source, kind ORDER BY source, kind",
+            )
+            .fetch_all(&self.read)
+            .await?)
         })
         .await
     }

@@ -125,55 +125,55 @@ impl Ledger {
         epoch_ms: i64,
     ) -> Result<ApplyReport> {
         db(async move {
-        let mut tx = self.begin().await?;
-        ensure_state_row(&mut tx, provider).await?;
-        let mut report = ApplyReport::default();
-        apply_items(&mut tx, provider, &changes.items, epoch_ms, &mut report).await?;
-        let now = now_ms();
-        for a in &changes.anomalies {
-            sqlx::query(
-                "INSERT INTO anomalies (provider, item_key, message, seen_at_ms) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (provider, item_key) DO UPDATE SET message = excluded.message,
-                                                                seen_at_ms = excluded.seen_at_ms",
-            )
-            .bind(provider.as_str())
-            .bind(&a.key)
-            .bind(&a.message)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for o in &changes.orders {
-            sqlx::query(
-                "INSERT INTO seen_orders (provider, order_ref, fingerprint, seen_at_ms)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (provider, order_ref) DO UPDATE SET
-                     fingerprint = excluded.fingerprint, seen_at_ms = excluded.seen_at_ms",
-            )
-            .bind(provider.as_str())
-            .bind(&o.order_ref)
-            .bind(&o.fingerprint)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for c in &changes.external {
-            report.movements += observe_count(&mut tx, c).await?;
-        }
-        if let Some(cursor) = &changes.cursor {
-            sqlx::query("UPDATE provider_state SET cursor = $1 WHERE provider = $2")
-                .bind(cursor)
+            let mut tx = self.begin().await?;
+            ensure_state_row(&mut tx, provider).await?;
+            let mut report = ApplyReport::default();
+            apply_items(&mut tx, provider, &changes.items, epoch_ms, &mut report).await?;
+            let now = now_ms();
+            for a in &changes.anomalies {
+                sqlx::query(
+                    "INSERT INTO anomalies (provider, item_key, message, seen_at_ms) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (provider, item_key) DO UPDATE SET message = excluded.message,
+                                                                    seen_at_ms = excluded.seen_at_ms",
+                )
+                .bind(provider.as_str())
+                .bind(&a.key)
+                .bind(&a.message)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for o in &changes.orders {
+                sqlx::query(
+                    "INSERT INTO seen_orders (provider, order_ref, fingerprint, seen_at_ms)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (provider, order_ref) DO UPDATE SET
+                         fingerprint = excluded.fingerprint, seen_at_ms = excluded.seen_at_ms",
+                )
+                .bind(provider.as_str())
+                .bind(&o.order_ref)
+                .bind(&o.fingerprint)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for c in &changes.external {
+                report.movements += observe_count(&mut tx, c).await?;
+            }
+            if let Some(cursor) = &changes.cursor {
+                sqlx::query("UPDATE provider_state SET cursor = $1 WHERE provider = $2")
+                    .bind(cursor)
+                    .bind(provider.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("UPDATE provider_state SET last_poll_ok_ms = $1 WHERE provider = $2")
+                .bind(now)
                 .bind(provider.as_str())
                 .execute(&mut *tx)
                 .await?;
-        }
-        sqlx::query("UPDATE provider_state SET last_poll_ok_ms = $1 WHERE provider = $2")
-            .bind(now)
-            .bind(provider.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(report)
+            tx.commit().await?;
+            Ok(report)
         })
         .await
     }
