@@ -423,16 +423,26 @@ pub async fn gather(
     let mut reasons: Option<HashMap<(ProviderName, String, String), Option<String>>> = None;
     let mut providers = Vec::new();
     let mut backlogs = Vec::new();
+    // Read once for every provider: a few statements every period, not a
+    // few per provider.
+    let states = ledger.provider_states().await?;
+    let look = if engine.shadow() {
+        None
+    } else {
+        Some(pending::Look::now(ledger).await?)
+    };
     for p in engine.providers() {
         let name = p.name();
-        let state = ledger.provider_state(name).await?;
+        let state = states.get(&name).cloned().unwrap_or_default();
         // The backlog's read plans from the listing states too: read once.
-        let (backlog, listings) = if engine.shadow() {
-            (None, ledger.listing_states(name).await?)
-        } else {
-            let (b, states) =
-                pending::read_with_states(ledger, &config.sync.rules, name, started_ms).await?;
-            (Some(b), states)
+        let (backlog, listings) = match &look {
+            None => (None, ledger.listing_states(name).await?),
+            Some(look) => {
+                let (b, states) = look
+                    .read(ledger, &config.sync.rules, name, started_ms)
+                    .await?;
+                (Some(b), states)
+            }
         };
         let planned = plan::plan(&listings, &config.sync.rules);
         let sku_of: HashMap<&ListingRef, &str> = listings

@@ -43,8 +43,8 @@
 use super::plan;
 use crate::domain::{ListingRef, ProviderName, now_ms};
 use crate::ledger::{
-    Ledger, LedgerError, ListingPast, ListingState, PendingCheck, PendingHistory, PendingWrite,
-    Step,
+    Ledger, LedgerError, ListingPast, ListingState, PendingCheck, PendingHistory, PendingRecord,
+    PendingWrite, Step,
 };
 use crate::rules::Rules;
 use std::collections::HashMap;
@@ -88,26 +88,61 @@ pub async fn read(
     provider: ProviderName,
     started_ms: i64,
 ) -> Result<Backlog, LedgerError> {
-    Ok(read_with_states(ledger, rules, provider, started_ms)
-        .await?
-        .0)
+    let look = Look::now(ledger).await?;
+    Ok(look.read(ledger, rules, provider, started_ms).await?.0)
 }
 
-/// As [`read`], with the listing states it planned from (a caller that
-/// needs them too reads them once).
-pub async fn read_with_states(
+/// One look at every provider's backlog: the records of the last check
+/// and the moment of this one, read once for all providers.
+pub struct Look {
+    records: HashMap<ProviderName, PendingRecord>,
+    check: PendingCheck,
+}
+
+impl Look {
+    /// The newest movement first, then the time, then (in [`Look::read`])
+    /// the listings: every movement up to that id is in what the plan
+    /// reads, and a listing the plan finds in sync can only come to differ
+    /// after `at_ms`.
+    pub async fn now(ledger: &Ledger) -> Result<Look, LedgerError> {
+        let records = ledger.pending_records().await?;
+        let movement_id = ledger.newest_movement_id().await?;
+        let at_ms = now_ms();
+        Ok(Look {
+            records,
+            check: PendingCheck { at_ms, movement_id },
+        })
+    }
+
+    /// `provider`'s backlog, with the listing states it planned from (a
+    /// caller that needs them too reads them once).
+    pub async fn read(
+        &self,
+        ledger: &Ledger,
+        rules: &Rules,
+        provider: ProviderName,
+        started_ms: i64,
+    ) -> Result<(Backlog, Vec<ListingState>), LedgerError> {
+        read_with_states(
+            ledger,
+            rules,
+            provider,
+            started_ms,
+            self.records.get(&provider).cloned().unwrap_or_default(),
+            self.check,
+        )
+        .await
+    }
+}
+
+async fn read_with_states(
     ledger: &Ledger,
     rules: &Rules,
     provider: ProviderName,
     started_ms: i64,
+    record: PendingRecord,
+    check: PendingCheck,
 ) -> Result<(Backlog, Vec<ListingState>), LedgerError> {
-    let record = ledger.pending_record(provider).await?;
-    // The newest movement first, then the time, then the listings: every
-    // movement up to that id is in what the plan reads, and a listing the
-    // plan finds in sync can only come to differ after `at_ms`.
-    let movement_id = ledger.newest_movement_id().await?;
-    let at_ms = now_ms();
-    let check = PendingCheck { at_ms, movement_id };
     let states = ledger.listing_states(provider).await?;
     let planned = plan::plan(&states, rules);
     if planned.pushes.is_empty() {

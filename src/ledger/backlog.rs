@@ -119,6 +119,45 @@ impl Ledger {
         .await
     }
 
+    /// Every provider's waiting listings as last recorded, and when (the
+    /// alerts evaluator reads all of them at once, every period).
+    pub async fn pending_records(&self) -> Result<HashMap<ProviderName, PendingRecord>> {
+        db(async move {
+            let checked: Vec<(String, i64, i64)> = sqlx::query_as(
+                "SELECT provider, checked_at_ms, movement_id FROM pending_checks",
+            )
+            .fetch_all(&self.read)
+            .await?;
+            let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT provider, listing_id, variant_id, since_ms FROM pending_since",
+            )
+            .fetch_all(&self.read)
+            .await?;
+            let mut out: HashMap<ProviderName, PendingRecord> = HashMap::new();
+            for (p, at_ms, movement_id) in checked {
+                let Some(p) = ProviderName::parse(&p) else {
+                    continue;
+                };
+                out.entry(p).or_default().checked = Some(PendingCheck { at_ms, movement_id });
+            }
+            for (p, listing_id, variant_id, since) in rows {
+                let Some(provider) = ProviderName::parse(&p) else {
+                    continue;
+                };
+                out.entry(provider).or_default().since.insert(
+                    ListingRef {
+                        provider,
+                        listing_id,
+                        variant_id,
+                    },
+                    since,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// `provider`'s waiting listings as last recorded, and when.
     pub async fn pending_record(&self, provider: ProviderName) -> Result<PendingRecord> {
         db(async move {

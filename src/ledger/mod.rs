@@ -56,6 +56,7 @@ use crate::domain::{ListingRef, ProviderName, now_ms};
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Row, Transaction};
+use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -695,6 +696,36 @@ impl Ledger {
     }
 
     // ---- provider state -------------------------------------------------
+
+    /// Every provider's state at once (the alerts evaluator's read).
+    pub async fn provider_states(&self) -> Result<HashMap<ProviderName, ProviderState>> {
+        db(async move {
+            let rows = sqlx::query(
+                "SELECT provider, cursor, epoch_ms, last_poll_ok_ms, last_push_ok_ms, last_error,
+                        last_error_ms
+                 FROM provider_state",
+            )
+            .fetch_all(&self.read)
+            .await?;
+            let mut out = HashMap::new();
+            for r in rows {
+                let p: String = r.get(0);
+                out.insert(
+                    parse_provider(&p)?,
+                    ProviderState {
+                        cursor: r.get(1),
+                        epoch_ms: r.get(2),
+                        last_poll_ok_ms: r.get(3),
+                        last_push_ok_ms: r.get(4),
+                        last_error: r.get(5),
+                        last_error_ms: r.get(6),
+                    },
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
 
     pub async fn provider_state(&self, provider: ProviderName) -> Result<ProviderState> {
         db(async move {
