@@ -73,8 +73,10 @@ fn big(seed: u64) -> Option<usize> {
 }
 
 /// Runs one seed on its own thread (every thread-local the world sets up
-/// dies with it).
+/// dies with it). A world that does not end within ten minutes of wall
+/// time is a failure (a hang is a bug), not a stuck test run.
 fn run_seed(seed: u64, postgres: Option<String>, verbose: bool) -> run::Report {
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(format!("sim-{seed}"))
         .stack_size(16 << 20)
@@ -83,14 +85,20 @@ fn run_seed(seed: u64, postgres: Option<String>, verbose: bool) -> run::Report {
             if verbose {
                 eprintln!("{setup:#?}");
             }
-            run::run(&setup, postgres, verbose)
+            let _ = tx.send(run::run(&setup, postgres, verbose));
         })
-        .expect("a thread for the world")
-        .join()
-        .unwrap_or_else(|_| run::Report {
+        .expect("a thread for the world");
+    match rx.recv_timeout(Duration::from_secs(600)) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => run::Report {
+            failures: vec!["the world did not end within 10 minutes of wall time".into()],
+            ..run::Report::default()
+        },
+        Err(_) => run::Report {
             failures: vec!["the world's thread panicked".into()],
             ..run::Report::default()
-        })
+        },
+    }
 }
 
 /// What every world together must have exercised.
