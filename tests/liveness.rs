@@ -473,14 +473,17 @@ async fn order_polls_keep_their_pace_through_a_full_window() {
 }
 
 /// The v2 site at 22 a minute (the site allows 25), 5 s polls (13 of the
-/// 22 permits a window), sales on it (each an `order/show` too) and on
-/// BaZaaRDan (each a decrease to push to the site), a backlog to start
-/// with: the window is full much of the time. Order polls still come
-/// at most 2 × 5 s + 5 s apart, and a sale reaches the other channel within
-/// 5 s + 5 s, or one window more when that channel's window was full.
+/// 22 permits a window): a first sync of 300 products (6 pages to
+/// discover, 10 calls to push, half of them decreases), then six minutes
+/// of sales on it (each an `order/show` too) and on BaZaaRDan (each a
+/// decrease to push to the site). Order polls come at most 2 × 5 s + 5 s
+/// apart all along (before the fix, a round of decreases never gave way
+/// to a poll), the first sync ends within 1.1 × the bound the limit
+/// implies, and each sale reaches the other channel within 5 s + 5 s, or
+/// one window more when that channel's window was full.
 #[tokio::test(start_paused = true)]
 async fn v2_order_polls_keep_their_pace_at_22_a_minute() {
-    const N: usize = 40;
+    const N: usize = 300;
     let _db = db_runtime();
     let v2 = eticaret::FakeEticaret::in_process(eticaret::Options {
         requests_per_minute: Some(25),
@@ -497,8 +500,9 @@ async fn v2_order_polls_keep_their_pace_at_22_a_minute() {
     let mut of: BTreeMap<(ProviderName, String), ListingRef> = BTreeMap::new();
     for i in 0..N {
         stock.push((sku(i), 50));
-        // Stale on the site: a backlog of increases to start with.
-        let l = v2.add_product(&sku(i), 40 + (i % 5) as i64);
+        // Stale on the site, up or down: a backlog of ten calls (30
+        // products a call), half of it decreases, to start with.
+        let l = v2.add_product(&sku(i), if i % 2 == 0 { 45 } else { 55 });
         of.insert((ProviderName::Eticaret, sku(i)), l);
         let l = bz.add_product(&sku(i), 50);
         maps.push((sku(i), l.clone()));
@@ -514,15 +518,30 @@ async fn v2_order_polls_keep_their_pace_at_22_a_minute() {
     let d = start(&[&v2, &bz], &tables, "5s", &stock, &maps).await;
     let t0 = Instant::now();
     let mut left: BTreeMap<String, i64> = stock.iter().cloned().collect();
+    // The first sync: 6 pages and 10 calls at what 5 s polls leave of 22
+    // a minute (the simulator's bound), within 1.1 times that, a poll and
+    // 5 s.
+    let rate = 22.0 / SPAN_MS as f64 - 1.0 / poll_ms as f64;
+    let bound_ms = ((6 + 10) as f64 / rate) as i64;
+    let allowed_ms = bound_ms + bound_ms / 10 + poll_ms + SLACK_MS;
+    let mut synced = None;
+    for tick in 1..=(allowed_ms / 1000 + 60) {
+        tokio::time::sleep_until(t0 + Duration::from_secs(tick as u64)).await;
+        if v2.listings().iter().all(|l| l.stock == 50) {
+            synced = Some(stoksync::clock::now_ms() - d.started_ms);
+            break;
+        }
+    }
+    // Then six minutes of sales, and 90 s for the last ones to arrive.
     let mut sales: Vec<(ProviderName, Sale)> = Vec::new();
-    // Six minutes of sales, then 90 s for the last ones to arrive.
     let (selling, minutes) = (6 * 60, 6 * 60 + 90);
     let mut rng = fastrand::Rng::with_seed(19);
+    let t1 = Instant::now();
     for tick in 1..=minutes {
-        tokio::time::sleep_until(t0 + Duration::from_secs(tick)).await;
+        tokio::time::sleep_until(t1 + Duration::from_secs(tick)).await;
         let now = stoksync::clock::now_ms();
         // A sale every 8 s on average, on either channel.
-        if tick > 10 && tick <= selling && rng.u8(0..8) == 0 {
+        if tick <= selling && rng.u8(0..8) == 0 {
             let on = if rng.bool() {
                 ProviderName::Eticaret
             } else {
@@ -608,7 +627,13 @@ async fn v2_order_polls_keep_their_pace_at_22_a_minute() {
     }
     let (p50, max) = p50_max(latencies);
     println!(
-        "v2 at 22/min, 5 s polls, {} sales: {} order polls, longest gap {:.1} s (at +{:.1} s), {long_gaps} gaps over {:.1} s; sale latency p50 {p50:.1} s, max {max:.1} s; late: {late:?}; busiest window {} of the site's 25",
+        "v2 at 22/min, 5 s polls: first sync of 300 {} (bound {:.1} s, allowed {:.1} s); {} sales after it: {} order polls, longest gap {:.1} s (at +{:.1} s), {long_gaps} gaps over {:.1} s; sale latency p50 {p50:.1} s, max {max:.1} s; late: {late:?}; busiest window {} of the site's 25",
+        synced.map_or("never ended".to_string(), |t| format!(
+            "in {:.1} s",
+            t as f64 / 1000.0
+        )),
+        bound_ms as f64 / 1000.0,
+        allowed_ms as f64 / 1000.0,
         sales.len(),
         polls.len(),
         gap as f64 / 1000.0,
@@ -626,4 +651,8 @@ async fn v2_order_polls_keep_their_pace_at_22_a_minute() {
         gap_at - started
     );
     assert!(late.is_empty(), "sales that came late: {late:?}");
+    assert!(
+        synced.is_some_and(|t| t <= allowed_ms),
+        "the first sync took {synced:?} ms; the limit allows {allowed_ms} ms"
+    );
 }
