@@ -39,9 +39,11 @@
 //! behind polls. This keeps room only where the polls will need it, rather
 //! than a fixed share (half, say) of every window: at 22 a minute a fixed
 //! half is less than the polls alone need, and at 560 a fixed share idles
-//! permits the polls never use. Polls in turn never take the last
-//! [`reserve`] permits (at least one), so pushes always move, whatever the
-//! interval. Catalog reads keep no room (see `Limiter::kind`).
+//! permits the polls never use. Polls in turn never take the last 10 %
+//! (twice [`reserve`]: one for urgent pushes, one for bulk ones), so
+//! pushes always move, however short the interval. Catalog reads keep no
+//! room (see `Limiter::kind`).
+
 use crate::config::Timing;
 use crate::domain::{ProviderName, next_turkey_midnight, now_ms, turkey_midnight_before};
 use crate::ledger::Ledger;
@@ -233,13 +235,22 @@ enum Class {
     Other,
 }
 
+/// The most grants polls may hold in a window of `limit`: all but twice
+/// its [`reserve`], so however short the poll interval, urgent pushes
+/// still get the one reserve and bulk pushes (which leave the last
+/// reserve to urgent ones) the other.
+fn poll_cap(limit: usize) -> usize {
+    limit.saturating_sub(2 * reserve(limit)).max(1)
+}
+
 /// What a permit is asked for, as the window sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// The window alone, no room kept for anyone (a bare window).
     Any,
-    /// An order poll: it may fill the window but for the last [`reserve`]
-    /// permits, which stay with other work so pushes always move.
+    /// An order poll: polls may fill the window but for twice the last
+    /// [`reserve`] permits (see [`poll_cap`]), which stay with other work
+    /// so pushes always move.
     Poll,
     /// Anything else. With `slack`, it may not leave the polls due while
     /// it stays in the window without room: each must still find a permit
@@ -299,7 +310,7 @@ impl SlidingWindow {
         // more than the limit: then when only `total - 1` remain.)
         let mut again = (g.len() >= total).then(|| g[g.len() - total].0 + self.period);
         if kind == Kind::Poll {
-            let cap = (limit - kept).max(1);
+            let cap = poll_cap(limit);
             let polls = g.iter().filter(|(_, c)| *c == Class::Poll).count();
             if polls >= cap
                 && let Some(&(t, _)) = g.iter().filter(|(_, c)| *c == Class::Poll).nth(polls - cap)
@@ -349,7 +360,14 @@ impl SlidingWindow {
         room: usize,
     ) -> Result<(), Instant> {
         let room = room.clamp(1, self.limit);
-        let every = pace.every.max(Duration::from_millis(1));
+        // More polls than their cap a window cannot come, and planning
+        // for them would refuse every push (a 1 s interval at 22 a
+        // minute).
+        let most = poll_cap(self.limit) as u32;
+        let every = pace
+            .every
+            .max(self.period / most)
+            .max(Duration::from_millis(1));
         let gap = every * (slack + 1);
         let mut times: Vec<Instant> = g.iter().map(|&(t, _)| t).collect();
         times.push(now);
@@ -1090,10 +1108,16 @@ mod tests {
     /// get every 100 ms: (polls granted late and by how much at most,
     /// pushes granted, the busiest window).
     fn polls_beside_pushes(priority: Priority) -> (usize, Duration, usize, usize) {
+        polls_every_beside_pushes(Duration::from_secs(5), priority)
+    }
+
+    fn polls_every_beside_pushes(
+        every: Duration,
+        priority: Priority,
+    ) -> (usize, Duration, usize, usize) {
         let span = WINDOW + WINDOW_MARGIN;
         let w = SlidingWindow::new(22, span);
         let t0 = Instant::now();
-        let every = Duration::from_secs(5);
         let mut pace = PollPace { every, last: None };
         let (mut late, mut worst, mut pushes) = (0, Duration::ZERO, 0);
         let mut due = t0;
@@ -1139,6 +1163,12 @@ mod tests {
         assert!(worst <= Duration::from_secs(5), "a poll waited {worst:?}");
         assert!(busiest <= 22, "{busiest}");
         assert!(urgent >= bulk, "urgent {urgent} < bulk {bulk}");
+        // Polls every second want 61 permits a window of 22: they get 18,
+        // and bulk pushes still move (at least one a window).
+        let (_, _, bulk, busiest) =
+            polls_every_beside_pushes(Duration::from_secs(1), Priority::Bulk);
+        assert!(busiest <= 22, "{busiest}");
+        assert!(bulk >= 3, "pushes starved by polls: {bulk}");
     }
 
     /// A poll never gives way to waiting urgent callers; every other
