@@ -151,6 +151,34 @@ impl Engine {
     /// Polls `p` once and applies what it returned (items and cursor in one
     /// transaction).
     pub async fn poll(&self, p: &dyn Provider) -> Result<ApplyReport, ProviderError> {
+        self.poll_with(p, false).await
+    }
+
+    /// [`Engine::poll`], saying whether pushes are waiting for it (the
+    /// last round gave way to this poll): then a provider that reads its
+    /// catalog for changes made by hand (stokdurumu) reads nothing this
+    /// time, since a listing known to be wrong is pushed before those that
+    /// are not are read again. The poll's permits are asked at
+    /// [`Priority::Poll`](crate::limit::Priority::Poll): it never waits for
+    /// pushes.
+    pub async fn poll_with(
+        &self,
+        p: &dyn Provider,
+        pushes_waiting: bool,
+    ) -> Result<ApplyReport, ProviderError> {
+        p.limiter().polling();
+        crate::limit::with_priority(
+            crate::limit::Priority::Poll,
+            self.poll_inner(p, pushes_waiting),
+        )
+        .await
+    }
+
+    async fn poll_inner(
+        &self,
+        p: &dyn Provider,
+        pushes_waiting: bool,
+    ) -> Result<ApplyReport, ProviderError> {
         let name = p.name();
         self.ledger.relink_pending().await?;
         if !p.has_orders() {
@@ -166,7 +194,9 @@ impl Engine {
             cursor: state.cursor,
             lookback: self.sync.order_lookback,
         };
-        let mut changes = p.poll_orders(&req, &self.ledger).await?;
+        let mut changes = p
+            .poll_orders_while(&req, &self.ledger, pushes_waiting)
+            .await?;
         if self.shadow() {
             // In shadow mode the seller's current tool writes the listings:
             // a count that changed is its write as much as a hand edit, so
@@ -450,6 +480,10 @@ impl Engine {
         // goes only to a provider whose last poll was.
         let mut polled_at: Option<tokio::time::Instant> = None;
         let mut poll_ok = false;
+        // Whether the last round gave way to a poll with pushes left.
+        let mut pushes_waiting = false;
+        // The window keeps room for the polls due in it.
+        p.limiter().plan_polls(self.sync.poll_interval);
         let wake_others = || {
             for (i, w) in wakes.iter().enumerate() {
                 if i != me {
@@ -459,6 +493,9 @@ impl Engine {
         };
         'cycles: while !cancel.is_cancelled() {
             let mut pause = Duration::ZERO;
+            // What comes before this cycle's round (a discovery, a poll):
+            // the round gets at least as long (see `scheduler::PollDue`).
+            let cycle_start = tokio::time::Instant::now();
             if discovered.is_none_or(|t| t.elapsed() >= self.sync.discovery_interval) {
                 match self.discover(p.as_ref()).await {
                     Ok(_) => discovered = Some(tokio::time::Instant::now()),
@@ -469,7 +506,8 @@ impl Engine {
             }
             if polled_at.is_none_or(|t| t.elapsed() >= self.sync.poll_interval) {
                 polled_at = Some(tokio::time::Instant::now());
-                match self.poll(p.as_ref()).await {
+                let polled = self.poll_with(p.as_ref(), pushes_waiting).await;
+                match polled {
                     Ok(report) => {
                         poll_ok = true;
                         self.health
@@ -495,7 +533,17 @@ impl Engine {
                     tracing::warn!(provider = %name, error = %e, "cannot record the shadow verdicts");
                 }
             } else if poll_ok && !cancel.is_cancelled() {
-                match sched.round(self, &p, &cancel, next_poll).await {
+                let now = tokio::time::Instant::now();
+                let due = next_poll.map(|at| scheduler::PollDue {
+                    at,
+                    not_before: now + (now - cycle_start),
+                });
+                let round = sched.round(self, &p, &cancel, due).await;
+                // A read waits for pushes known to be needed, not for
+                // those that failed (retried next round).
+                pushes_waiting =
+                    matches!(round, Ok((_, scheduler::RoundEnd::PollDue))) && sched.queued() > 0;
+                match round {
                     Ok((r, end)) => {
                         if r.movements > 0 {
                             wake_others();

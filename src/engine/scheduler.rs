@@ -12,9 +12,14 @@
 //!   decrease batches ask the limiter for urgent permits (ahead of reads),
 //!   increases for bulk ones, which leave a reserve of every window and
 //!   daily quota to polls.
-//! - **Polls are never starved.** A round gives way when the provider's
-//!   next poll is due (after the urgent pushes queued at that moment), and
-//!   the provider loop polls, then resumes the round.
+//! - **Polls are never starved, nor are pushes.** A round gives way when
+//!   the provider's next poll is due, whatever lane it is in: at once
+//!   while it waits for a permit (the poll's permits are kept apart, see
+//!   [`crate::limit`]), otherwise once it has sent something and has run
+//!   at least as long as the work before it (the last poll, a discovery)
+//!   took. So a provider is polled every `poll_interval` however long its
+//!   backlog, and a poll longer than the interval (stokdurumu's 100 pages)
+//!   still leaves pushing at least half the time (see [`PollDue`]).
 //! - **Concurrency.** Up to what the limiter can grant in about a second
 //!   (at most [`MAX_IN_FLIGHT`]) batches are in flight at once; each of
 //!   their attempts still takes a permit first.
@@ -49,9 +54,11 @@ const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 /// How waiting for a permit ended.
 enum Turn {
     Ready,
-    /// Look at the queue again (a batch finished, a poll is due, a more
-    /// urgent lane appeared).
+    /// Look at the queue again (a batch finished, a more urgent lane
+    /// appeared).
     Again,
+    /// The poll came due while the round waited for a permit.
+    PollDue,
     Cancelled,
     Stop(ProviderError),
 }
@@ -184,6 +191,20 @@ pub fn priority(lane: Lane) -> Priority {
     }
 }
 
+/// When a round gives way to the provider's next poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollDue {
+    /// When the poll is due. A round waiting for a permit then gives way
+    /// at once: the permit it waits for is not one a poll takes from it.
+    pub at: Instant,
+    /// Before this, a round that can send keeps sending (once it has sent
+    /// something, it gives way from `at` on). The loop sets it to the
+    /// round's start plus what the poll (and discovery) before it took: a
+    /// poll longer than the interval would otherwise be due again the
+    /// moment a round starts, and the round would send one batch a poll.
+    pub not_before: Instant,
+}
+
 /// Why a round handed control back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoundEnd {
@@ -228,6 +249,13 @@ impl Scheduler {
         self.queue.differing()
     }
 
+    /// Listings queued and not yet sent: what a round that gave way to a
+    /// poll left (not counting pushes that failed this round, retried by
+    /// the next).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     async fn replan(
         &mut self,
         engine: &Engine,
@@ -249,7 +277,7 @@ impl Scheduler {
         let name = p.name();
         let states = engine.ledger.listing_states(name).await?;
         let plan = plan::plan(&states, &engine.sync.rules);
-        let skip: HashSet<ListingRef> = in_flight.union(&self.failed).cloned().collect();
+        let skip: HashSet<ListingRef> = in_flight.iter().chain(&self.failed).cloned().collect();
         self.queue.replan(&plan, &skip, now_ms());
         self.version = Some(version);
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -275,15 +303,14 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Pushes `p`'s pending listings until none is left, `poll_due` comes
-    /// (then the urgent ones queued at that moment still go first), a stop
-    /// is asked, or the provider stops the round.
+    /// Pushes `p`'s pending listings until none is left, the poll is due
+    /// (see [`PollDue`]), a stop is asked, or the provider stops the round.
     pub async fn round(
         &mut self,
         engine: &Engine,
         provider: &Arc<dyn Provider>,
         cancel: &CancellationToken,
-        poll_due: Option<Instant>,
+        poll_due: Option<PollDue>,
     ) -> Result<(PushReport, RoundEnd), ProviderError> {
         let p = provider.as_ref();
         let name = p.name();
@@ -307,14 +334,17 @@ impl Scheduler {
                 let Some(lane) = self.queue.head() else {
                     break;
                 };
-                // Increases give way to a due poll, once the round has sent
-                // something: every round makes progress, even when polls
-                // take longer than the interval between them.
-                let due = poll_due.filter(|_| lane == Lane::Increase && report.planned > 0);
-                if due.is_some_and(|d| Instant::now() >= d) {
+                // A round that can send gives way to a due poll once it has
+                // sent something and has had its time: every round makes
+                // progress, even when polls take longer than the interval.
+                let now = Instant::now();
+                if poll_due
+                    .is_some_and(|d| now >= d.at && now >= d.not_before && report.planned > 0)
+                {
                     end = RoundEnd::PollDue;
                     break;
                 }
+                let due = poll_due.map(|d| d.at);
                 // Wait until a permit at this lane's priority is free,
                 // finishing batches in flight meanwhile and looking now and
                 // then for a more urgent lane (a sale while bulk work waits
@@ -331,23 +361,30 @@ impl Scheduler {
                                 break Turn::Again;
                             }
                         }
-                        _ = sleep_until_opt(due) => break Turn::Again,
+                        r = &mut wait => break match r.map_err(ProviderError::from) {
+                            Ok(()) => Turn::Ready,
+                            Err(ProviderError::Cancelled) => Turn::Cancelled,
+                            Err(e) => Turn::Stop(e),
+                        },
+                        // Waiting for a permit when the poll comes due: the
+                        // poll goes now (its permits are its own), the round
+                        // resumes after it.
+                        _ = sleep_until_opt(due) => break Turn::PollDue,
                         _ = tokio::time::sleep(RECHECK) => {
                             self.replan_if_moved(engine, p, &in_flight).await?;
                             if self.queue.head().is_some_and(|l| priority(l) != priority(lane)) {
                                 break Turn::Again;
                             }
                         }
-                        r = &mut wait => break match r.map_err(ProviderError::from) {
-                            Ok(()) => Turn::Ready,
-                            Err(ProviderError::Cancelled) => Turn::Cancelled,
-                            Err(e) => Turn::Stop(e),
-                        },
                     }
                 };
                 match turn {
                     Turn::Ready => {}
                     Turn::Again => continue,
+                    Turn::PollDue => {
+                        end = RoundEnd::PollDue;
+                        break;
+                    }
                     Turn::Cancelled => {
                         end = RoundEnd::Cancelled;
                         break;

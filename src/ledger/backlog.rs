@@ -123,11 +123,10 @@ impl Ledger {
     /// alerts evaluator reads all of them at once, every period).
     pub async fn pending_records(&self) -> Result<HashMap<ProviderName, PendingRecord>> {
         db(async move {
-            let checked: Vec<(String, i64, i64)> = sqlx::query_as(
-                "SELECT provider, checked_at_ms, movement_id FROM pending_checks",
-            )
-            .fetch_all(&self.read)
-            .await?;
+            let checked: Vec<(String, i64, i64)> =
+                sqlx::query_as("SELECT provider, checked_at_ms, movement_id FROM pending_checks")
+                    .fetch_all(&self.read)
+                    .await?;
             let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
                 "SELECT provider, listing_id, variant_id, since_ms FROM pending_since",
             )

@@ -15,6 +15,34 @@
 //! asks for first reloads the last window's grants and any pause still
 //! running, so no window holds more than the limit across any number of
 //! restarts (systemd restarts a crashed daemon within seconds).
+//!
+//! Who goes first (issue 19). Order polls, and what a poll needs (its
+//! pages, order details, a token), come first and never wait for pushes;
+//! then pushes that lower a listing; then catalog reads (discovery,
+//! stokdurumu's drift reads, history reads); then pushes that raise one. A
+//! waiting caller of a higher [`Priority`] that could take the next permit
+//! gets it, whoever asked first.
+//!
+//! Order alone is not enough once pushes have filled the window: the next
+//! poll then waits for the oldest grant to leave (BaZaaRDan at 560 a minute
+//! spent it in 10 s and polls waited 31–52 s; the v2 site at 22 waited
+//! 29.5 s). So a push is granted only if it leaves room for the polls due
+//! while it stays in the window: with it, each of those polls (one request
+//! each, at the provider's `poll_interval`, see [`Limiter::plan_polls`])
+//! must still find a permit on time, counting what the grants already in
+//! the window free as they leave (`SlidingWindow::polls_fit`). A push
+//! that raises a listing may not delay a poll at all; one that lowers a
+//! listing may delay one by at most an interval (the poll still comes
+//! within two intervals of the last): a sale elsewhere and the poll that
+//! finds the next sale here both matter, and at 22 a minute with 5 s polls
+//! (13 of the 22 permits) a strict reserve left decreases waiting a window
+//! behind polls. This keeps room only where the polls will need it, rather
+//! than a fixed share (half, say) of every window: at 22 a minute a fixed
+//! half is less than the polls alone need, and at 560 a fixed share idles
+//! permits the polls never use. Polls in turn never take the last 10 %
+//! (twice [`reserve`]: one for urgent pushes, one for bulk ones), so
+//! pushes always move, however short the interval. Catalog reads keep no
+//! room (see `Limiter::kind`).
 
 use crate::config::Timing;
 use crate::domain::{ProviderName, next_turkey_midnight, now_ms, turkey_midnight_before};
@@ -39,19 +67,42 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
 /// requests in the last seconds of a day also count against the next.
 pub const DAY_SKEW: Duration = Duration::from_secs(5);
 
-/// Who a permit is for. A permit goes to a waiting [`Priority::Urgent`]
-/// caller before any other; [`Priority::Bulk`] callers never take the last
-/// [`reserve`] permits of a window (nor of a daily quota), so a backlog of
-/// bulk work cannot starve polls and urgent pushes.
+/// Who a permit is for, most pressing first. A waiting caller of a higher
+/// priority that could take a permit gets it before any lower one; pushes
+/// leave the room the polls due in the window need, and
+/// [`Priority::Bulk`] callers never take the last [`reserve`] permits of
+/// the window (nor of a daily quota), so a backlog of bulk work cannot
+/// starve polls and urgent pushes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
+    /// An order poll and what it needs: its pages, order details, a token.
+    Poll,
     /// A push that lowers what a listing shows (a sale, a zero).
     Urgent,
-    /// Reads: order polls, discovery, history.
+    /// Catalog reads: discovery, stokdurumu's drift reads, history reads
+    /// (and anything that did not say: a credentials check).
     Normal,
     /// A push that raises what a listing shows.
     Bulk,
 }
+
+impl Priority {
+    const ALL: [Priority; 4] = [
+        Priority::Poll,
+        Priority::Urgent,
+        Priority::Normal,
+        Priority::Bulk,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How long a caller that could take a permit waits when a caller of a
+/// higher priority could take it too (that one is woken at this instant
+/// and takes it first).
+const GIVE_WAY: Duration = Duration::from_millis(5);
 
 tokio::task_local! {
     /// The priority of the HTTP attempts made inside [`with_priority`]
@@ -107,8 +158,9 @@ fn current_priority() -> Priority {
     PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal)
 }
 
-/// The permits of a limit of `limit` kept from bulk work: 5 % (at least
-/// one; none for a limit of one).
+/// The permits of a limit of `limit` kept from bulk work (for urgent
+/// pushes and reads), and from polls (so pushes always move): 5 % (at
+/// least one; none for a limit of one).
 pub fn reserve(limit: usize) -> usize {
     limit.div_ceil(20).min(limit.saturating_sub(1))
 }
@@ -163,11 +215,57 @@ pub enum LimitError {
     Fenced(String),
 }
 
-/// At most `limit` grants in any `period`.
+/// At most `limit` grants in any `period`. Each grant remembers whom it
+/// went to, so the window can keep room for polls.
 pub struct SlidingWindow {
     limit: usize,
     period: Duration,
-    grants: Mutex<VecDeque<Instant>>,
+    grants: Mutex<VecDeque<(Instant, Class)>>,
+}
+
+/// Whom a grant of the window went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    /// Made before this process started (reloaded from the request log,
+    /// which does not say what for): it only fills the window.
+    Earlier,
+    /// An order poll (see [`Priority::Poll`]).
+    Poll,
+    /// Anything else.
+    Other,
+}
+
+/// The most grants polls may hold in a window of `limit`: all but twice
+/// its [`reserve`], so however short the poll interval, urgent pushes
+/// still get the one reserve and bulk pushes (which leave the last
+/// reserve to urgent ones) the other.
+fn poll_cap(limit: usize) -> usize {
+    limit.saturating_sub(2 * reserve(limit)).max(1)
+}
+
+/// What a permit is asked for, as the window sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The window alone, no room kept for anyone (a bare window).
+    Any,
+    /// An order poll: polls may fill the window but for twice the last
+    /// [`reserve`] permits (see [`poll_cap`]), which stay with other work
+    /// so pushes always move.
+    Poll,
+    /// Anything else. With `slack`, it may not leave the polls due while
+    /// it stays in the window without room: each must still find a permit
+    /// within `slack` + 1 poll intervals of the one before (see
+    /// [`SlidingWindow::polls_fit`]). `bulk` work leaves the last
+    /// [`reserve`] permits to the rest.
+    Other { slack: Option<u32>, bulk: bool },
+}
+
+/// How a provider is polled, as the window keeps room for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PollPace {
+    every: Duration,
+    /// When the last poll began (`None` before the first).
+    last: Option<Instant>,
 }
 
 impl SlidingWindow {
@@ -182,45 +280,135 @@ impl SlidingWindow {
 
     /// Takes a permit now, or says when to try again.
     pub fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
-        self.try_acquire_within(now, self.limit, true)
+        self.check(now, Kind::Any, None, true)
     }
 
-    /// Takes (when `take`) or checks a permit now while keeping the window
-    /// at most `cap` (at most the limit), or says when to try again.
-    fn try_acquire_within(&self, now: Instant, cap: usize, take: bool) -> Result<(), Instant> {
-        let cap = cap.clamp(1, self.limit);
+    /// Takes (when `take`) or checks a permit now for `kind` of a provider
+    /// polled at `pace`, or says when to try again.
+    fn check(
+        &self,
+        now: Instant,
+        kind: Kind,
+        pace: Option<PollPace>,
+        take: bool,
+    ) -> Result<(), Instant> {
+        let limit = self.limit;
+        let kept = reserve(limit);
         let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
         while g
             .front()
-            .is_some_and(|&t| now.duration_since(t) >= self.period)
+            .is_some_and(|&(t, _)| now.duration_since(t) >= self.period)
         {
             g.pop_front();
         }
-        if g.len() < cap {
-            if take {
-                g.push_back(now);
+        let total = match kind {
+            Kind::Other { bulk: true, .. } => (limit - kept).max(1),
+            _ => limit,
+        };
+        // When the window is full: when enough of its oldest grants leave.
+        // (Reloaded after a restart with a lower limit, the log may hold
+        // more than the limit: then when only `total - 1` remain.)
+        let mut again = (g.len() >= total).then(|| g[g.len() - total].0 + self.period);
+        if kind == Kind::Poll {
+            let cap = poll_cap(limit);
+            let polls = g.iter().filter(|(_, c)| *c == Class::Poll).count();
+            if polls >= cap
+                && let Some(&(t, _)) = g.iter().filter(|(_, c)| *c == Class::Poll).nth(polls - cap)
+            {
+                let t = t + self.period;
+                again = Some(again.map_or(t, |a| a.max(t)));
             }
-            Ok(())
-        } else {
-            // Reloaded after a restart with a lower limit, the log may hold
-            // more than `cap`: wait until only `cap - 1` remain.
-            Err(g[g.len() - cap] + self.period)
         }
+        if again.is_none()
+            && let (
+                Kind::Other {
+                    slack: Some(slack), ..
+                },
+                Some(pace),
+            ) = (kind, pace)
+        {
+            again = self.polls_fit(&g, now, pace, slack, total).err();
+        }
+        if let Some(at) = again {
+            return Err(at);
+        }
+        if take {
+            let class = if kind == Kind::Poll {
+                Class::Poll
+            } else {
+                Class::Other
+            };
+            g.push_back((now, class));
+        }
+        Ok(())
     }
 
-    /// The window's cap for a caller of `priority`.
-    fn cap_for(&self, priority: Priority) -> usize {
-        match priority {
-            Priority::Bulk => self.limit - reserve(self.limit),
-            _ => self.limit,
+    /// Whether, with one more grant now, each poll due while that grant
+    /// stays in the window still finds a permit within `slack` + 1 poll
+    /// intervals of the poll before (one request each; a poll overdue now
+    /// counts from now) in a window filled to fewer than `room` (bulk work
+    /// keeps its reserve free at every poll too: room for an order detail,
+    /// a sale's push); else when to look again. What the grants in the
+    /// window free as they leave is counted: room is kept for polls only
+    /// where they will need it.
+    fn polls_fit(
+        &self,
+        g: &VecDeque<(Instant, Class)>,
+        now: Instant,
+        pace: PollPace,
+        slack: u32,
+        room: usize,
+    ) -> Result<(), Instant> {
+        let room = room.clamp(1, self.limit);
+        // More polls than their cap a window cannot come, and planning
+        // for them would refuse every push (a 1 s interval at 22 a
+        // minute).
+        let most = poll_cap(self.limit) as u32;
+        let every = pace
+            .every
+            .max(self.period / most)
+            .max(Duration::from_millis(1));
+        let gap = every * (slack + 1);
+        let mut times: Vec<Instant> = g.iter().map(|&(t, _)| t).collect();
+        times.push(now);
+        let horizon = now + self.period;
+        let since = now.checked_sub(every).unwrap_or(now);
+        let mut prev = pace.last.map_or(since, |l| l.max(since));
+        loop {
+            let due = (prev + every).max(now);
+            if due >= horizon {
+                return Ok(());
+            }
+            // Grants only ever come later than those before: `times` is
+            // sorted, and the poll goes when the one `room` back leaves.
+            let n = times.len();
+            let at = if n >= room {
+                due.max(times[n - room] + self.period)
+            } else {
+                due
+            };
+            if at.duration_since(prev) > gap {
+                // Things change when the oldest grant leaves, or a poll
+                // comes.
+                let first = g.front().map_or(horizon, |&(t, _)| t + self.period);
+                let next_poll = (prev + every).max(now);
+                return Err(first.min(next_poll).max(now + GIVE_WAY));
+            }
+            times.push(at);
+            prev = at;
         }
     }
 
     /// Takes grants made before this process started (from the request
-    /// log), oldest first.
+    /// log), oldest first. What they were for is not logged: they only
+    /// fill the window.
     fn preload(&self, earlier: impl IntoIterator<Item = Instant>) {
         let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<Instant> = earlier.into_iter().chain(g.drain(..)).collect();
+        let mut all: Vec<(Instant, Class)> = earlier
+            .into_iter()
+            .map(|t| (t, Class::Earlier))
+            .chain(g.drain(..))
+            .collect();
         all.sort();
         g.extend(all);
     }
@@ -229,7 +417,7 @@ impl SlidingWindow {
     pub fn in_window(&self, now: Instant) -> usize {
         let g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
         g.iter()
-            .filter(|&&t| now.duration_since(t) < self.period)
+            .filter(|&&(t, _)| now.duration_since(t) < self.period)
             .count()
     }
 
@@ -368,8 +556,13 @@ pub struct Limiter {
     default_wait: Duration,
     daily: Option<DailyQuota>,
     paused_until: Mutex<Option<Instant>>,
-    /// Urgent callers waiting for a permit: others wait behind them.
-    urgent_waiting: std::sync::atomic::AtomicUsize,
+    /// Callers waiting for a permit, by priority: a lower one gives way
+    /// to a higher one that could take the permit.
+    waiting: [std::sync::atomic::AtomicUsize; 4],
+    /// How the provider is polled (`None` until a loop polls on a
+    /// schedule): the window keeps room for polls (see
+    /// [`Limiter::plan_polls`]).
+    pace: Mutex<Option<PollPace>>,
     restored: tokio::sync::OnceCell<()>,
     stats: Mutex<LimiterStats>,
     ledger: Ledger,
@@ -401,7 +594,8 @@ impl Limiter {
             default_wait: timing.rate_window,
             daily: per_day.map(DailyQuota::new),
             paused_until: Mutex::new(None),
-            urgent_waiting: std::sync::atomic::AtomicUsize::new(0),
+            waiting: Default::default(),
+            pace: Mutex::new(None),
             restored: tokio::sync::OnceCell::new(),
             stats: Mutex::new(LimiterStats::default()),
             ledger,
@@ -531,7 +725,80 @@ impl Limiter {
         }
     }
 
-    /// Waits for the pause, urgent callers ahead, and the window; takes the
+    /// The provider is polled every `every` from now on: the window keeps
+    /// room for the polls due in it (`sync --once` polls once, before it
+    /// pushes, and keeps none).
+    pub fn plan_polls(&self, every: Duration) {
+        let mut p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        *p = Some(PollPace {
+            every,
+            last: p.and_then(|p| p.last),
+        });
+    }
+
+    /// A poll begins now: the next is due `every` later.
+    pub fn polling(&self) {
+        if let Some(p) = self.pace.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            p.last = Some(Instant::now());
+        }
+    }
+
+    /// What a caller of `priority` is, as the window sees it. Pushes keep
+    /// room for the polls due while their permit stays in the window (a
+    /// round gives way to each poll when it is due, so those polls do
+    /// come): one that raises a listing may not delay a poll at all; one
+    /// that lowers a listing may make a poll wait one interval more (a
+    /// sale's push and the poll that finds the next sale both matter; the
+    /// poll still comes within two intervals of the last). Catalog reads
+    /// keep none: they run in the provider's loop before its poll (a
+    /// discovery), or inside it (stokdurumu), so the poll cannot come
+    /// while they wait, and refusing them would only hold it back.
+    fn kind(priority: Priority) -> Kind {
+        match priority {
+            Priority::Poll => Kind::Poll,
+            Priority::Urgent => Kind::Other {
+                slack: Some(1),
+                bulk: false,
+            },
+            Priority::Normal => Kind::Other {
+                slack: None,
+                bulk: false,
+            },
+            Priority::Bulk => Kind::Other {
+                slack: Some(0),
+                bulk: true,
+            },
+        }
+    }
+
+    /// Takes (when `take`) or checks a permit of `w` now for `priority`; a
+    /// caller gives way to a waiting caller of a higher priority that
+    /// could take it now too.
+    fn turn(
+        &self,
+        w: &SlidingWindow,
+        now: Instant,
+        priority: Priority,
+        take: bool,
+    ) -> Result<(), Instant> {
+        use std::sync::atomic::Ordering;
+        let pace = *self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        w.check(now, Self::kind(priority), pace, false)?;
+        for higher in Priority::ALL.into_iter().filter(|q| *q < priority) {
+            if self.waiting[higher.index()].load(Ordering::SeqCst) > 0
+                && w.check(now, Self::kind(higher), pace, false).is_ok()
+            {
+                return Err(now + GIVE_WAY);
+            }
+        }
+        if take {
+            w.check(now, Self::kind(priority), pace, true)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits for the pause, callers ahead, and the window; takes the
     /// window's permit when `take`. Returns whether it waited.
     async fn wait_turn(
         &self,
@@ -541,32 +808,23 @@ impl Limiter {
     ) -> Result<bool, LimitError> {
         use std::sync::atomic::Ordering;
         self.restored.get_or_init(|| self.restore()).await;
-        struct Waiting<'a>(Option<&'a std::sync::atomic::AtomicUsize>);
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
-                if let Some(n) = self.0 {
-                    n.fetch_sub(1, Ordering::SeqCst);
-                }
+                self.0.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        let _urgent = Waiting((priority == Priority::Urgent).then(|| {
-            self.urgent_waiting.fetch_add(1, Ordering::SeqCst);
-            &self.urgent_waiting
-        }));
+        let counter = &self.waiting[priority.index()];
+        counter.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(counter);
         let mut waited = false;
         loop {
             let now = Instant::now();
             let pause = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
             let wait_until = match pause {
                 Some(until) if until > now => Some(until),
-                // Urgent callers go first; look again shortly.
-                _ if priority != Priority::Urgent
-                    && self.urgent_waiting.load(Ordering::SeqCst) > 0 =>
-                {
-                    Some(now + Duration::from_millis(5))
-                }
                 _ => match &self.window {
-                    Some(w) => w.try_acquire_within(now, w.cap_for(priority), take).err(),
+                    Some(w) => self.turn(w, now, priority, take).err(),
                     None => None,
                 },
             };
@@ -844,6 +1102,143 @@ mod tests {
             l.acquire(&cancel).await,
             Err(LimitError::Paused { wait }) if wait > Duration::from_secs(3500)
         ));
+    }
+
+    /// Three minutes of a 22/min window polled every 5 s (13 polls a
+    /// window), with pushes of `priority` asking for every permit they can
+    /// get every 100 ms: (polls granted late and by how much at most,
+    /// pushes granted, the busiest window).
+    fn polls_beside_pushes(priority: Priority) -> (usize, Duration, usize, usize) {
+        polls_every_beside_pushes(Duration::from_secs(5), priority)
+    }
+
+    fn polls_every_beside_pushes(
+        every: Duration,
+        priority: Priority,
+    ) -> (usize, Duration, usize, usize) {
+        let span = WINDOW + WINDOW_MARGIN;
+        let w = SlidingWindow::new(22, span);
+        let t0 = Instant::now();
+        let mut pace = PollPace { every, last: None };
+        let (mut late, mut worst, mut pushes) = (0, Duration::ZERO, 0);
+        let mut due = t0;
+        let mut granted = Vec::new();
+        for step in 0..1800u32 {
+            let now = t0 + Duration::from_millis(100) * step;
+            if now >= due && w.check(now, Kind::Poll, Some(pace), true).is_ok() {
+                if now > due {
+                    late += 1;
+                    worst = worst.max(now - due);
+                }
+                pace.last = Some(now);
+                due = now + every;
+                granted.push(now);
+            }
+            while w
+                .check(now, Limiter::kind(priority), Some(pace), true)
+                .is_ok()
+            {
+                pushes += 1;
+                granted.push(now);
+            }
+        }
+        granted.sort();
+        (late, worst, pushes, max_in_any_window(&granted, span))
+    }
+
+    /// Defect (issue 19): pushes filled the window, and the next order
+    /// poll waited for the oldest grant to leave (29.5 s on the v2 site at
+    /// 22 a minute). Pushes that raise a listing now leave the polls due
+    /// in their window room to go on time; pushes that lower one may delay
+    /// a poll by at most one interval. Either way the pushes get what the
+    /// polls leave (22 - 13 a window, less the bulk reserve), and no
+    /// window holds more than the limit.
+    #[test]
+    fn pushes_leave_room_for_the_polls_due_in_their_window() {
+        let (late, _, bulk, busiest) = polls_beside_pushes(Priority::Bulk);
+        assert_eq!(late, 0, "a poll waited for bulk pushes");
+        assert!(busiest <= 22, "{busiest}");
+        // Three minutes: at least 3 windows of 22 - 13 - 2 (the reserve).
+        assert!(bulk >= 3 * 7, "bulk pushes starved: {bulk}");
+        let (_, worst, urgent, busiest) = polls_beside_pushes(Priority::Urgent);
+        assert!(worst <= Duration::from_secs(5), "a poll waited {worst:?}");
+        assert!(busiest <= 22, "{busiest}");
+        assert!(urgent >= bulk, "urgent {urgent} < bulk {bulk}");
+        // Polls every second want 61 permits a window of 22: they get 18,
+        // and bulk pushes still move (at least one a window).
+        let (_, _, bulk, busiest) =
+            polls_every_beside_pushes(Duration::from_secs(1), Priority::Bulk);
+        assert!(busiest <= 22, "{busiest}");
+        assert!(bulk >= 3, "pushes starved by polls: {bulk}");
+    }
+
+    /// A poll never gives way to waiting urgent callers; every other
+    /// caller gives way to a waiting caller of a higher priority that
+    /// could take the permit too, and only then.
+    #[tokio::test]
+    async fn a_waiting_higher_priority_goes_first_and_a_poll_waits_for_nobody() {
+        use std::sync::atomic::Ordering;
+        let (_d, ledger) = temp_ledger().await;
+        let l = Limiter::new(ProviderName::Eticaret, Some(22), None, ledger);
+        let w = l.window.as_ref().unwrap();
+        let now = Instant::now();
+        l.waiting[Priority::Urgent.index()].store(1, Ordering::SeqCst);
+        assert_eq!(l.turn(w, now, Priority::Poll, false), Ok(()));
+        assert_eq!(
+            l.turn(w, now, Priority::Bulk, false),
+            Err(now + GIVE_WAY),
+            "bulk work gives way to a waiting urgent push"
+        );
+        l.waiting[Priority::Poll.index()].store(1, Ordering::SeqCst);
+        assert_eq!(
+            l.turn(w, now, Priority::Urgent, false),
+            Err(now + GIVE_WAY),
+            "an urgent push gives way to a waiting poll"
+        );
+        // A waiting bulk push that could not go holds no one back: fill
+        // the window to the bulk cap (22 less its reserve of 2).
+        l.waiting[Priority::Poll.index()].store(0, Ordering::SeqCst);
+        l.waiting[Priority::Urgent.index()].store(0, Ordering::SeqCst);
+        for _ in 0..20 {
+            w.try_acquire(now).unwrap();
+        }
+        l.waiting[Priority::Bulk.index()].store(1, Ordering::SeqCst);
+        assert!(l.turn(w, now, Priority::Bulk, false).is_err());
+        assert_eq!(l.turn(w, now, Priority::Normal, true), Ok(()));
+    }
+
+    /// Grants reloaded after a restart (what they were for is not logged)
+    /// only fill the window; pushes leave room for the polls due while
+    /// they stay in it, bulk ones their reserve too.
+    #[test]
+    fn reloaded_grants_only_fill_the_window() {
+        let span = WINDOW + WINDOW_MARGIN;
+        let w = SlidingWindow::new(22, span);
+        let t0 = Instant::now();
+        w.preload(std::iter::repeat_n(t0, 17));
+        let now = t0 + Duration::from_secs(1);
+        let pace = Some(PollPace {
+            every: Duration::from_secs(20),
+            last: Some(now),
+        });
+        // Polls due at +20 s and +40 s, the reloaded grants leaving at
+        // +59.5 s. A bulk push may take the 18th permit: the polls then
+        // still go on time with 2 permits (the bulk reserve) to spare.
+        let bulk = Limiter::kind(Priority::Bulk);
+        assert_eq!(w.check(now, bulk, pace, true), Ok(()));
+        assert!(w.check(now, bulk, pace, false).is_err());
+        // Urgent pushes may take up to the 21st (the poll at +40 s then
+        // waits until +59.5 s, less than an interval late), leaving the
+        // 22nd to the poll at +20 s.
+        let urgent = Limiter::kind(Priority::Urgent);
+        for _ in 19..=21 {
+            assert_eq!(w.check(now, urgent, pace, true), Ok(()));
+        }
+        assert!(w.check(now, urgent, pace, false).is_err());
+        assert_eq!(w.check(now, Kind::Poll, pace, true), Ok(()));
+        assert_eq!(w.in_window(now), 22);
+        // The reloaded grants leave at t0 + span: room again.
+        assert_eq!(w.check(t0 + span, bulk, pace, false), Ok(()));
     }
 
     /// Grants reloaded with a lower limit than they were made under still

@@ -127,6 +127,22 @@ pub trait Provider: Send + Sync {
         memory: &dyn OrderMemory,
     ) -> Result<OrderChanges, ProviderError>;
 
+    /// [`Provider::poll_orders`], told whether pushes wait for this poll
+    /// (the last round gave way to it with listings left to push). A poll
+    /// that reads the catalog only to find changes made by hand
+    /// (stokdurumu) reads nothing then: a listing known to be wrong is
+    /// pushed before those that are not are read again. Order polls are
+    /// the same either way.
+    async fn poll_orders_while(
+        &self,
+        req: &PollRequest,
+        memory: &dyn OrderMemory,
+        pushes_waiting: bool,
+    ) -> Result<OrderChanges, ProviderError> {
+        let _ = pushes_waiting;
+        self.poll_orders(req, memory).await
+    }
+
     /// Sets each listing to its quantity. `outcomes[i]` is the outcome of
     /// `batch[i]`; when the provider as a whole failed (auth, rate limit, a
     /// stop) `stopped` says why, and `in_doubt` says which of the pushes

@@ -93,6 +93,8 @@ struct Shared {
     opts: Options,
     data: Mutex<Data>,
     core: Core,
+    /// How long each answer takes (see [`FakeStokdurumu::set_latency`]).
+    latency: Mutex<std::time::Duration>,
 }
 
 impl Shared {
@@ -138,6 +140,7 @@ impl FakeStokdurumu {
                 ..Data::default()
             }),
             core: Core::default(),
+            latency: Mutex::new(std::time::Duration::ZERO),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         FakeStokdurumu {
@@ -146,6 +149,17 @@ impl FakeStokdurumu {
             shared,
             stop: CancellationToken::new(),
         }
+    }
+
+    /// Every answer from now on takes `latency` (a real network's round
+    /// trip; a timer, so virtual time in-process). Not in [`Options`]: the
+    /// simulator builds those field by field.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        *self
+            .shared
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = latency;
     }
 
     pub fn product_stock(&self, id: u64) -> Option<i64> {
@@ -200,6 +214,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let _busy = s.core.enter();
+    let latency = *s.latency.lock().unwrap_or_else(|e| e.into_inner());
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let Some(path) = uri.path().strip_prefix(BASE_PATH) else {
         return err(StatusCode::NOT_FOUND, "Kayıt bulunamadı");
     };

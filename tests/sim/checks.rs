@@ -407,8 +407,7 @@ pub fn liveness(s: &Setup, f: &Fakes, c: &Catalog, r: &Record, report: &mut Repo
                 let key = stoksync::sandbox::listing_key(other);
                 let last = writes
                     .iter()
-                    .filter(|(t, l, _, _)| l == &key && *t >= sale.at_ms && *t <= deadline)
-                    .next_back();
+                    .rfind(|(t, l, _, _)| l == &key && *t >= sale.at_ms && *t <= deadline);
                 let at_sale = sale
                     .shown
                     .iter()

@@ -577,12 +577,13 @@ fn run_inner(setup: &Setup, database: Option<String>, verbose: bool) -> Result<R
                 )
             })
             .collect();
+        let erp = world.state.lock().unwrap().erp.clone();
         crate::checks::at_rest(
             &world.setup,
             &world.fakes,
             &world.catalog,
             &world.admin,
-            &world.state.lock().unwrap().erp,
+            &erp,
             &mut report,
         )
         .await;
@@ -814,26 +815,24 @@ async fn life(
                     break stop_daemon(&stop, run.as_mut()).await;
                 }
             }
-            Goal::QuietThenConverge(activity_end) => {
-                if now_ms >= activity_end {
-                    let (since, limit) = *quiet_since.get_or_insert_with(|| {
-                        for f in w.fakes.all() {
-                            f.clear_faults();
-                        }
-                        (Instant::now(), quiet_limit(w))
-                    });
-                    if w.converged().await {
-                        break stop_daemon(&stop, run.as_mut()).await;
+            Goal::QuietThenConverge(activity_end) if now_ms >= activity_end => {
+                let (since, limit) = *quiet_since.get_or_insert_with(|| {
+                    for f in w.fakes.all() {
+                        f.clear_faults();
                     }
-                    if since.elapsed() >= limit {
-                        let why = w.differences().await.join("; ");
-                        w.state
-                            .lock()
-                            .unwrap()
-                            .failures
-                            .push(format!("did not converge once quiet: {why}"));
-                        break stop_daemon(&stop, run.as_mut()).await;
-                    }
+                    (Instant::now(), quiet_limit(w))
+                });
+                if w.converged().await {
+                    break stop_daemon(&stop, run.as_mut()).await;
+                }
+                if since.elapsed() >= limit {
+                    let why = w.differences().await.join("; ");
+                    w.state
+                        .lock()
+                        .unwrap()
+                        .failures
+                        .push(format!("did not converge once quiet: {why}"));
+                    break stop_daemon(&stop, run.as_mut()).await;
                 }
             }
             _ => {}

@@ -13,11 +13,26 @@
 //!   own earlier write, not a hand edit; the product's history
 //!   (`GET /stock?product_id=`) tells which of our tagged writes landed and
 //!   what the product showed before each (see [`Provider::trail`]).
-//! - Products no push touches are read (`GET /products`, 100 a page) only as
-//!   often as the budget allows: a fifth of the day's quota (at least 20) is
-//!   kept for pushes, and the rest is spread evenly over the time left until
-//!   the reset (see [`drift_read_due`]). With the Free plan (500/day) and one
-//!   page of products that is a read every ~3.6 minutes.
+//! - Products no push touches are read (`GET /products`, 100 a page) for
+//!   changes made by hand, paced three ways (issue 19: with 10 000
+//!   products and no quota, every poll read all 100 pages, longer than the
+//!   poll interval, and pushes nearly stopped):
+//!   - **Pushes first.** While pushes wait (the last round gave way to the
+//!     poll with listings left), no page is read: a listing known to be
+//!     wrong is pushed before those that are not are read again. A push's
+//!     answer reads its own product's drift anyway.
+//!   - **A share of the time.** A poll reads pages for at most a fifth of
+//!     `poll_interval` (at least one page) and the next poll goes on where
+//!     it stopped, so no poll is long; a new read of the whole catalog
+//!     starts only once four times what the last one spent on its pages
+//!     has passed since it ended (see [`paced_by_time`]). Reading takes at
+//!     most a fifth of the time.
+//!   - **A share of the requests.** With a daily quota, a whole read starts
+//!     only when the day's budget allows: a fifth of the quota (at least
+//!     20) plus the pushes expected until the reset stay kept for pushes,
+//!     and the rest is spread evenly over the time left (see
+//!     [`drift_read_due`]). With the Free plan (500/day) and one page of
+//!     products that is a read every ~3.6 minutes.
 
 pub mod client;
 pub mod wire;
@@ -30,7 +45,7 @@ use crate::domain::{
 };
 use crate::http::{Net, ProviderHttp, Sends};
 use crate::ledger::Ledger;
-use crate::limit::Limiter;
+use crate::limit::{Limiter, Priority, with_priority};
 use crate::providers::{
     OrderMemory, PollRequest, Provider, ProviderError, PushResults, from_row, listing_outcome,
 };
@@ -43,6 +58,9 @@ use wire::Product;
 
 /// A poll that pages further than this is a provider fault.
 const MAX_PAGES: u32 = 10_000;
+/// Reading for hand edits takes at most one part in this many of the time:
+/// of each poll interval, and of the time between two whole reads.
+pub const READ_SHARE: u32 = 5;
 /// History lines read to settle lost answers: the endpoint's page maximum
 /// (as for every stokdurumu list). Our unsettled writes are seconds old, so
 /// far fewer than this lie after them unless the panel is very busy.
@@ -50,8 +68,11 @@ const HISTORY_LIMIT: u32 = 100;
 
 pub struct Stokdurumu {
     client: client::Client,
-    /// When products were last read, and how many pages that took.
-    last_read: Mutex<(Option<Instant>, u32)>,
+    /// Where the read of the catalog for hand edits stands.
+    drift: Mutex<Drift>,
+    /// How long one poll may spend reading pages: a [`READ_SHARE`]th of
+    /// `poll_interval`.
+    read_per_poll: Duration,
     /// Counts read by discovery, handed to the next poll (saves a read).
     stash: Mutex<Option<Vec<ExternalCount>>>,
     /// Requests spent on product reads today (in memory: after a restart
@@ -76,26 +97,25 @@ impl Stokdurumu {
         let http = ProviderHttp::on(net, limiter).daily_429();
         Ok(Stokdurumu {
             client: client::Client::new(http, cfg.base_url.clone(), cfg.api_key.clone()),
-            last_read: Mutex::new((None, 1)),
+            drift: Mutex::new(Drift::default()),
+            read_per_poll: sync.poll_interval / READ_SHARE,
             stash: Mutex::new(None),
             reads_today: Mutex::new((None, 0)),
         })
     }
 
-    /// Every product, page by page.
+    /// Every product, page by page (discovery): a whole read, so the next
+    /// one for hand edits waits as after any other.
     async fn read_all(&self) -> Result<(Vec<Product>, Vec<String>), ProviderError> {
         let mut products = Vec::new();
         let mut odd = Vec::new();
+        let started = Instant::now();
         let mut page = 1;
         loop {
             let data = self.client.products(page, client::PAGE_SIZE).await?;
+            self.count_read(1);
             let n = data.products.len();
-            for raw in data.products {
-                match from_row::<Product>(&raw) {
-                    Ok(p) => products.push(p),
-                    Err(e) => odd.push(format!("product row not understood ({e}): {raw}")),
-                }
-            }
+            parse_page(data.products, &mut products, &mut odd);
             if page >= data.meta.pages || n == 0 {
                 break;
             }
@@ -107,23 +127,84 @@ impl Stokdurumu {
                 )));
             }
         }
-        *self.last_read.lock().unwrap_or_else(|e| e.into_inner()) = (Some(Instant::now()), page);
-        {
-            let day = turkey_day(crate::clock::now_utc());
-            let mut r = self.reads_today.lock().unwrap_or_else(|e| e.into_inner());
-            if r.0 != Some(day) {
-                *r = (Some(day), 0);
-            }
-            r.1 += page;
-        }
+        self.lock_drift().ended(page, started.elapsed());
         for o in &odd {
             tracing::warn!(provider = "stokdurumu", "{o}");
         }
         Ok((products, odd))
     }
 
+    /// The next pages of the read for hand edits, for at most
+    /// `read_per_poll` (at least one page); a whole read starts only when
+    /// it is due (see the module's documentation).
+    async fn read_some(&self) -> Result<Vec<Product>, ProviderError> {
+        let resume = self.lock_drift().next_page;
+        let mut page = match resume {
+            Some(page) => page,
+            None if self.read_due().await => 1,
+            None => return Ok(Vec::new()),
+        };
+        let started = Instant::now();
+        let mut products = Vec::new();
+        let mut odd = Vec::new();
+        loop {
+            let t = Instant::now();
+            let data = self.client.products(page, client::PAGE_SIZE).await;
+            // A page that failed is read again at the next poll.
+            self.lock_drift().reading(page, t.elapsed());
+            let data = data?;
+            self.count_read(1);
+            let n = data.products.len();
+            parse_page(data.products, &mut products, &mut odd);
+            if page >= data.meta.pages || n == 0 {
+                let mut d = self.lock_drift();
+                let spent = d.spent;
+                d.ended(page, spent);
+                break;
+            }
+            page += 1;
+            if page > MAX_PAGES {
+                self.lock_drift().next_page = None;
+                return Err(ProviderError::Transient(format!(
+                    "products kept paging past {MAX_PAGES} pages"
+                )));
+            }
+            self.lock_drift().next_page = Some(page);
+            if started.elapsed() >= self.read_per_poll {
+                break;
+            }
+            crate::failpoint::point("poll.page").await;
+        }
+        for o in &odd {
+            tracing::warn!(provider = "stokdurumu", "{o}");
+        }
+        Ok(products)
+    }
+
+    fn lock_drift(&self) -> std::sync::MutexGuard<'_, Drift> {
+        self.drift.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `pages` requests spent on product reads today.
+    fn count_read(&self, pages: u32) {
+        let day = turkey_day(crate::clock::now_utc());
+        let mut r = self.reads_today.lock().unwrap_or_else(|e| e.into_inner());
+        if r.0 != Some(day) {
+            *r = (Some(day), 0);
+        }
+        r.1 += pages;
+    }
+
+    /// Whether a whole read for hand edits may start now: its share of the
+    /// time, and of the day's quota.
     async fn read_due(&self) -> bool {
-        let (last, pages) = *self.last_read.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, pages) = {
+            let d = self.lock_drift();
+            (d.last, d.pages)
+        };
+        if !paced_by_time(last.map(|(ended, spent)| (ended.elapsed(), spent))) {
+            return false;
+        }
         let limiter = self.limiter();
         let now = crate::clock::now_utc();
         let day = turkey_day(now);
@@ -142,8 +223,69 @@ impl Stokdurumu {
                 .to_std()
                 .unwrap_or_default(),
         };
-        drift_read_due(budget, pages, last.map(|t| t.elapsed()))
+        drift_read_due(budget, pages, last.map(|(ended, _)| ended.elapsed()))
     }
+}
+
+/// Where the read of the catalog for hand edits stands.
+#[derive(Debug)]
+struct Drift {
+    /// The read in progress: the next page to read.
+    next_page: Option<u32>,
+    /// Time the read in progress spent on its pages so far.
+    spent: Duration,
+    /// The last whole read: when it ended, and the time its pages took.
+    last: Option<(Instant, Duration)>,
+    /// Pages the catalog had at the last whole read (one before any).
+    pages: u32,
+}
+
+impl Default for Drift {
+    fn default() -> Self {
+        Drift {
+            next_page: None,
+            spent: Duration::ZERO,
+            last: None,
+            pages: 1,
+        }
+    }
+}
+
+impl Drift {
+    /// A page of the read in progress took `took` (answered or not).
+    fn reading(&mut self, page: u32, took: Duration) {
+        if self.next_page.is_none() {
+            self.spent = Duration::ZERO;
+        }
+        self.next_page = Some(page);
+        self.spent += took;
+    }
+
+    /// A whole read of `pages` pages ended, its pages having taken `spent`.
+    fn ended(&mut self, pages: u32, spent: Duration) {
+        self.next_page = None;
+        self.spent = Duration::ZERO;
+        self.last = Some((Instant::now(), spent));
+        self.pages = pages.max(1);
+    }
+}
+
+/// Product rows of one page, parsed; rows not understood are described.
+fn parse_page(rows: Vec<serde_json::Value>, products: &mut Vec<Product>, odd: &mut Vec<String>) {
+    for raw in rows {
+        match from_row::<Product>(&raw) {
+            Ok(p) => products.push(p),
+            Err(e) => odd.push(format!("product row not understood ({e}): {raw}")),
+        }
+    }
+}
+
+/// Whether a new whole read for hand edits keeps reading to a
+/// [`READ_SHARE`]th of the time: `last` is (since the last whole read
+/// ended, the time its pages took); the rest must be at least
+/// `READ_SHARE - 1` times the reading. Always, before the first read.
+pub fn paced_by_time(last: Option<(Duration, Duration)>) -> bool {
+    last.is_none_or(|(since, spent)| since >= spent * (READ_SHARE - 1))
 }
 
 /// Today's spending, as the read planner sees it.
@@ -160,7 +302,8 @@ pub struct Budget {
 }
 
 /// Whether a read of every product (`pages` requests) fits the day's plan
-/// now. Unlimited plans read every poll. Otherwise pushes come first: the
+/// now. Unlimited plans always (time paces them: [`paced_by_time`]).
+/// Otherwise pushes come first: the
 /// pushes expected until the reset (at today's push rate) plus a fifth of
 /// the quota (at least 20, at most half) stay reserved, and what remains is
 /// spread evenly over the time until the reset, so reads never use the
@@ -221,18 +364,30 @@ impl Provider for Stokdurumu {
         1
     }
 
-    /// No orders: a poll reads the stock the panel shows, when the day's
-    /// budget allows, so changes made by hand reach the ledger.
+    /// No orders: a poll reads the stock the panel shows, as its pace
+    /// allows, so changes made by hand reach the ledger.
     async fn poll_orders(
+        &self,
+        req: &PollRequest,
+        memory: &dyn OrderMemory,
+    ) -> Result<OrderChanges, ProviderError> {
+        self.poll_orders_while(req, memory, false).await
+    }
+
+    /// While pushes wait, only what discovery read already (free).
+    async fn poll_orders_while(
         &self,
         _req: &PollRequest,
         _memory: &dyn OrderMemory,
+        pushes_waiting: bool,
     ) -> Result<OrderChanges, ProviderError> {
         let stashed = self.stash.lock().unwrap_or_else(|e| e.into_inner()).take();
         let external = match stashed {
             Some(counts) => counts,
-            None if self.read_due().await => to_counts(&self.read_all().await?.0),
-            None => Vec::new(),
+            None if pushes_waiting => Vec::new(),
+            // A catalog read, not the poll of an order: its permits are
+            // asked as such.
+            None => to_counts(&with_priority(Priority::Normal, self.read_some()).await?),
         };
         Ok(OrderChanges {
             external,
@@ -482,6 +637,18 @@ mod tests {
             !drift_read_due(b, 1, Some(d(H))),
             "280 pushes expected + 100 kept > 300 left"
         );
+    }
+
+    /// A read whose pages took 10 s starts again 40 s after it ended, not
+    /// sooner: reading takes a fifth of the time at most.
+    #[test]
+    fn reads_take_a_fifth_of_the_time() {
+        let d = Duration::from_secs;
+        assert!(paced_by_time(None), "the first read");
+        assert!(!paced_by_time(Some((d(39), d(10)))));
+        assert!(paced_by_time(Some((d(40), d(10)))));
+        // Pages that answer at once pace nothing.
+        assert!(paced_by_time(Some((d(0), d(0)))));
     }
 
     /// A whole day on the Free plan, polled every 30 s, with a push every
