@@ -184,3 +184,84 @@ fn no_test_starts_stoksync_past_the_check() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+mod needs {
+    #![allow(dead_code)]
+    include!("../build/needs.rs");
+}
+
+/// What `build.rs` marks missing: nothing under CI, where every test runs;
+/// elsewhere chromium and PostgreSQL each when absent.
+#[test]
+fn what_a_machine_lacks_is_ignored_except_under_ci() {
+    use needs::missing;
+    assert!(missing(Some("true"), None, false).is_empty());
+    assert_eq!(
+        missing(None, None, false),
+        ["stoksync_no_chromium", "stoksync_no_pg"]
+    );
+    assert_eq!(missing(Some("false"), Some(" "), true), ["stoksync_no_pg"]);
+    assert!(missing(None, Some("postgres://x@127.0.0.1/y"), true).is_empty());
+}
+
+/// Defect (issue 20): on a machine without chromium `cargo test` failed
+/// (and cargo stopped there, so most test binaries never ran), and with
+/// `STOKSYNC_SKIP_BROWSER=1` the browser and PostgreSQL tests printed `ok`
+/// having run nothing. Every test that needs chromium or PostgreSQL now
+/// carries the `ignore` its cfg sets when that is missing (reported as
+/// ignored, with the reason), and fails when run without it.
+#[test]
+fn tests_that_need_chromium_or_postgres_are_ignored_without_them() {
+    // What a test calls that needs one, and the cfg that must ignore it.
+    const NEEDS: &[(&str, &str)] = &[
+        ("fresh_database(", "stoksync_no_pg"),
+        ("AtWork::start(", "stoksync_no_pg"),
+        ("chromium()", "stoksync_no_chromium"),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for e in std::fs::read_dir(root.join("tests")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "rs") || p.ends_with("harness.rs") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&p).unwrap();
+        // Each test: its attributes (from `#[test]` or `#[tokio::test` to
+        // its `fn`) and its body (to the next test or the file's end).
+        let starts: Vec<usize> = src
+            .match_indices("#[test]")
+            .chain(src.match_indices("#[tokio::test"))
+            .map(|(i, _)| i)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for (k, &at) in starts.iter().enumerate() {
+            let end = starts.get(k + 1).copied().unwrap_or(src.len());
+            let text = &src[at..end];
+            let Some(f) = text.find("fn ") else { continue };
+            let (attrs, body) = text.split_at(f);
+            let name: String = body[3..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            for (call, cfg) in NEEDS {
+                if body.contains(call) {
+                    seen += 1;
+                    let ignore = format!("cfg_attr(\n    {cfg},\n    ignore = \"needs");
+                    if !attrs.contains(&ignore) {
+                        problems.push(format!(
+                            "{}: `{name}` calls {call} without #[cfg_attr({cfg}, ignore = \"needs …\")]",
+                            p.display()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        seen >= 6,
+        "the scan found only {seen} tests needing chromium or PostgreSQL"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -1139,10 +1139,12 @@ async fn every_statement_prepares_on_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    stoksync_no_pg,
+    ignore = "needs PostgreSQL: eval \"$(.ci/pg-start)\" first (CI runs it)"
+)]
 async fn every_statement_prepares_on_postgres() {
-    let Some(url) = pg::fresh_database("sql_statements").await else {
-        return;
-    };
+    let url = pg::fresh_database("sql_statements").await;
     Ledger::connect(&Database::Postgres {
         url: url.clone(),
         password: None,
