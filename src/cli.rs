@@ -106,6 +106,14 @@ pub enum Command {
         /// Required: run one cycle and exit (0 converged, 1 something pending).
         #[arg(long, required = true)]
         once: bool,
+        /// Push nothing: poll and apply orders, read product lists, then
+        /// print what it would push, per provider, the largest oversell
+        /// risk first (exit 0, or 1 when a provider could not be read).
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: print JSON instead of text.
+        #[arg(long, requires = "dry_run")]
+        json: bool,
     },
     /// Check the config, the database and its migrations.
     Check {
@@ -542,7 +550,16 @@ async fn dispatch(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sync { .. } => sync_once(config, ledger).await,
+        Command::Sync { dry_run: false, .. } => sync_once(config, ledger, None).await,
+        Command::Sync {
+            dry_run: true,
+            json,
+            ..
+        } => {
+            let mut config = config.clone();
+            config.sync.mode = crate::config::Mode::Shadow;
+            sync_once(&config, ledger, Some(json)).await
+        }
         Command::Check { online, deep } => check(config, ledger, online, deep).await,
         Command::Backup { file, force } => {
             let r = ledger
@@ -666,7 +683,13 @@ async fn daemon(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure> {
+/// One sync cycle; with `dry_run` (`Some(json)`) in shadow mode, then
+/// what it would push.
+async fn sync_once(
+    config: &Config,
+    ledger: &Ledger,
+    dry_run: Option<bool>,
+) -> Result<ExitCode, Failure> {
     let _lock = config
         .database
         .sqlite_path()
@@ -711,8 +734,16 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
         let _ = ledger.release_lease(holder, *epoch).await;
     }
     let summary = summary?;
+    // With --dry-run --json, stdout is the JSON alone.
+    let say = |line: String| {
+        if dry_run == Some(true) {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     for p in &summary.providers {
-        println!(
+        say(format!(
             "{}: {} order lines seen, {} movements, {} pushed ({} confirmed, {} refused, {} failed), {} pending, {} refused in total{}",
             p.provider,
             p.items_seen,
@@ -728,20 +759,31 @@ async fn sync_once(config: &Config, ledger: &Ledger) -> Result<ExitCode, Failure
                 .or(p.push.stopped.as_ref())
                 .map(|e| format!(" — {e}"))
                 .unwrap_or_default()
-        );
+        ));
     }
     let unlinked = ledger
         .unlinked_items()
         .await
         .context("reading unlinked items")?;
     if !unlinked.is_empty() {
-        println!(
+        say(format!(
             "{} order line(s) not linked to a SKU (see `status`)",
             unlinked.len()
-        );
+        ));
+    }
+    if let Some(json) = dry_run {
+        let r = crate::engine::dryrun::collect(config, ledger)
+            .await
+            .context("reading the ledger")?;
+        if json {
+            print_json(&r)?;
+        } else {
+            print!("{}", crate::engine::dryrun::render(&r));
+        }
+    } else if engine.shadow() {
+        println!("shadow mode: nothing pushed; `stoksync shadow report` shows what would be");
     }
     if engine.shadow() {
-        println!("shadow mode: nothing pushed; `stoksync shadow report` shows what would be");
         return Ok(
             if summary.providers.iter().all(|p| p.poll_error.is_none()) {
                 ExitCode::SUCCESS

@@ -11,6 +11,7 @@
 //! `poll_interval` at most) polls it and pushes the corrected value. The
 //! ledger itself never loses it.
 
+pub mod dryrun;
 pub mod explain;
 pub mod health;
 pub mod pending;
