@@ -393,6 +393,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
+        Command::Sync { once: false, .. } => {
+            eprintln!(
+                "stoksync: `sync` runs one cycle and exits, and wants that said: `stoksync sync --once` \
+                 (`sync --once --dry-run` first to see what it would push; `stoksync run` for the \
+                 daemon that keeps syncing)"
+            );
+            return Ok(ExitCode::from(2));
+        }
         Command::Demo {
             duration,
             skus,

@@ -174,3 +174,20 @@ async fn a_dry_run_writes_nothing_and_names_what_a_sync_would_push_worst_first()
     assert_eq!(a, b, "the dry run named other listings than a sync wrote");
     assert_eq!(named, written);
 }
+
+/// `sync` alone says what it wants and what else there is (before: clap's
+/// bare "required arguments were not provided: --once").
+#[tokio::test]
+async fn sync_without_once_explains_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stoksync"));
+    c.arg("sync")
+        .env("STOKSYNC_CONFIG", dir.path().join("none.toml"))
+        .kill_on_drop(true);
+    let out = common::output(c, "stoksync sync", Duration::from_secs(30)).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in ["sync --once", "--dry-run", "stoksync run"] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}
