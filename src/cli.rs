@@ -104,7 +104,7 @@ pub enum Command {
     /// One full cycle: poll everything, apply, push everything pending.
     Sync {
         /// Required: run one cycle and exit (0 converged, 1 something pending).
-        #[arg(long, required = true)]
+        #[arg(long)]
         once: bool,
         /// Push nothing: poll and apply orders, read product lists, then
         /// print what it would push, per provider, the largest oversell

@@ -1154,7 +1154,7 @@ mod tests {
                 // What the poll found (one poll in `finds_every`): an
                 // order whose lines take a read of their own.
                 polls += 1;
-                if finds_every > 0 && polls % finds_every == 0 {
+                if finds_every > 0 && polls.is_multiple_of(finds_every) {
                     if w.check(now, Kind::Poll, Some(pace), true).is_ok() {
                         granted.push(now);
                     } else {
