@@ -398,6 +398,12 @@ async fn a_paused_active_daemon_woken_after_a_takeover_writes_and_sends_nothing(
         assert!(ok, "kill {sig} {}", pids[host]);
     };
     let signal = |sig: &str| signal_to(active, sig);
+    // Frozen mid-transaction past the timeout, its session is ended by
+    // PostgreSQL; woken, it may log that before it finds its lease gone.
+    daemons[active].allow(
+        "terminating connection due to idle-in-transaction timeout",
+        "the test freezes this daemon past its lease, possibly mid-transaction",
+    );
     signal("-STOP");
     let end = Instant::now() + TTL * 4;
     while !pair.active(standby).await {
@@ -419,7 +425,14 @@ async fn a_paused_active_daemon_woken_after_a_takeover_writes_and_sends_nothing(
         |rows: Vec<(i64, Option<i64>)>| rows.iter().filter(|(_, e)| *e == Some(old_epoch)).count();
     let logged_before = old_rows(ledger.request_epochs().await.unwrap());
     // Freeze the new active daemon too, so every request the provider sees
-    // from now until the old one exits is the old one's.
+    // from now until the old one exits is the old one's. Frozen inside a
+    // transaction for longer than `idle_in_transaction_session_timeout`
+    // (half the lease), its session is ended by PostgreSQL: woken, it
+    // logs that and retries the cycle, as it should.
+    daemons[standby].allow(
+        "terminating connection due to idle-in-transaction timeout",
+        "the test itself freezes this daemon, possibly mid-transaction, past the timeout",
+    );
     signal_to(standby, "-STOP");
     // What it sent before it froze may still be in the fake's hands: wait
     // until the fake's count stays put.
